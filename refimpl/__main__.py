@@ -1,0 +1,4 @@
+"""``python -m refimpl`` is the ``refimpl`` command."""
+from .cli import main
+
+raise SystemExit(main())

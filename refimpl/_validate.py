@@ -1,0 +1,81 @@
+"""Argument checks shared by layers and losses.
+
+Every check raises ``ValueError`` (bad value or shape) or ``TypeError`` (not an
+array, wrong kind of dtype) with a message that names the argument and says
+what was expected. Nothing is clipped, cast or dropped silently.
+
+>>> import numpy as np
+>>> check_positive("temperature", 0.0)
+Traceback (most recent call last):
+...
+ValueError: temperature must be a finite number > 0, got 0.0
+>>> check_array("z", np.zeros((3, 2)), ndim=3)
+Traceback (most recent call last):
+...
+ValueError: z must have 3 dimensions, got shape (3, 2)
+"""
+from __future__ import annotations
+
+import math
+
+from . import backend
+
+
+def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, finite: bool = True):
+    """Check that ``x`` is an array with the given number of dimensions / shape.
+
+    ``shape`` may hold ``None`` for free axes. ``floating`` requires a real
+    floating dtype; ``finite`` rejects NaN and infinity (one reduction: a
+    device sync on GPUs, which we accept for input validation).
+    """
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    xp = backend.namespace(x)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if shape is not None:
+        if x.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, x.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if floating and not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    if finite and xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        if not bool(xp.all(xp.isfinite(x))):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return x
+
+
+def check_positive(name: str, value) -> float:
+    """A finite Python number ``> 0``; returned as float."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def check_nonnegative(name: str, value) -> float:
+    """A finite Python number ``>= 0``; returned as float."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def check_choice(name: str, value, choices) -> str:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_same_length(name: str, x, ref_name: str, n: int):
+    """``x`` must have ``n`` rows, as ``ref_name`` has."""
+    if x.shape[0] != n:
+        raise ValueError(f"{name} has {x.shape[0]} rows, expected {n} (one per row of {ref_name})")
+    return x

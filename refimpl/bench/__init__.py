@@ -1,0 +1,1 @@
+"""Benchmarks of refimpl against PyTorch on the same machine (``refimpl bench``)."""

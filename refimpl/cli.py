@@ -1,0 +1,76 @@
+"""The ``refimpl`` command.
+
+Subcommands are thin: each names a module that provides
+``add_arguments(parser)`` and ``main(args) -> int``; the module is imported
+only when its subcommand runs (or when ``--help`` lists its options), so
+``refimpl info`` stays fast and optional dependencies (torch) are touched only
+by the commands that need them.
+
+    refimpl info                  versions and backends
+    refimpl bench tinynet         one TinyNet training step, refimpl vs PyTorch
+    refimpl bench losses          forward+backward of each loss, refimpl vs PyTorch
+    refimpl data gallery          PNG gallery of the synthetic data sets
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+
+from . import __version__, backend
+
+#: group -> {name: (module, one-line help)}
+COMMANDS = {
+    "bench": {
+        "tinynet": ("refimpl.bench.tinynet", "time one TinyNet+head training step vs PyTorch"),
+        "losses": ("refimpl.bench.losses", "time and memory of each loss vs torch autograd"),
+    },
+    "data": {
+        "gallery": ("data_synth.gallery", "write a PNG gallery of the synthetic data sets"),
+    },
+}
+
+
+def _info(_args) -> int:
+    import numpy as np
+
+    print(f"refimpl {__version__}")
+    print(f"python  {platform.python_version()}")
+    print(f"numpy   {np.__version__}")
+    print(f"cupy    {'available' if backend.cupy_available() else 'not available (no CUDA device or not installed)'}")
+    try:
+        import torch
+        print(f"torch   {torch.__version__} (cross-checks enabled)")
+    except ImportError:
+        print("torch   not installed (cross-checks skipped)")
+    return 0
+
+
+def build_parser(argv=()) -> argparse.ArgumentParser:
+    """The parser; a subcommand's own options are added only when ``argv`` selects it."""
+    parser = argparse.ArgumentParser(prog="refimpl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"refimpl {__version__}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    groups.add_parser("info", help="versions and available backends").set_defaults(func=_info)
+    for group, commands in COMMANDS.items():
+        sub = groups.add_parser(group, help=f"{group} commands").add_subparsers(
+            dest="name", required=True, metavar="NAME")
+        for name, (module_name, help_text) in commands.items():
+            p = sub.add_parser(name, help=help_text)
+            p.set_defaults(module=module_name)
+            if list(argv[:2]) == [group, name]:
+                importlib.import_module(module_name).add_arguments(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    if hasattr(args, "func"):
+        return args.func(args)
+    return importlib.import_module(args.module).main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Pieces shared by the losses: L2 normalisation, masked log-softmax, reductions.
+
+Each piece follows the forward/backward contract so that a loss composes
+them and its backward calls their backwards in reverse order.
+"""
+from __future__ import annotations
+
+from .. import backend
+from .._validate import check_choice
+
+REDUCTIONS = ("mean", "sum", "none")
+VARIANTS = ("paper", "official")
+
+#: floor on the norm in :func:`l2_normalize` (as ``torch.nn.functional.normalize``).
+NORM_EPS = 1e-12
+
+
+def l2_normalize(x, *, eps: float = NORM_EPS):
+    """Rows of ``x`` scaled to unit Euclidean norm.
+
+    .. math:: z_i = x_i / \\max(\\lVert x_i \\rVert_2, \\epsilon)
+
+    Stabiliser: the norm is floored at ``eps`` = 1e-12 so that a zero row gives
+    a zero row instead of NaN; backward is the exact derivative of this
+    floored map (above the floor it is the usual projection).
+
+    Shapes: ``x`` (..., D) -> ``z`` (..., D).
+
+    >>> import numpy as np
+    >>> z, _ = l2_normalize(np.array([[3.0, 4.0]]))
+    >>> z.tolist()
+    [[0.6, 0.8]]
+    """
+    xp = backend.namespace(x)
+    norm = xp.sqrt(xp.sum(x * x, axis=-1, keepdims=True))  # (..., 1)
+    floored = norm <= eps
+    denom = xp.where(floored, xp.asarray(eps, dtype=x.dtype), norm)
+    z = x / denom
+    return z, (z, denom, floored)
+
+
+def l2_normalize_backward(dz, cache):
+    """Gradient of :func:`l2_normalize`: ``dx = (dz - z <z, dz>) / |x|`` above the floor."""
+    z, denom, floored = cache
+    xp = backend.namespace(dz)
+    radial = xp.sum(dz * z, axis=-1, keepdims=True)  # (..., 1)
+    return xp.where(floored, dz, dz - z * radial) / denom
+
+
+def maybe_normalize(x, normalize: bool):
+    """``l2_normalize(x)`` when ``normalize`` else the identity (cache ``None``)."""
+    if not normalize:
+        return x, None
+    return l2_normalize(x)
+
+
+def maybe_normalize_backward(dz, cache):
+    return dz if cache is None else l2_normalize_backward(dz, cache)
+
+
+def masked_log_softmax(logits, keep):
+    """Row-wise log-softmax over the entries where ``keep`` is True.
+
+    .. math:: \\ell_{tj} = s_{tj} - \\log \\sum_{k:\\,\\mathrm{keep}_{tk}} e^{s_{tk}}
+
+    Stabiliser: the row maximum over kept entries is subtracted before ``exp``
+    (exact: it cancels). Entries not kept are returned as 0 and get zero
+    gradient. Every row must keep at least one entry.
+
+    Shapes: ``logits`` (M, K), ``keep`` (M, K) bool -> (M, K).
+
+    >>> import numpy as np
+    >>> s = np.log(np.array([[1.0, 1.0, 2.0]]))
+    >>> out, _ = masked_log_softmax(s, np.array([[False, True, True]]))
+    >>> np.exp(out).round(4).tolist()
+    [[1.0, 0.3333, 0.6667]]
+    """
+    xp = backend.namespace(logits)
+    neg_inf = xp.asarray(-xp.inf, dtype=logits.dtype)
+    masked = xp.where(keep, logits, neg_inf)
+    row_max = xp.max(masked, axis=-1, keepdims=True)  # (M, 1)
+    shifted = masked - row_max
+    exp = xp.exp(shifted)  # exp(-inf) = 0 off the mask
+    denom = xp.sum(exp, axis=-1, keepdims=True)  # (M, 1)
+    log_prob = xp.where(keep, shifted - xp.log(denom), xp.zeros_like(logits))
+    softmax = exp / denom
+    return log_prob, (softmax, keep)
+
+
+def masked_log_softmax_backward(dlog_prob, cache):
+    """``ds_tj = dl_tj - p_tj sum_k dl_tk`` on kept entries, 0 elsewhere."""
+    softmax, keep = cache
+    xp = backend.namespace(dlog_prob)
+    dl = xp.where(keep, dlog_prob, xp.zeros_like(dlog_prob))
+    return dl - softmax * xp.sum(dl, axis=-1, keepdims=True)
+
+
+def reduce(values, reduction: str):
+    """Apply ``reduction`` in {"mean", "sum", "none"} to per-sample ``values`` (N,)."""
+    check_choice("reduction", reduction, REDUCTIONS)
+    xp = backend.namespace(values)
+    if reduction == "none":
+        out = values
+    elif reduction == "sum":
+        out = xp.sum(values)
+    else:
+        out = xp.mean(values)
+    return out, (reduction, tuple(values.shape))
+
+
+def reduce_backward(dout, cache):
+    """Gradient of :func:`reduce` with respect to the per-sample values."""
+    reduction, shape = cache
+    xp = backend.namespace(dout)
+    if reduction == "none":
+        return dout
+    n = 1
+    for s in shape:
+        n *= s
+    scale = 1.0 if reduction == "sum" else 1.0 / n
+    return xp.broadcast_to(dout * scale, shape)

@@ -1,0 +1,83 @@
+"""Shared fixtures: one test body runs on every backend.
+
+``xpd`` is parametrised over NumPy, array_api_strict on its CPU device, on its
+non-CPU ``Device("device1")`` (which raises on any hidden conversion to NumPy),
+and CuPy where a GPU exists (marked ``gpu``; skipped otherwise unless
+``REFIMPL_REQUIRE_GPU=1``). ``xpd.put(np_array)`` moves host data there.
+
+Hypothesis profiles: ``dev`` (default), ``ci`` (chosen when ``CI=true``:
+derandomised, so CI runs are reproducible), ``nightly`` (many examples);
+pick one with ``HYPOTHESIS_PROFILE``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from types import ModuleType
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from refimpl import backend
+
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("nightly", max_examples=500, deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class XPD:
+    """A backend under test: its namespace, device, and a host-to-device mover."""
+
+    name: str
+    xp: ModuleType
+    device: object
+
+    def put(self, a, dtype=None):
+        return backend.asarray(np.asarray(a), xp=self.xp, dev=self.device, dtype=dtype)
+
+
+def _require_gpu() -> bool:
+    return os.environ.get("REFIMPL_REQUIRE_GPU") == "1"
+
+
+def _make(name: str) -> XPD:
+    if name == "numpy":
+        return XPD(name, np, None)
+    if name.startswith("strict"):
+        strict = pytest.importorskip("array_api_strict")
+        dev = strict.Device("CPU_DEVICE" if name == "strict-cpu" else "device1")
+        return XPD(name, strict, dev)
+    if not backend.cupy_available():
+        if _require_gpu():
+            pytest.fail("REFIMPL_REQUIRE_GPU=1 but CuPy has no CUDA device")
+        pytest.skip("CuPy with a CUDA device is not available")
+    return XPD(name, backend.cupy(), None)
+
+
+BACKENDS = [
+    "numpy",
+    "strict-cpu",
+    "strict-device1",
+    pytest.param("cupy", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def xpd(request) -> XPD:
+    """Every backend: numpy, array_api_strict (CPU and device1), cupy."""
+    return _make(request.param)
+
+
+@pytest.fixture
+def torch():
+    """The torch module (for float64 cross-checks), or skip when it is not installed."""
+    return pytest.importorskip("torch")
+
