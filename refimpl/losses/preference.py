@@ -1,0 +1,204 @@
+"""Bradley-Terry preference loss of ConPro's 'PrO' step (Nguyen et al., CVPR-W 2024, Eq. 3-4).
+
+The reward of an embedding is its cosine distance to a normality anchor, the
+mean of ``R`` reference embeddings of the normal class (Table 2: R = 1, 10, 20);
+the more severe sample of a pair is the preferred one (larger distance).
+
+* ``variant="paper"`` (default): Eq. 3-4 with the errata fixed (below); soft
+  labels ``prefer_i`` in [0, 1]; every reduction.
+* ``variant="official"``: the authors' ``PreferenceComparisonLoss``
+  (``Hong7Cong/ConPrO``, ``losses/losses.py``, ``train_conpre.py``):
+  ``NLLLoss()(sigmoid(cos(u_i, anchor) - cos(u_j, anchor)), label)`` with
+  ``label = severity_i > severity_j`` (so ``prefer_i`` must be 0 or 1). Quirks,
+  reproduced number for number: the reward is the cosine *similarity*, not the
+  distance; ``NLLLoss`` receives a probability, not a log-probability; and its
+  input is 1-D (N,), which torch reads as the N class scores of *one* sample,
+  so the loss is ``-sigmoid(...)[label_0]``: one element, pair 0 or pair 1
+  chosen by the first label, negative, in [-1, 0], the other pairs get no
+  gradient. Old torch computed exactly that from the (N,) target (it read only
+  ``target[0]``); current torch raises on an (N,) target and computes it when
+  the target is ``label[0]``, the reading we reproduce. The anchor is the
+  *unnormalised* mean of the raw reference embeddings (``main.ipynb``, n = 20;
+  ``train_conpre.py`` uses one reference image per pair, ``refs`` (N, 1, D));
+  gradients flow into the references. ``reduction`` must be "mean" (the code's
+  own) and ``normalize`` True.
+
+Decision on the paper variant's anchor: with ``normalize=True`` each reference
+is L2-normalised *before* averaging (the paper compares embeddings by cosine
+only, so a reference's norm carries no meaning and each of the n vectors counts
+equally), then the mean is normalised as any embedding. With
+``normalize=False`` nothing is normalised: the cosine becomes a dot product with
+the plain mean of the references.
+"""
+from __future__ import annotations
+
+from .. import backend
+from .._validate import check_array, check_choice, check_same_length, check_unit_interval
+from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
+                      maybe_normalize_backward, reduce, reduce_backward)
+
+
+def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str = "mean",
+            normalize: bool = True):
+    """ConPro Bradley-Terry preference loss over pairs (Eq. 3-4), with its cache.
+
+    .. math::
+
+        \\pi_0 = \\frac{1}{R} \\sum_{r=1}^{R} \\hat v_r, \\qquad
+        r^*(u) = d_{\\cos}(u, \\pi_0) = 1 - \\frac{u^\\top \\pi_0}{\\lVert u\\rVert\\,\\lVert \\pi_0\\rVert}
+
+        \\ell_k = -\\big[p_k \\log \\sigma(r^*_{ik} - r^*_{jk})
+                  + (1 - p_k) \\log \\sigma(r^*_{jk} - r^*_{ik})\\big]
+                = \\operatorname{softplus}(g_k) - p_k\\, g_k,
+        \\qquad g_k = r^*_{ik} - r^*_{jk}
+
+    with ``p = prefer_i`` and the loss ``reduce(l)``. Official variant (see the
+    module docstring): ``loss = -sigmoid(s_i - s_j)[label_0]`` with ``s`` the
+    cosine similarity to the unnormalised mean of the references.
+
+    Errata fixed (ConPro, Sec. 3.2): Eq. 3's second line has the exponent's sign
+    reversed, ``sigma(r_i - r_j) = 1 / (1 + exp(r_j - r_i))``; Eq. 4 lacks the
+    minus sign of a negative log-likelihood; ``d_cos`` is the cosine distance
+    ``1 - cos`` (Eq. 2 prints the similarity). Pairs of equal severity carry no
+    preference: pass ``p = 0.5`` (the loss then pulls the two rewards level) or
+    leave them out of the batch.
+
+    Stabilisers: ``-log sigma(x) = softplus(-x)``, computed as
+    ``max(x, 0) + log1p(exp(-|x|))`` and ``sigma(x)`` from ``exp(-|x|)``, so no
+    ``exp`` overflows and the loss stays finite and exact for any reward gap
+    (it matters with ``normalize=False``, where gaps are unbounded); the L2
+    normalisation floors norms at 1e-12 (torch's ``cosine_similarity``: 1e-8).
+
+    Parameters
+    ----------
+    u_i, u_j : array (N, D)
+        Raw embeddings of the two members of each pair.
+    refs : array (R, D) or (N, R, D)
+        Reference embeddings of the normal class, shared by all pairs or one
+        set per pair, averaged into the anchor.
+    prefer_i : array (N,)
+        Probability that ``u_i`` is the more severe (preferred) sample; 0 or 1
+        for the official variant.
+    variant : {"paper", "official"}
+    reduction : {"mean", "sum", "none"}
+    normalize : bool
+
+    Returns
+    -------
+    loss : 0-d array, or (N,) for ``reduction="none"``
+    cache : for :func:`backward`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> refs = np.array([[1.0, 0.0], [0.0, 1.0]])      # anchor along (1, 1)
+    >>> u_i, u_j = np.array([[1.0, -1.0]]), np.array([[1.0, 1.0]])
+    >>> loss, cache = forward(u_i, u_j, refs, np.array([1.0]))
+    >>> round(float(loss), 4)                          # -log sigma(1 - 0)
+    0.3133
+    >>> du_i, du_j, drefs = backward(1.0, cache)       # u_i pushed off the anchor
+    >>> du_i.round(4).tolist(), drefs.round(4).tolist()
+    ([[0.1345, 0.1345]], [[0.0, -0.1345], [0.1345, 0.0]])
+    >>> official, _ = forward(u_i, u_j, refs, np.array([0.0]), variant="official")
+    >>> round(float(official), 4)                      # -sigmoid(s_i - s_j)[0] = -sigma(0 - 1)
+    -0.2689
+    """
+    xp = backend.namespace(u_i, u_j, refs, prefer_i)
+    _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize)
+    paper = variant == "paper"
+    ui_hat, ui_cache = maybe_normalize(u_i, normalize)
+    uj_hat, uj_cache = maybe_normalize(u_j, normalize)
+    refs_hat, refs_cache = maybe_normalize(refs, normalize and paper)
+    anchor, anchor_cache = maybe_normalize(xp.mean(refs_hat, axis=-2), normalize)  # (D,) or (N, D)
+    sim_i = xp.sum(ui_hat * anchor, axis=-1)  # (N,)
+    sim_j = xp.sum(uj_hat * anchor, axis=-1)  # (N,)
+    gap = sim_j - sim_i  # = r_i - r_j with r = 1 - sim
+    p = xp.astype(prefer_i, u_i.dtype)
+    if paper:
+        per_pair = softplus(gap) - p * gap
+        dper_dgap = sigmoid(gap) - p
+        loss, reduce_cache = reduce(per_pair, reduction)
+    else:
+        prob = sigmoid(-gap)  # sigmoid(s_i - s_j)
+        read = _nll_read_weights(p, prob)
+        loss, reduce_cache = reduce(-read * prob, "sum")  # = -prob[label_0]
+        dper_dgap = read * prob * (1 - prob)
+    cache = (ui_hat, uj_hat, anchor, refs_hat, ui_cache, uj_cache, anchor_cache, refs_cache,
+             dper_dgap, reduce_cache)
+    return loss, cache
+
+
+def backward(dout, cache):
+    """Gradients ``(du_i, du_j, drefs)`` of :func:`forward`, shapes as the inputs.
+
+    With ``g = r_i - r_j = s_j - s_i`` and ``dg_k = dout_k * dl_k/dg_k``:
+    ``du_i_hat = -dg a``, ``du_j_hat = dg a`` with ``a`` the normalised anchor,
+    ``da = dg (u_j_hat - u_i_hat)``
+    (summed over pairs for shared references), then back through the anchor's
+    normalisation, the mean (each reference gets ``1/R`` of it) and the
+    references' normalisation. Ignore ``drefs`` to hold the anchor fixed.
+    """
+    (ui_hat, uj_hat, anchor, refs_hat, ui_cache, uj_cache, anchor_cache, refs_cache,
+     dper_dgap, reduce_cache) = cache
+    xp = backend.namespace(ui_hat)
+    dgap = reduce_backward(as_dout(dout, ui_hat), reduce_cache) * dper_dgap  # (N,)
+    dgap = xp.expand_dims(dgap, axis=-1)  # (N, 1)
+    du_i = maybe_normalize_backward(-dgap * anchor, ui_cache)
+    du_j = maybe_normalize_backward(dgap * anchor, uj_cache)
+    danchor = dgap * (uj_hat - ui_hat)  # (N, D)
+    if anchor.ndim == 1:  # one anchor shared by every pair
+        danchor = xp.sum(danchor, axis=0)  # (D,)
+    dmean = maybe_normalize_backward(danchor, anchor_cache)  # (D,) or (N, D)
+    n_refs = refs_hat.shape[-2]
+    # (1, D) or (N, 1, D) spread over the R references: (R, D) or (N, R, D)
+    drefs_hat = xp.expand_dims(dmean, axis=-2) / n_refs + xp.zeros_like(refs_hat)
+    return du_i, du_j, maybe_normalize_backward(drefs_hat, refs_cache)
+
+
+def softplus(x):
+    """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^{-|x|})``: exact, never overflows."""
+    xp = backend.namespace(x)
+    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def sigmoid(x):
+    """Logistic ``1 / (1 + e^{-x})`` from ``e^{-|x|}`` on both branches: never overflows."""
+    xp = backend.namespace(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _nll_read_weights(label, prob):
+    """One-hot (N,) at index ``label_0`` in {0, 1}: the one element torch's NLLLoss reads.
+
+    Built from the labels themselves, so it stays on their device without a sync.
+    """
+    xp = backend.namespace(label)
+    first = label[:1]  # (1,)
+    weights = xp.concat([1 - first, first, xp.zeros_like(prob[2:])])  # (max(N, 2),)
+    return weights[:prob.shape[0]]
+
+
+def _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize) -> None:
+    check_choice("variant", variant, VARIANTS)
+    check_choice("reduction", reduction, REDUCTIONS)
+    check_array("u_i", u_i, ndim=2)
+    n, d = u_i.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"u_i must have shape (N, D) with N, D >= 1, got {tuple(u_i.shape)}")
+    check_array("u_j", u_j, shape=(n, d))
+    check_array("refs", refs)
+    if refs.ndim not in (2, 3):
+        raise ValueError(f"refs must have 2 dimensions (R, D) or 3 (N, R, D), got shape {tuple(refs.shape)}")
+    want = (None, d) if refs.ndim == 2 else (n, None, d)
+    check_array("refs", refs, shape=want, finite=False)
+    if refs.shape[-2] < 1:
+        raise ValueError("refs must hold at least one reference vector (R >= 1)")
+    binary = variant == "official"
+    check_unit_interval("prefer_i", prefer_i, binary=binary)
+    check_same_length("prefer_i", prefer_i, "u_i", n)
+    if binary:
+        check_official(reduction, normalize)
+        if n < 2 and bool(prefer_i[0] == 1):
+            raise ValueError("prefer_i[0] = 1 needs N >= 2 with variant='official' (torch's NLLLoss "
+                             "reads element prefer_i[0] of the batch)")
