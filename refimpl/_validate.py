@@ -79,3 +79,29 @@ def check_same_length(name: str, x, ref_name: str, n: int):
     if x.shape[0] != n:
         raise ValueError(f"{name} has {x.shape[0]} rows, expected {n} (one per row of {ref_name})")
     return x
+
+
+def check_unit_interval(name: str, x, *, binary: bool = False):
+    """A 1-D array of labels or probabilities: values in [0, 1], or in {0, 1} when ``binary``.
+
+    Bool, integer and real floating dtypes are accepted (NaN and inf rejected).
+
+    >>> import numpy as np
+    >>> check_unit_interval("same", np.array([0, 2]), binary=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: same must hold only 0 or 1, got values outside {0, 1}
+    """
+    check_array(name, x, ndim=1, floating=False)
+    xp = backend.namespace(x)
+    if xp.isdtype(x.dtype, "bool"):
+        return x
+    if not xp.isdtype(x.dtype, ("integral", "real floating")):
+        raise TypeError(f"{name} must have a bool, integer or real floating dtype, got {x.dtype}")
+    if binary:
+        if not bool(xp.all((x == 0) | (x == 1))):
+            raise ValueError(f"{name} must hold only 0 or 1, got values outside {{0, 1}}")
+    elif not bool(xp.all((x >= 0) & (x <= 1))):
+        raise ValueError(f"{name} must hold values in [0, 1], got values outside [0, 1]")
+    return x
+

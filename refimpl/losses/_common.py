@@ -119,3 +119,24 @@ def reduce_backward(dout, cache):
         n *= s
     scale = 1.0 if reduction == "sum" else 1.0 / n
     return xp.broadcast_to(dout * scale, shape)
+
+
+def as_dout(dout, like):
+    """Upstream gradient as an array of ``like``'s namespace, device and dtype.
+
+    Scalar reductions accept a Python number as ``dout``; arrays pass through.
+    """
+    if isinstance(dout, (int, float)):
+        return backend.asarray(dout, like=like, dtype=like.dtype)
+    return dout
+
+
+def check_official(reduction: str, normalize: bool) -> None:
+    """``variant="official"`` reproduces code that always L2-normalises and has its own reduction."""
+    if reduction != "mean":
+        raise ValueError(
+            f"reduction must be 'mean' with variant='official' (the authors' code has its own "
+            f"reduction), got {reduction!r}")
+    if not normalize:
+        raise ValueError("normalize must be True with variant='official' "
+                         "(the authors' code always takes the cosine of raw embeddings)")
