@@ -34,7 +34,7 @@ def l2_normalize(x, *, eps: float = NORM_EPS):
     xp = backend.namespace(x)
     norm = xp.sqrt(xp.sum(x * x, axis=-1, keepdims=True))  # (..., 1)
     floored = norm <= eps
-    denom = xp.where(floored, xp.asarray(eps, dtype=x.dtype), norm)
+    denom = xp.where(floored, xp.full_like(norm, eps), norm)
     z = x / denom
     return z, (z, denom, floored)
 
