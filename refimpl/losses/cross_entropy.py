@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_same_length
-from ._common import REDUCTIONS, masked_log_softmax, masked_log_softmax_backward, reduce, reduce_backward
+from ._common import REDUCTIONS, as_dout, masked_log_softmax, masked_log_softmax_backward, reduce, reduce_backward
 
 
 def _check_smoothing(label_smoothing) -> float:
@@ -105,6 +105,6 @@ def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduc
 def backward(dout, cache):
     """Gradient of :func:`forward`: ``(dlogits, None, None)`` (targets and weights get none)."""
     coef, lcache, rcache = cache
-    dvalues = reduce_backward(dout, rcache)  # (N,)
+    dvalues = reduce_backward(as_dout(dout, coef), rcache)  # (N,)
     dlogits = masked_log_softmax_backward(-coef * dvalues[:, None], lcache)
     return dlogits, None, None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_positive
-from ._common import masked_log_softmax, masked_log_softmax_backward
+from ._common import as_dout, masked_log_softmax, masked_log_softmax_backward
 
 
 def _log_softmax(x):
@@ -110,9 +110,9 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
 def backward(dout, cache):
     """Gradient of :func:`forward`: ``(dstudent, None, None)``."""
     q_sum, scale, lcache, student_temp = cache
-    xp = backend.namespace(dout)
+    xp = backend.namespace(q_sum)
     softmax = lcache[0]
-    dlog_p = xp.reshape(-q_sum * (dout * scale), tuple(softmax.shape))  # (V*B, K)
+    dlog_p = xp.reshape(-q_sum * (as_dout(dout, q_sum) * scale), tuple(softmax.shape))  # (V*B, K)
     dstudent = masked_log_softmax_backward(dlog_p, lcache) / student_temp
     return dstudent, None, None
 

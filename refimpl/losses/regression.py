@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_positive
-from ._common import reduce, reduce_backward
+from ._common import as_dout, reduce, reduce_backward
 
 KINDS = ("mse", "l1", "huber")
 
@@ -81,4 +81,4 @@ def forward(pred, target, *, kind: str = "mse", delta: float = 1.0, reduction: s
 def backward(dout, cache):
     """Gradient of :func:`forward`: ``(dpred,)`` (the target gets none)."""
     slope, rcache = cache
-    return (reduce_backward(dout, rcache) * slope,)
+    return (reduce_backward(as_dout(dout, slope), rcache) * slope,)

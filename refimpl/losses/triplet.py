@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_same_length
-from ._common import REDUCTIONS, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
+from ._common import REDUCTIONS, as_dout, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
 
 
 def ecdf(values, population):
@@ -128,8 +128,8 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
 def backward(dout, cache):
     """Gradient of :func:`forward`: ``(danchor, dpositive, dnegative, None, None, None)``."""
     to_pos, to_neg, active, ca, cp, cn, rcache = cache
-    xp = backend.namespace(dout)
-    dh = reduce_backward(dout, rcache)  # (N,)
+    xp = backend.namespace(to_pos)
+    dh = reduce_backward(as_dout(dout, to_pos), rcache)  # (N,)
     dh = 2 * xp.where(active, dh, xp.zeros_like(dh))[:, None]  # (N, 1), d|u|^2 = 2u
     da = maybe_normalize_backward(dh * (to_pos - to_neg), ca)
     dp = maybe_normalize_backward(-dh * to_pos, cp)
