@@ -3,8 +3,16 @@
 Each public function here has a fast NumPy path, a CuPy path, and a
 pure-standard fallback (used for array_api_strict and any other namespace),
 all computing the same thing; tests compare the paths with each other.
+
+Sliding windows (for im2col convolution and pooling) use this layout:
+``cols[n, c, i, j, oh, ow] = xpad[n, c, oh * stride + i, ow * stride + j]``,
+kernel offsets ``(i, j)`` before output positions ``(oh, ow)``, so that
+``reshape(cols, (N, C * KH * KW, OH * OW))`` is the right operand of one
+matrix product per image with no transposed copy.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from . import backend
 
@@ -13,3 +21,160 @@ def _kind(xp) -> str:
     """"numpy", "cupy" or "standard": which implementation serves ``xp``."""
     name = xp.__name__
     return name if name in ("numpy", "cupy") else "standard"
+
+
+def window_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Number of window positions along one axis: ``(size + 2 padding - kernel) // stride + 1``.
+
+    Raises ValueError when the kernel is larger than the padded input.
+
+    >>> window_output_size(5, 3, 2, 1)
+    3
+    """
+    padded = size + 2 * padding
+    if kernel > padded:
+        raise ValueError(
+            f"kernel size {kernel} is larger than the padded input size {padded} "
+            f"(input {size}, padding {padding})"
+        )
+    return (padded - kernel) // stride + 1
+
+
+def _geometry(x_shape, kernel, stride, padding):
+    """(OH, OW) and the slice of every kernel offset (i, j) into the padded input."""
+    kh, kw = kernel
+    oh = window_output_size(x_shape[2], kh, stride, padding)
+    ow = window_output_size(x_shape[3], kw, stride, padding)
+    # Stops are exact (last index + 1): the standard forbids out-of-bounds stops.
+    offsets = [
+        (i, j, (slice(i, i + stride * (oh - 1) + 1, stride), slice(j, j + stride * (ow - 1) + 1, stride)))
+        for i in range(kh) for j in range(kw)
+    ]
+    return oh, ow, offsets
+
+
+def im2col(x, kernel, *, stride: int = 1, padding: int = 0, fill: float = 0.0):
+    """Extract every sliding window of ``x``: the gather of im2col convolution.
+
+    Parameters
+    ----------
+    x : array (N, C, H, W)
+    kernel : (KH, KW)
+    stride, padding : int
+        Window step and the number of ``fill`` rows/columns added on each side.
+    fill : float
+        Value of the padding (0 for convolution, ``-inf`` for max pooling).
+
+    Returns
+    -------
+    cols : array (N, C, KH, KW, OH, OW), a new array
+
+    .. math::
+        \\mathrm{cols}_{n,c,i,j,p,q} = \\tilde x_{n,c,\\,ps+i,\\,qs+j}
+
+    where :math:`\\tilde x` is ``x`` padded with ``fill``.
+
+    >>> import numpy as np
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> im2col(x, (2, 2))[0, 0, :, :, 0, 0].tolist()    # the top-left window
+    [[0.0, 1.0], [3.0, 4.0]]
+    >>> im2col(x, (2, 2), stride=2, padding=1)[0, 0, :, :, 1, 1].tolist()
+    [[4.0, 5.0], [7.0, 8.0]]
+    """
+    xp = backend.namespace(x)
+    kind = _kind(xp)
+    if kind == "numpy":
+        return _im2col_numpy(x, kernel, stride, padding, fill)
+    if kind == "cupy":
+        return _im2col_inplace(xp, x, kernel, stride, padding, fill)
+    return _im2col_standard(xp, x, kernel, stride, padding, fill)
+
+
+def col2im(cols, x_shape, *, stride: int = 1, padding: int = 0):
+    """Scatter-add windows back onto an image: the exact adjoint of :func:`im2col`.
+
+    Parameters
+    ----------
+    cols : array (N, C, KH, KW, OH, OW)
+    x_shape : (N, C, H, W), the shape of the image :func:`im2col` read
+    stride, padding : int, as given to :func:`im2col`
+
+    Returns
+    -------
+    dx : array (N, C, H, W), a new array; values that fall on the padding are dropped
+
+    .. math::
+        dx_{n,c,h,w} = \\sum_{(i,j,p,q):\\ ps+i-P=h,\\ qs+j-P=w} \\mathrm{cols}_{n,c,i,j,p,q}
+
+    so that :math:`\\langle \\mathrm{im2col}(x), y\\rangle = \\langle x, \\mathrm{col2im}(y)\\rangle`.
+
+    >>> import numpy as np
+    >>> ones = np.ones((1, 1, 2, 2, 2, 2))           # 2x2 windows over a 3x3 image
+    >>> col2im(ones, (1, 1, 3, 3))[0, 0].tolist()   # how many windows cover each pixel
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+    """
+    xp = backend.namespace(cols)
+    if _kind(xp) in ("numpy", "cupy"):
+        return _col2im_inplace(xp, cols, x_shape, stride, padding)
+    return _col2im_standard(xp, cols, x_shape, stride, padding)
+
+
+def _im2col_numpy(x, kernel, stride, padding, fill):
+    """One strided copy of a sliding-window view (no Python loop over offsets)."""
+    _geometry(x.shape, kernel, stride, padding)  # validates the sizes
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
+    view = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=(2, 3))
+    view = view[:, :, ::stride, ::stride]                         # (N, C, OH, OW, KH, KW)
+    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3))  # (N, C, KH, KW, OH, OW)
+
+
+def _im2col_inplace(xp, x, kernel, stride, padding, fill):
+    """One strided slice copied per kernel offset into a preallocated array (NumPy or CuPy)."""
+    n, c = x.shape[:2]
+    oh, ow, offsets = _geometry(x.shape, kernel, stride, padding)
+    if padding:
+        x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
+    cols = xp.empty((n, c, *kernel, oh, ow), dtype=x.dtype)
+    for i, j, (rows, columns) in offsets:
+        cols[:, :, i, j] = x[:, :, rows, columns]
+    return cols
+
+
+def _col2im_inplace(xp, cols, x_shape, stride, padding):
+    """One in-place strided slice-add per kernel offset (no np.add.at); NumPy or CuPy."""
+    n, c, h, w = x_shape
+    _, _, offsets = _geometry(x_shape, cols.shape[2:4], stride, padding)
+    dx = xp.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+    for i, j, (rows, columns) in offsets:
+        dx[:, :, rows, columns] += cols[:, :, i, j]
+    return dx[:, :, padding:padding + h, padding:padding + w]
+
+
+def _pad_standard(xp, x, padding, fill):
+    """``x`` (N, C, H, W) inside a ``fill`` border of width ``padding``, on x's device."""
+    n, c, h, w = x.shape
+    out = xp.full((n, c, h + 2 * padding, w + 2 * padding), fill, dtype=x.dtype, device=x.device)
+    out[:, :, padding:padding + h, padding:padding + w] = x
+    return out
+
+
+def _im2col_standard(xp, x, kernel, stride, padding, fill):
+    """Pure-standard fallback: a stack of one strided slice per kernel offset."""
+    n, c = x.shape[:2]
+    oh, ow, offsets = _geometry(x.shape, kernel, stride, padding)
+    if padding:
+        x = _pad_standard(xp, x, padding, fill)
+    cols = xp.stack([x[:, :, rows, columns] for _, _, (rows, columns) in offsets], axis=2)
+    return xp.reshape(cols, (n, c, *kernel, oh, ow))  # (N, C, KH*KW, OH, OW) -> 6-D
+
+
+def _col2im_standard(xp, cols, x_shape, stride, padding):
+    """Pure-standard fallback: one strided slice-add per kernel offset, by item assignment."""
+    n, c, h, w = x_shape
+    _, _, offsets = _geometry(x_shape, cols.shape[2:4], stride, padding)
+    zero = xp.zeros((n, c, h, w), dtype=cols.dtype, device=cols.device)
+    dx = _pad_standard(xp, zero, padding, 0.0)
+    for i, j, (rows, columns) in offsets:
+        dx[:, :, rows, columns] = dx[:, :, rows, columns] + cols[:, :, i, j]
+    return dx[:, :, padding:padding + h, padding:padding + w]

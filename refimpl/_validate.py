@@ -105,3 +105,24 @@ def check_unit_interval(name: str, x, *, binary: bool = False):
         raise ValueError(f"{name} must hold values in [0, 1], got values outside [0, 1]")
     return x
 
+
+def check_integer(name: str, value, *, minimum: int = 0) -> int:
+    """A Python (or NumPy) integer ``>= minimum``, bools excluded; returned as int.
+
+    >>> check_integer("stride", 0, minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: stride must be an integer >= 1, got 0
+    """
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_same_dtype(name: str, x, ref_name: str, ref):
+    """``x`` must have the dtype of ``ref`` (no silent promotion between float32 and float64)."""
+    if x.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {x.dtype}, expected the dtype of {ref_name} ({ref.dtype})")
+    return x

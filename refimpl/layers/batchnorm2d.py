@@ -1,0 +1,147 @@
+"""Batch normalisation over (N, H, W) per channel (Ioffe & Szegedy 2015), as PyTorch's BatchNorm2d.
+
+Training mode normalises with the batch statistics (biased variance) and
+reports PyTorch's running-statistics update (unbiased variance) through
+:func:`new_running_stats`; evaluation mode normalises with the running
+statistics. Nothing is mutated: the running statistics come back as new arrays.
+"""
+from __future__ import annotations
+
+from .. import _validate, backend
+
+_AXES = (0, 2, 3)
+
+
+def _channel(xp, v):
+    """(C,) -> (1, C, 1, 1), to broadcast against (N, C, H, W)."""
+    return xp.reshape(v, (1, v.shape[0], 1, 1))
+
+
+def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum: float = 0.1,
+            eps: float = 1e-5):
+    """Normalise each channel, then scale by ``gamma`` and shift by ``beta``.
+
+    Parameters
+    ----------
+    x : array (N, C, H, W)
+    gamma, beta : arrays (C,)
+    running_mean, running_var : arrays (C,)
+        Used to normalise in evaluation mode; in training mode only kept for
+        :func:`new_running_stats`.
+    train : bool
+        Batch statistics (True) or running statistics (False).
+    momentum : float in [0, 1]
+        Weight of the batch statistic in the running update.
+    eps : float > 0
+        Added to the variance inside the square root, so that a constant
+        channel does not divide by zero (as PyTorch, default 1e-5).
+
+    Returns
+    -------
+    out : array (N, C, H, W)
+    cache : for :func:`backward` and :func:`new_running_stats`
+
+    .. math::
+        \\hat x = \\frac{x - \\mu_c}{\\sqrt{\\sigma_c^2 + \\epsilon}},\\quad
+        \\mathrm{out} = \\gamma_c \\hat x + \\beta_c
+
+    Ioffe & Szegedy (2015), Algorithm 1: in training :math:`\\mu_c` and the
+    biased :math:`\\sigma_c^2` are taken over the batch and spatial axes
+    (:math:`m = NHW` values); in evaluation they are the running statistics.
+
+    >>> import numpy as np
+    >>> x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(4, 1, 1, 1)
+    >>> one, zero = np.ones(1), np.zeros(1)
+    >>> out, cache = forward(x, one, zero, zero, one, train=True)
+    >>> out.ravel().round(4).tolist()
+    [-1.3416, -0.4472, 0.4472, 1.3416]
+    >>> [v.round(4).tolist() for v in new_running_stats(cache)]
+    [[0.25], [1.0667]]
+    """
+    xp = backend.namespace(x, gamma, beta, running_mean, running_var)
+    _validate.check_array("x", x, ndim=4, finite=False)
+    c = x.shape[1]
+    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        _validate.check_array(name, v, shape=(c,), finite=False)
+        _validate.check_same_dtype(name, v, "x", x)
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool, got {type(train).__name__}")
+    momentum = _validate.check_nonnegative("momentum", momentum)
+    if momentum > 1:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    eps = _validate.check_positive("eps", eps)
+    m = x.shape[0] * x.shape[2] * x.shape[3]
+    if train:
+        if m < 2:
+            raise ValueError(f"x must hold more than 1 value per channel in training mode, got shape {tuple(x.shape)}")
+        mean = xp.mean(x, axis=_AXES)
+        centred = x - _channel(xp, mean)
+        var = xp.mean(centred * centred, axis=_AXES)  # biased: normalises the batch
+    else:
+        mean, var = running_mean, running_var
+        centred = x - _channel(xp, mean)
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    x_hat = centred * _channel(xp, inv_std)
+    out = x_hat * _channel(xp, gamma) + _channel(xp, beta)
+    # backward needs x_hat, gamma and 1/std; the running update needs the batch statistics.
+    stats = (mean, var * (m / (m - 1)) if train else var, running_mean, running_var, momentum)
+    return out, (x_hat, gamma, inv_std, train, stats)
+
+
+def backward(dout, cache):
+    """Gradients of :func:`forward` with respect to ``x``, ``gamma`` and ``beta``.
+
+    Returns ``(dx, dgamma, dbeta)``: dx (N, C, H, W), dgamma and dbeta (C,).
+
+    .. math::
+        d\\beta_c = \\sum dout,\\quad d\\gamma_c = \\sum dout\\,\\hat x,\\quad
+        dx = \\frac{\\gamma_c}{\\sqrt{\\sigma_c^2 + \\epsilon}}
+        \\Big(dout - \\frac{d\\beta_c}{m} - \\hat x \\frac{d\\gamma_c}{m}\\Big)
+
+    (sums over the :math:`m = NHW` values of channel :math:`c`; in evaluation
+    mode the statistics are constants and :math:`dx = \\gamma_c\\, dout /
+    \\sqrt{\\sigma_c^2 + \\epsilon}`).
+
+    >>> import numpy as np
+    >>> x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(4, 1, 1, 1)
+    >>> _, cache = forward(x, np.ones(1), np.zeros(1), np.zeros(1), np.ones(1), train=True)
+    >>> dx, dgamma, dbeta = backward(np.array([1.0, 0.0, 0.0, 0.0]).reshape(4, 1, 1, 1), cache)
+    >>> dx.ravel().round(4).tolist(), dgamma.round(4).tolist(), dbeta.tolist()
+    ([0.2683, -0.3578, -0.0894, 0.1789], [-1.3416], [1.0])
+    """
+    x_hat, gamma, inv_std, train, _ = cache
+    xp = backend.namespace(dout, x_hat)
+    dbeta = xp.sum(dout, axis=_AXES)
+    dgamma = xp.sum(dout * x_hat, axis=_AXES)
+    scale = _channel(xp, gamma * inv_std)
+    if not train:
+        return dout * scale, dgamma, dbeta
+    m = x_hat.shape[0] * x_hat.shape[2] * x_hat.shape[3]
+    dx = (dout - _channel(xp, dbeta / m) - x_hat * _channel(xp, dgamma / m)) * scale
+    return dx, dgamma, dbeta
+
+
+def new_running_stats(cache):
+    """Running statistics after the :func:`forward` pass that made ``cache``.
+
+    Training mode applies PyTorch's update with the *unbiased* batch variance;
+    evaluation mode returns the running statistics unchanged (the same arrays).
+
+    .. math::
+        \\hat\\mu \\leftarrow (1 - \\alpha)\\hat\\mu + \\alpha\\mu_c,\\quad
+        \\hat\\sigma^2 \\leftarrow (1 - \\alpha)\\hat\\sigma^2 + \\alpha \\frac{m}{m - 1}\\sigma_c^2
+
+    with :math:`\\alpha` the momentum. Returns ``(running_mean, running_var)``.
+
+    >>> import numpy as np
+    >>> x = np.array([0.0, 2.0]).reshape(2, 1, 1, 1)
+    >>> _, cache = forward(x, np.ones(1), np.zeros(1), np.zeros(1), np.ones(1), train=True, momentum=0.5)
+    >>> [v.tolist() for v in new_running_stats(cache)]
+    [[0.5], [1.5]]
+    """
+    mean, var_unbiased, running_mean, running_var, momentum = cache[4]
+    if not cache[3]:
+        return running_mean, running_var
+    return ((1 - momentum) * running_mean + momentum * mean,
+            (1 - momentum) * running_var + momentum * var_unbiased)

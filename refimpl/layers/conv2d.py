@@ -1,0 +1,189 @@
+"""2-D convolution (cross-correlation, as PyTorch's ``conv2d``) by im2col.
+
+The fast pair (:func:`forward` / :func:`backward`) does one batched matrix
+product per pass: the windows of ``x`` are gathered once by
+:func:`refimpl._ops.im2col` into ``cols`` (N, C*KH*KW, OH*OW), so that
+``w`` (F, C*KH*KW) times ``cols`` is already in the NCHW output layout.
+The naive pair (:func:`forward_naive` / :func:`backward_naive`) loops over
+output positions straight from the definition; the tests hold the two
+against each other.
+"""
+from __future__ import annotations
+
+from .. import _ops, _validate, backend
+
+
+def _check(x, w, b, stride, padding):
+    """Validate the arguments; returns (stride, padding) as ints."""
+    _validate.check_array("x", x, ndim=4, finite=False)
+    _validate.check_array("w", w, ndim=4, finite=False)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"w has {w.shape[1]} input channels (shape {tuple(w.shape)}), "
+            f"x has {x.shape[1]} (shape {tuple(x.shape)})"
+        )
+    _validate.check_same_dtype("w", w, "x", x)
+    if b is not None:
+        _validate.check_array("b", b, shape=(w.shape[0],), finite=False)
+        _validate.check_same_dtype("b", b, "x", x)
+    stride = _validate.check_integer("stride", stride, minimum=1)
+    padding = _validate.check_integer("padding", padding, minimum=0)
+    for axis in (2, 3):
+        _ops.window_output_size(x.shape[axis], w.shape[axis], stride, padding)
+    return stride, padding
+
+
+def forward(x, w, b, *, stride: int = 1, padding: int = 0):
+    """Convolve ``x`` with the filters ``w`` (zero padding, PyTorch layout).
+
+    Parameters
+    ----------
+    x : array (N, C, H, W)
+    w : array (F, C, KH, KW)
+    b : array (F,) or None
+    stride, padding : int
+        ``stride >= 1``; ``padding >= 0`` zero rows/columns on each side.
+
+    Returns
+    -------
+    out : array (N, F, OH, OW), ``OH = (H + 2 padding - KH) // stride + 1`` (OW alike)
+    cache : for :func:`backward`
+
+    .. math::
+        \\mathrm{out}_{n,f,p,q} = b_f + \\sum_{c,i,j} w_{f,c,i,j}\\,
+        \\tilde x_{n,c,\\,ps+i,\\,qs+j}
+
+    with :math:`\\tilde x` the zero-padded input (LeCun et al. 1998; the
+    layout and cross-correlation convention of ``torch.nn.functional.conv2d``).
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> w = np.array([[[[1.0, 0.0], [0.0, -1.0]]]])      # x[p, q] - x[p + 1, q + 1]
+    >>> out, cache = forward(x, w, np.array([0.5]), stride=2)
+    >>> out.tolist()
+    [[[[-4.5, -4.5], [-4.5, -4.5]]]]
+    """
+    xp = backend.namespace(x, w, b)
+    stride, padding = _check(x, w, b, stride, padding)
+    n, c = x.shape[:2]
+    f, _, kh, kw = w.shape
+    cols = _ops.im2col(x, (kh, kw), stride=stride, padding=padding)  # (N, C, KH, KW, OH, OW)
+    oh, ow = cols.shape[4:]
+    cols = xp.reshape(cols, (n, c * kh * kw, oh * ow))
+    out = xp.reshape(w, (f, c * kh * kw)) @ cols  # (F, CKK) @ (N, CKK, P) -> (N, F, P)
+    if b is not None:
+        out += xp.reshape(b, (f, 1))
+    # backward needs the columns (for dw) and w (for dx); x itself is not kept.
+    cache = (cols, w, tuple(x.shape), b is not None, stride, padding)
+    return xp.reshape(out, (n, f, oh, ow)), cache
+
+
+def backward(dout, cache):
+    """Gradients of :func:`forward`.
+
+    Parameters
+    ----------
+    dout : array (N, F, OH, OW)
+    cache : from :func:`forward`
+
+    Returns
+    -------
+    dx : array (N, C, H, W)
+    dw : array (F, C, KH, KW)
+    db : array (F,), or None when ``b`` was None
+
+    .. math::
+        dw_{f,c,i,j} = \\sum_{n,p,q} dout_{n,f,p,q}\\,\\tilde x_{n,c,ps+i,qs+j},\\quad
+        db_f = \\sum_{n,p,q} dout_{n,f,p,q},\\quad
+        dx = \\mathrm{col2im}\\big(w^\\top dout\\big)
+
+    (``col2im`` is the adjoint of the window gather; the padding is dropped).
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> out, cache = forward(x, np.ones((1, 1, 2, 2)), None, stride=2)
+    >>> dx, dw, db = backward(np.ones_like(out), cache)
+    >>> dw.tolist(), db is None, float(dx.sum())
+    ([[[[20.0, 24.0], [36.0, 40.0]]]], True, 16.0)
+    """
+    cols, w, x_shape, has_b, stride, padding = cache
+    xp = backend.namespace(dout, w)
+    n, f, oh, ow = dout.shape
+    _, c, kh, kw = w.shape
+    dout3 = xp.reshape(dout, (n, f, oh * ow))
+    # (N, F, P) @ (N, P, CKK) -> (N, F, CKK), summed over the batch
+    dw = xp.sum(dout3 @ xp.permute_dims(cols, (0, 2, 1)), axis=0)
+    # (CKK, F) @ (N, F, P) -> (N, CKK, P): gradient of every window, scattered back
+    dcols = xp.permute_dims(xp.reshape(w, (f, c * kh * kw)), (1, 0)) @ dout3
+    dx = _ops.col2im(xp.reshape(dcols, (n, c, kh, kw, oh, ow)), x_shape, stride=stride, padding=padding)
+    db = xp.sum(dout3, axis=(0, 2)) if has_b else None
+    return dx, xp.reshape(dw, w.shape), db
+
+
+def _zero_pad(xp, x, padding):
+    """``x`` (N, C, H, W) with ``padding`` zero rows/columns on each side (by concatenation)."""
+    if padding == 0:
+        return x
+    rows = xp.zeros_like(x[:, :, :padding, :])
+    x = xp.concat([rows, x, rows], axis=2)
+    columns = xp.zeros_like(x[:, :, :, :padding])
+    return xp.concat([columns, x, columns], axis=3)
+
+
+def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
+    """:func:`forward` as a loop over output positions, straight from the definition.
+
+    Same arguments, output and equation as :func:`forward`; slow, for tests.
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> w = np.array([[[[1.0, 0.0], [0.0, -1.0]]]])
+    >>> forward_naive(x, w, np.array([0.5]), stride=2)[0].tolist()
+    [[[[-4.5, -4.5], [-4.5, -4.5]]]]
+    """
+    xp = backend.namespace(x, w, b)
+    stride, padding = _check(x, w, b, stride, padding)
+    xpad = _zero_pad(xp, x, padding)
+    f, _, kh, kw = w.shape
+    oh = (xpad.shape[2] - kh) // stride + 1
+    ow = (xpad.shape[3] - kw) // stride + 1
+    rows = []
+    for p in range(oh):
+        row = []
+        for q in range(ow):
+            window = xpad[:, :, p * stride:p * stride + kh, q * stride:q * stride + kw]  # (N, C, KH, KW)
+            value = xp.sum(window[:, None] * w[None], axis=(2, 3, 4))  # (N, F)
+            row.append(value if b is None else value + b)
+        rows.append(xp.stack(row, axis=-1))  # (N, F, OW)
+    return xp.stack(rows, axis=-2), (xpad, w, b is not None, stride, padding)  # (N, F, OH, OW)
+
+
+def backward_naive(dout, cache):
+    """:func:`backward` as a loop over output positions, straight from the definition.
+
+    Every output position adds ``dout * window`` to ``dw`` and ``dout * w`` to
+    the window of ``dx`` it read.
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> out, cache = forward_naive(x, np.ones((1, 1, 2, 2)), None, stride=2)
+    >>> dx, dw, db = backward_naive(np.ones_like(out), cache)
+    >>> dw.tolist(), db is None, float(dx.sum())
+    ([[[[20.0, 24.0], [36.0, 40.0]]]], True, 16.0)
+    """
+    xpad, w, has_b, stride, padding = cache
+    xp = backend.namespace(dout, w)
+    _, _, kh, kw = w.shape
+    dxpad = xp.zeros_like(xpad)
+    dw = xp.zeros_like(w)
+    for p in range(dout.shape[2]):
+        for q in range(dout.shape[3]):
+            rows, columns = slice(p * stride, p * stride + kh), slice(q * stride, q * stride + kw)
+            g = dout[:, :, p, q]  # (N, F)
+            dw = dw + xp.sum(g[:, :, None, None, None] * xpad[:, None, :, rows, columns], axis=0)
+            dxpad[:, :, rows, columns] = dxpad[:, :, rows, columns] + xp.sum(
+                g[:, :, None, None, None] * w[None], axis=1)
+    h, wd = xpad.shape[2] - 2 * padding, xpad.shape[3] - 2 * padding
+    dx = dxpad[:, :, padding:padding + h, padding:padding + wd]
+    db = xp.sum(dout, axis=(0, 2, 3)) if has_b else None
+    return dx, dw, db

@@ -1,0 +1,40 @@
+"""Flatten every axis but the first."""
+from __future__ import annotations
+
+import math
+
+from .. import _validate, backend
+
+
+def forward(x):
+    """Reshape ``x`` (N, d1, d2, ...) to (N, d1 * d2 * ...).
+
+    .. math::
+        \\mathrm{out}_{n, k} = x_{n, (d_1, d_2, \\dots)[k]} \\quad\\text{(row-major order)}
+
+    >>> import numpy as np
+    >>> out, cache = forward(np.arange(8.0).reshape(2, 2, 2))
+    >>> out.tolist()
+    [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+    """
+    xp = backend.namespace(x)
+    _validate.check_array("x", x, floating=False, finite=False)
+    if x.ndim < 1:
+        raise ValueError(f"x must have a batch axis, got shape {tuple(x.shape)}")
+    shape = tuple(x.shape)
+    return xp.reshape(x, (shape[0], math.prod(shape[1:]))), shape
+
+
+def backward(dout, cache):
+    """Gradient of :func:`forward`: ``dout`` reshaped back to the input's shape.
+
+    .. math::
+        dx = \\mathrm{reshape}(dout, \\mathrm{shape}(x))
+
+    >>> import numpy as np
+    >>> _, cache = forward(np.zeros((2, 1, 2)))
+    >>> backward(np.array([[1.0, 2.0], [3.0, 4.0]]), cache)[0].shape
+    (2, 1, 2)
+    """
+    xp = backend.namespace(dout)
+    return (xp.reshape(dout, cache),)

@@ -1,0 +1,73 @@
+"""Fully connected layer, PyTorch layout: ``out = x @ w.T + b``."""
+from __future__ import annotations
+
+from .. import _validate, backend
+
+
+def forward(x, w, b):
+    """Affine map of each row of ``x``.
+
+    Parameters
+    ----------
+    x : array (N, D_in)
+    w : array (D_out, D_in), as ``torch.nn.Linear.weight``
+    b : array (D_out,) or None
+
+    Returns
+    -------
+    out : array (N, D_out)
+    cache : for :func:`backward`
+
+    .. math::
+        \\mathrm{out}_{n,o} = \\sum_i x_{n,i}\\, w_{o,i} + b_o
+
+    >>> import numpy as np
+    >>> out, cache = forward(np.array([[1.0, 2.0]]), np.array([[1.0, -1.0], [0.5, 0.5]]), np.array([0.0, 1.0]))
+    >>> out.tolist()
+    [[-1.0, 2.5]]
+    """
+    xp = backend.namespace(x, w, b)
+    _validate.check_array("x", x, ndim=2, finite=False)
+    _validate.check_array("w", w, ndim=2, finite=False)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input features (shape {tuple(w.shape)}), "
+                         f"x has {x.shape[1]} (shape {tuple(x.shape)})")
+    _validate.check_same_dtype("w", w, "x", x)
+    if b is not None:
+        _validate.check_array("b", b, shape=(w.shape[0],), finite=False)
+        _validate.check_same_dtype("b", b, "x", x)
+    out = x @ xp.permute_dims(w, (1, 0))  # (N, D_in) @ (D_in, D_out) -> (N, D_out)
+    if b is not None:
+        out = out + b
+    return out, (x, w, b is not None)
+
+
+def backward(dout, cache):
+    """Gradients of :func:`forward`.
+
+    Parameters
+    ----------
+    dout : array (N, D_out)
+    cache : from :func:`forward`
+
+    Returns
+    -------
+    dx : array (N, D_in)
+    dw : array (D_out, D_in)
+    db : array (D_out,), or None when ``b`` was None
+
+    .. math::
+        dx = dout\\, w,\\quad dw = dout^\\top x,\\quad db = \\textstyle\\sum_n dout_n
+
+    >>> import numpy as np
+    >>> out, cache = forward(np.array([[1.0, 2.0]]), np.array([[1.0, -1.0], [0.5, 0.5]]), None)
+    >>> dx, dw, db = backward(np.array([[1.0, 2.0]]), cache)
+    >>> dx.tolist(), dw.tolist(), db
+    ([[2.0, 0.0]], [[1.0, 2.0], [2.0, 4.0]], None)
+    """
+    x, w, has_b = cache
+    xp = backend.namespace(dout, x)
+    dx = dout @ w                          # (N, D_out) @ (D_out, D_in) -> (N, D_in)
+    dw = xp.permute_dims(dout, (1, 0)) @ x  # (D_out, N) @ (N, D_in) -> (D_out, D_in)
+    db = xp.sum(dout, axis=0) if has_b else None
+    return dx, dw, db

@@ -1,0 +1,40 @@
+"""Rectified linear unit, element-wise."""
+from __future__ import annotations
+
+from .. import _validate, backend
+
+
+def forward(x):
+    """``max(x, 0)`` element-wise; any shape.
+
+    .. math::
+        \\mathrm{out} = \\max(x, 0)
+
+    Returns ``out`` (shape of ``x``) and the cache (the mask ``x > 0``).
+
+    >>> import numpy as np
+    >>> out, cache = forward(np.array([-1.0, 0.0, 2.0]))
+    >>> out.tolist()
+    [0.0, 0.0, 2.0]
+    """
+    xp = backend.namespace(x)
+    _validate.check_array("x", x, finite=False)
+    return xp.maximum(x, 0.0), x > 0
+
+
+def backward(dout, cache):
+    """Gradient of :func:`forward`: ``dout`` where ``x > 0``, else 0.
+
+    .. math::
+        dx = dout \\cdot [x > 0]
+
+    At exactly ``x = 0`` the gradient is 0 (PyTorch's convention for the kink).
+    Returns ``(dx,)``.
+
+    >>> import numpy as np
+    >>> _, cache = forward(np.array([-1.0, 0.0, 2.0]))
+    >>> backward(np.array([5.0, 5.0, 5.0]), cache)[0].tolist()
+    [0.0, 0.0, 5.0]
+    """
+    xp = backend.namespace(dout, cache)
+    return (xp.where(cache, dout, 0.0),)
