@@ -76,7 +76,7 @@ def masked_log_softmax(logits, keep):
     [[1.0, 0.3333, 0.6667]]
     """
     xp = backend.namespace(logits)
-    neg_inf = xp.asarray(-xp.inf, dtype=logits.dtype)
+    neg_inf = xp.full_like(logits, -xp.inf)  # full_like keeps the input's device
     masked = xp.where(keep, logits, neg_inf)
     row_max = xp.max(masked, axis=-1, keepdims=True)  # (M, 1)
     shifted = masked - row_max
