@@ -86,7 +86,7 @@ def blur_matrix(sigma, n: int, radius: int):
     out = 0.0
     for d, tap in zip(offsets, taps):  # loop over kernel offsets, not images
         source = xp.clip(rows + float(d), 0.0, float(n - 1))
-        hit = xp.where(cols == source, 1.0, 0.0)  # (n, n)
+        hit = xp.astype(cols == source, xp.float64)  # (n, n) one-hot rows
         out = out + hit[None, :, :] * (tap / total)[:, None, None]
     return out
 

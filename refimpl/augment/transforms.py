@@ -106,7 +106,9 @@ def random_rotation(x, rng, *, degrees):
     """Rotate each image about its centre by ``theta_b ~ U(-degrees, degrees)``.
 
     Bilinear, border replicated (:func:`rotate_bilinear`): meant for small
-    angles, where the replicated border stays thin.
+    angles, where the replicated border stays thin. A positive angle turns the
+    content clockwise as displayed (row 0 at the top): +90 degrees equals
+    ``numpy.rot90(x, -1, axes=(2, 3))``.
 
     >>> import numpy as np
     >>> x = np.linspace(0.0, 1.0, 9).reshape(1, 1, 3, 3)
