@@ -126,7 +126,8 @@ def _im2col_numpy(x, kernel, stride, padding, fill):
         x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
     view = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=(2, 3))
     view = view[:, :, ::stride, ::stride]                         # (N, C, OH, OW, KH, KW)
-    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3))  # (N, C, KH, KW, OH, OW)
+    # np.array copies even when the view is already contiguous (1x1 kernels): never alias x.
+    return np.array(view.transpose(0, 1, 4, 5, 2, 3), order="C")  # (N, C, KH, KW, OH, OW)
 
 
 def _im2col_inplace(xp, x, kernel, stride, padding, fill):
@@ -176,5 +177,5 @@ def _col2im_standard(xp, cols, x_shape, stride, padding):
     zero = xp.zeros((n, c, h, w), dtype=cols.dtype, device=cols.device)
     dx = _pad_standard(xp, zero, padding, 0.0)
     for i, j, (rows, columns) in offsets:
-        dx[:, :, rows, columns] = dx[:, :, rows, columns] + cols[:, :, i, j]
+        dx[:, :, rows, columns] = dx[:, :, rows, columns] + cols[:, :, i, j, ...]
     return dx[:, :, padding:padding + h, padding:padding + w]

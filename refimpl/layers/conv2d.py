@@ -63,8 +63,8 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0):
     >>> out.tolist()
     [[[[-4.5, -4.5], [-4.5, -4.5]]]]
     """
-    xp = backend.namespace(x, w, b)
     stride, padding = _check(x, w, b, stride, padding)
+    xp = backend.namespace(x, w, b)
     n, c = x.shape[:2]
     f, _, kh, kw = w.shape
     cols = _ops.im2col(x, (kh, kw), stride=stride, padding=padding)  # (N, C, KH, KW, OH, OW)
@@ -124,10 +124,10 @@ def _zero_pad(xp, x, padding):
     """``x`` (N, C, H, W) with ``padding`` zero rows/columns on each side (by concatenation)."""
     if padding == 0:
         return x
-    rows = xp.zeros_like(x[:, :, :padding, :])
-    x = xp.concat([rows, x, rows], axis=2)
-    columns = xp.zeros_like(x[:, :, :, :padding])
-    return xp.concat([columns, x, columns], axis=3)
+    row = xp.zeros_like(x[:, :, :1, :])
+    x = xp.concat([row] * padding + [x] + [row] * padding, axis=2)
+    column = xp.zeros_like(x[:, :, :, :1])
+    return xp.concat([column] * padding + [x] + [column] * padding, axis=3)
 
 
 def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
@@ -141,8 +141,8 @@ def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
     >>> forward_naive(x, w, np.array([0.5]), stride=2)[0].tolist()
     [[[[-4.5, -4.5], [-4.5, -4.5]]]]
     """
-    xp = backend.namespace(x, w, b)
     stride, padding = _check(x, w, b, stride, padding)
+    xp = backend.namespace(x, w, b)
     xpad = _zero_pad(xp, x, padding)
     f, _, kh, kw = w.shape
     oh = (xpad.shape[2] - kh) // stride + 1
@@ -152,7 +152,7 @@ def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
         row = []
         for q in range(ow):
             window = xpad[:, :, p * stride:p * stride + kh, q * stride:q * stride + kw]  # (N, C, KH, KW)
-            value = xp.sum(window[:, None] * w[None], axis=(2, 3, 4))  # (N, F)
+            value = xp.sum(window[:, None, ...] * w[None, ...], axis=(2, 3, 4))  # (N, F)
             row.append(value if b is None else value + b)
         rows.append(xp.stack(row, axis=-1))  # (N, F, OW)
     return xp.stack(rows, axis=-2), (xpad, w, b is not None, stride, padding)  # (N, F, OH, OW)
@@ -182,7 +182,7 @@ def backward_naive(dout, cache):
             g = dout[:, :, p, q]  # (N, F)
             dw = dw + xp.sum(g[:, :, None, None, None] * xpad[:, None, :, rows, columns], axis=0)
             dxpad[:, :, rows, columns] = dxpad[:, :, rows, columns] + xp.sum(
-                g[:, :, None, None, None] * w[None], axis=1)
+                g[:, :, None, None, None] * w[None, ...], axis=1)
     h, wd = xpad.shape[2] - 2 * padding, xpad.shape[3] - 2 * padding
     dx = dxpad[:, :, padding:padding + h, padding:padding + wd]
     db = xp.sum(dout, axis=(0, 2, 3)) if has_b else None

@@ -26,7 +26,6 @@ def forward(x, w, b):
     >>> out.tolist()
     [[-1.0, 2.5]]
     """
-    xp = backend.namespace(x, w, b)
     _validate.check_array("x", x, ndim=2, finite=False)
     _validate.check_array("w", w, ndim=2, finite=False)
     if w.shape[1] != x.shape[1]:
@@ -36,6 +35,7 @@ def forward(x, w, b):
     if b is not None:
         _validate.check_array("b", b, shape=(w.shape[0],), finite=False)
         _validate.check_same_dtype("b", b, "x", x)
+    xp = backend.namespace(x, w, b)
     out = x @ xp.permute_dims(w, (1, 0))  # (N, D_in) @ (D_in, D_out) -> (N, D_out)
     if b is not None:
         out = out + b

@@ -77,7 +77,7 @@ def maxpool2d_backward(dout, cache):
     xp = backend.namespace(dout, argmax)
     n, c, oh, ow = dout.shape
     hit = xp.stack([argmax == offset for offset in range(k * k)], axis=2)  # (N, C, KK, OH, OW)
-    dcols = xp.where(hit, dout[:, :, None], 0.0)
+    dcols = xp.where(hit, dout[:, :, None, ...], 0.0)
     dx = _ops.col2im(xp.reshape(dcols, (n, c, k, k, oh, ow)), x_shape, stride=stride, padding=padding)
     return (dx,)
 
@@ -118,7 +118,7 @@ def avgpool2d_backward(dout, cache):
     x_shape, k, stride, padding = cache
     xp = backend.namespace(dout)
     n, c, oh, ow = dout.shape
-    dcols = xp.broadcast_to(dout[:, :, None, None] / (k * k), (n, c, k, k, oh, ow))
+    dcols = xp.broadcast_to(dout[:, :, None, None, ...] / (k * k), (n, c, k, k, oh, ow))
     return (_ops.col2im(dcols, x_shape, stride=stride, padding=padding),)
 
 

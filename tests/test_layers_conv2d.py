@@ -1,0 +1,139 @@
+"""conv2d: im2col version against the loop version, gradient checks, torch, backends, bad input."""
+import numpy as np
+import pytest
+from hypothesis import example, given, strategies as st
+
+from refimpl import backend, gradcheck
+from refimpl.layers import conv2d
+from layer_helpers import assert_pure, host, windows
+
+
+def _case(g, f=2, bias=True, seed=0):
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal((g["n"], g["c"], g["h"], g["w"]))
+    w = gen.standard_normal((f, g["c"], g["kh"], g["kw"]))
+    b = gen.standard_normal(f) if bias else None
+    return x, w, b
+
+
+def _kw(g):
+    return dict(stride=g["stride"], padding=g["padding"])
+
+
+@given(windows(), st.integers(1, 3), st.booleans())
+@example(dict(n=1, c=1, h=1, w=1, kh=1, kw=1, stride=1, padding=0), 1, True)
+@example(dict(n=2, c=3, h=2, w=3, kh=3, kw=3, stride=3, padding=2), 2, False)
+def test_fast_equals_naive_forward_and_backward(g, f, bias):
+    x, w, b = _case(g, f, bias)
+    out, cache = conv2d.forward(x, w, b, **_kw(g))
+    ref, ref_cache = conv2d.forward_naive(x, w, b, **_kw(g))
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    for got, want in zip(conv2d.backward(dout, cache), conv2d.backward_naive(dout, ref_cache)):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_full_gradient_check():
+    x, w, b = _case(dict(n=2, c=2, h=4, w=5, kh=3, kw=2), f=2)
+    fwd = lambda x, w, b: conv2d.forward(x, w, b, stride=2, padding=1)
+    gradcheck.check_gradients(fwd, conv2d.backward, [x, w, b]).raise_if_failed()
+
+
+@given(windows(), st.booleans())
+def test_vjp(g, bias):
+    x, w, b = _case(g, bias=bias)
+    inputs = [x, w] + ([b] if bias else [])
+    fwd = lambda x, w, b=None: conv2d.forward(x, w, b, **_kw(g))
+    gradcheck.check_vjp(fwd, conv2d.backward, inputs, wrt=list(range(len(inputs))))
+
+
+def test_naive_gradient_check():
+    x, w, b = _case(dict(n=1, c=2, h=3, w=3, kh=2, kw=2), f=2)
+    fwd = lambda x, w, b: conv2d.forward_naive(x, w, b, stride=1, padding=1)
+    gradcheck.check_gradients(fwd, conv2d.backward_naive, [x, w, b]).raise_if_failed()
+
+
+def test_pure_and_deterministic():
+    x, w, b = _case(dict(n=2, c=2, h=5, w=5, kh=3, kw=3))
+    dout = np.ones((2, 2, 3, 3))
+    assert_pure(conv2d.forward, conv2d.backward, [x, w, b], dout, stride=2, padding=1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_on_every_backend(xpd, dtype):
+    x, w, b = _case(dict(n=2, c=3, h=6, w=5, kh=3, kw=2), f=4)
+    out, cache = conv2d.forward(xpd.put(x, dtype), xpd.put(w, dtype), xpd.put(b, dtype), stride=2, padding=1)
+    assert backend.namespace(out) is xpd.xp and str(out.dtype).endswith(dtype)
+    dout = np.random.default_rng(1).standard_normal(tuple(out.shape))
+    grads = conv2d.backward(xpd.put(dout, dtype), cache)
+    ref_out, ref_cache = conv2d.forward_naive(x, w, b, stride=2, padding=1)
+    tol = 1e-12 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(host(out), ref_out, rtol=tol, atol=tol)
+    for got, want in zip(grads, conv2d.backward_naive(dout, ref_cache)):
+        np.testing.assert_allclose(host(got), want, rtol=tol, atol=tol)
+
+
+def test_naive_on_every_backend(xpd):
+    x, w, b = _case(dict(n=1, c=2, h=4, w=4, kh=3, kw=3))
+    out, cache = conv2d.forward_naive(xpd.put(x), xpd.put(w), xpd.put(b), padding=1)
+    dx, dw, db = conv2d.backward_naive(xpd.put(np.ones(tuple(out.shape))), cache)
+    np.testing.assert_allclose(host(out), conv2d.forward(x, w, b, padding=1)[0], rtol=1e-12)
+    assert backend.namespace(dx, dw, db) is xpd.xp
+
+
+@pytest.mark.parametrize("stride,padding,bias", [(1, 0, True), (1, 1, False), (2, 1, True), (3, 2, True)])
+def test_equals_torch(torch, stride, padding, bias):
+    x, w, b = _case(dict(n=3, c=2, h=7, w=6, kh=3, kw=3), f=4, bias=bias)
+    out, cache = conv2d.forward(x, w, b, stride=stride, padding=padding)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
+    tout = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding)
+    tout.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-10, atol=1e-10)
+    dx, dw, db = conv2d.backward(dout, cache)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-10, atol=1e-10)
+    if bias:
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_identity_kernel_and_shift():
+    x = np.random.default_rng(0).standard_normal((1, 1, 4, 4))
+    one = np.zeros((1, 1, 3, 3))
+    one[0, 0, 1, 1] = 1.0
+    np.testing.assert_array_equal(conv2d.forward(x, one, None, padding=1)[0], x)
+    shift = np.zeros((1, 1, 3, 3))
+    shift[0, 0, 1, 2] = 1.0  # out[p, q] = x[p, q + 1], zero past the border
+    expected = np.concatenate([x[..., 1:], np.zeros((1, 1, 4, 1))], axis=3)
+    np.testing.assert_array_equal(conv2d.forward(x, shift, None, padding=1)[0], expected)
+
+
+def test_linear_in_x_and_w():
+    x, w, _ = _case(dict(n=2, c=2, h=4, w=4, kh=3, kw=3))
+    y = np.random.default_rng(5).standard_normal(x.shape)
+    lhs = conv2d.forward(2 * x - y, w, None, padding=1)[0]
+    rhs = 2 * conv2d.forward(x, w, None, padding=1)[0] - conv2d.forward(y, w, None, padding=1)[0]
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (dict(w=np.zeros((2, 3, 3, 3))), ValueError, "w has 3 input channels"),
+    (dict(stride=0), ValueError, "stride must be an integer >= 1"),
+    (dict(stride=1.5), TypeError, "stride must be an integer"),
+    (dict(padding=-1), ValueError, "padding must be an integer >= 0"),
+    (dict(w=np.zeros((2, 2, 7, 3))), ValueError, "kernel size 7 is larger than the padded input size 6"),
+    (dict(x=np.zeros((2, 4, 4))), ValueError, "x must have 4 dimensions"),
+    (dict(b=np.zeros(3)), ValueError, r"b must have shape \(2\)"),
+    (dict(w=np.zeros((2, 2, 3, 3), dtype=np.float32)), TypeError, "w has dtype float32"),
+    (dict(x=[[[[1.0]]]]), TypeError, "x must be an array"),
+])
+def test_bad_input_raises(change, error, match):
+    args = dict(x=np.zeros((1, 2, 4, 4)), w=np.zeros((2, 2, 3, 3)), b=np.zeros(2), stride=1, padding=1)
+    args.update(change)
+    for fn in (conv2d.forward, conv2d.forward_naive):
+        with pytest.raises(error, match=match):
+            fn(args["x"], args["w"], args["b"], stride=args["stride"], padding=args["padding"])

@@ -1,0 +1,96 @@
+"""Window extraction (im2col) and its adjoint (col2im): every path against a loop oracle."""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import example, given, strategies as st
+
+from refimpl import _ops, backend
+from layer_helpers import windows
+
+PATHS = {
+    "numpy": lambda x, k, s, p, fill: _ops._im2col_numpy(x, k, s, p, fill),
+    "inplace": lambda x, k, s, p, fill: _ops._im2col_inplace(np, x, k, s, p, fill),
+    "standard": lambda x, k, s, p, fill: _ops._im2col_standard(np, x, k, s, p, fill),
+}
+
+
+def im2col_loop(x, kernel, stride, padding, fill):
+    """The definition, one element at a time."""
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    xpad = np.full((n, c, h + 2 * padding, w + 2 * padding), fill)
+    xpad[:, :, padding:padding + h, padding:padding + w] = x
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (w + 2 * padding - kw) // stride + 1
+    cols = np.empty((n, c, kh, kw, oh, ow))
+    for i, j, p, q in itertools.product(range(kh), range(kw), range(oh), range(ow)):
+        cols[:, :, i, j, p, q] = xpad[:, :, p * stride + i, q * stride + j]
+    return cols
+
+
+def _case(g, seed=0):
+    x = np.random.default_rng(seed).standard_normal((g["n"], g["c"], g["h"], g["w"]))
+    return x, (g["kh"], g["kw"]), g["stride"], g["padding"]
+
+
+@given(windows(), st.sampled_from([0.0, -np.inf]))
+@example(dict(n=1, c=1, h=1, w=1, kh=1, kw=1, stride=1, padding=0), 0.0)
+@example(dict(n=1, c=2, h=1, w=3, kh=3, kw=3, stride=2, padding=1), -np.inf)
+def test_im2col_paths_equal_the_loop(g, fill):
+    x, kernel, stride, padding = _case(g)
+    expected = im2col_loop(x, kernel, stride, padding, fill)
+    for name, path in PATHS.items():
+        np.testing.assert_array_equal(path(x, kernel, stride, padding, fill), expected, err_msg=name)
+
+
+@given(windows())
+def test_col2im_paths_agree_and_are_the_adjoint_of_im2col(g):
+    x, kernel, stride, padding = _case(g)
+    y = np.random.default_rng(1).standard_normal(_ops.im2col(x, kernel, stride=stride, padding=padding).shape)
+    fast = _ops._col2im_inplace(np, y, x.shape, stride, padding)
+    standard = _ops._col2im_standard(np, y, x.shape, stride, padding)
+    np.testing.assert_allclose(fast, standard, rtol=1e-13, atol=1e-13)
+    assert fast.shape == x.shape
+    lhs = np.sum(_ops.im2col(x, kernel, stride=stride, padding=padding) * y)
+    rhs = np.sum(x * _ops.col2im(y, x.shape, stride=stride, padding=padding))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_counts_window_coverage_with_stride_and_padding():
+    # 3x3 windows, stride 2, padding 1 on a 4x4 image: pixel (r, c) is read by
+    # the windows whose rows and columns cover it, 1 or 2 along each axis.
+    ones = np.ones((1, 1, 3, 3, 2, 2))
+    cover = _ops.col2im(ones, (1, 1, 4, 4), stride=2, padding=1)[0, 0]
+    per_axis = np.array([1, 2, 1, 1])
+    np.testing.assert_array_equal(cover, np.outer(per_axis, per_axis))
+
+
+def test_im2col_returns_a_new_array():
+    x = np.arange(4.0).reshape(1, 1, 2, 2)
+    cols = _ops.im2col(x, (1, 1))
+    cols[...] = -1
+    np.testing.assert_array_equal(x.ravel(), [0.0, 1.0, 2.0, 3.0])
+
+
+def test_on_every_backend(xpd):
+    x, kernel, stride, padding = _case(dict(n=2, c=3, h=5, w=4, kh=3, kw=2, stride=2, padding=1))
+    cols = _ops.im2col(xpd.put(x), kernel, stride=stride, padding=padding, fill=-np.inf)
+    assert backend.namespace(cols) is xpd.xp
+    np.testing.assert_array_equal(backend.to_numpy(cols), im2col_loop(x, kernel, stride, padding, -np.inf))
+    y = np.random.default_rng(1).standard_normal(cols.shape)
+    dx = _ops.col2im(xpd.put(y), x.shape, stride=stride, padding=padding)
+    np.testing.assert_allclose(backend.to_numpy(dx), _ops.col2im(y, x.shape, stride=stride, padding=padding),
+                               rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_is_kept(dtype):
+    x = np.ones((1, 1, 3, 3), dtype=dtype)
+    cols = _ops.im2col(x, (2, 2), padding=1)
+    assert cols.dtype == x.dtype and _ops.col2im(cols, x.shape, padding=1).dtype == x.dtype
+
+
+def test_kernel_larger_than_padded_input_raises():
+    with pytest.raises(ValueError, match="kernel size 4 is larger than the padded input size 3"):
+        _ops.im2col(np.zeros((1, 1, 1, 5)), (4, 1), padding=1)
