@@ -1,0 +1,45 @@
+"""Argument checks for the generators (ValueError/TypeError naming the argument).
+
+>>> check_int("n", 3, minimum=1)
+3
+>>> check_weights("class_weights", [1, 3], 2).tolist()
+[0.25, 0.75]
+>>> check_int("levels", 1, minimum=2)
+Traceback (most recent call last):
+...
+ValueError: levels must be an integer >= 2, got 1
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_int(name: str, value, *, minimum: int) -> int:
+    """An integer (not bool) ``>= minimum``; returned as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_fraction(name: str, value, *, high: float = 1.0) -> float:
+    """A real number in [0, high]; returned as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not 0.0 <= value <= high:
+        raise ValueError(f"{name} must be in [0, {high}], got {value}")
+    return float(value)
+
+
+def check_weights(name: str, weights, length: int) -> np.ndarray:
+    """``length`` non-negative finite weights with a positive sum, normalised to sum 1."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (length,):
+        raise ValueError(f"{name} must have {length} entries (one per class), got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"{name} must be finite, >= 0 and not all 0, got {w.tolist()}")
+    return w / w.sum()
+

@@ -1,0 +1,112 @@
+"""A PNG gallery of the synthetic data sets (``refimpl data gallery``).
+
+Rows: two examples of every severity level of :func:`ordinal_severity`; six
+films of :func:`continuous_target` at increasing target quantiles; one patient
+per stage of :func:`volumes` at six depths. Drawn with matplotlib's
+object-oriented API on the Agg canvas, so no global backend is touched.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .continuous import continuous_target
+from .ordinal import ordinal_severity
+from .volumes import volumes
+
+COLUMNS = 6
+
+
+def gallery(path="gallery.png", *, seed=0, size=64, levels=6, stages=4) -> Path:
+    """Write the gallery figure to ``path`` (PNG) and return the path.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; parent folders are created.
+    seed : int
+        Seed passed to every generator.
+    size : int
+        Image size in pixels.
+    levels, stages : int
+        Severity levels of the ordinal set, disease stages of the volumes.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = gallery(os.path.join(tmp, "g.png"), size=32, levels=3, stages=2)
+    ...     out.stat().st_size > 1000
+    True
+    """
+    from matplotlib.figure import Figure
+
+    rows = [_ordinal_rows(seed, size, levels), [_continuous_row(seed, size)], _volume_rows(seed, size, stages)]
+    rows = [row for block in rows for row in block]
+    ncols = max(COLUMNS, levels)
+    fig = Figure(figsize=(1.25 * ncols + 1.2, 1.3 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for ax_row, (label, tiles) in zip(axes, rows):
+        ax_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        for ax, tile in zip(ax_row, tiles + [None] * (ncols - len(tiles))):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if tile is None:
+                ax.set_frame_on(False)
+                continue
+            image, title = tile
+            ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(title, fontsize=7, pad=2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _ordinal_rows(seed, size, levels):
+    d = ordinal_severity(12 * levels, levels=levels, size=size, seed=seed)
+    rows = []
+    for example in range(2):
+        tiles = []
+        for level in range(levels):
+            idx = np.flatnonzero(d.severity == level)
+            tiles.append((d.images[idx[example], 0], f"severity {level}") if len(idx) > example else None)
+        rows.append(("ordinal_severity\n(ConPro)" if example == 0 else "", tiles))
+    return rows
+
+
+def _continuous_row(seed, size):
+    d = continuous_target(200, size=size, seed=seed)
+    order = np.argsort(d.target, kind="stable")
+    pick = order[np.linspace(0, len(order) - 1, COLUMNS).round().astype(int)]
+    return "continuous_target\n(AdaCon, BMD)", [(d.images[i, 0], f"target {d.target[i]:.2f}") for i in pick]
+
+
+def _volume_rows(seed, size, stages):
+    v = volumes(10 * stages, size=size, stages=stages, seed=seed, stage_weights=np.ones(stages))
+    rows = []
+    for stage in range(stages):
+        idx = np.flatnonzero(v.stage == stage)
+        tiles = []
+        if len(idx):
+            own = np.flatnonzero(v.patient == v.patient[idx[0]])
+            for q in np.linspace(0.0, 0.95, COLUMNS):
+                i = own[np.argmin(np.abs(v.depth[own] - q))]
+                tiles.append((v.images[i, 0], f"depth {v.depth[i]:.2f}"))
+        rows.append((f"volumes (WSP)\nstage {stage}", tiles))
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``refimpl data gallery``."""
+    parser.add_argument("--out", default="gallery.png", help="output PNG path (default: gallery.png)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every generator (default: 0)")
+    parser.add_argument("--size", type=int, default=64, help="image size in pixels (default: 64)")
+
+
+def main(args) -> int:
+    """Write the gallery and print where it went."""
+    print(gallery(args.out, seed=args.seed, size=args.size))
+    return 0

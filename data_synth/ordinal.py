@@ -1,0 +1,171 @@
+"""Ordinal severity: disc-centred fundus photographs of optic-disc swelling.
+
+Stands in for the data of ConPro (Nguyen et al., CVPR-W 2024, seed 000): the
+Papilledema set (331 fundus images of 105 subjects, a six-level Frisén-like
+grade, 0 = normal, split 70/15/15 *by subject*) and, with fewer levels,
+VinDr-Mammo BI-RADS. Both are imbalanced, which ``class_weights`` reproduces.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import _render as R
+from ._checks import check_fraction, check_int, check_weights
+from ._sampling import assign_subjects, jittered_level
+
+#: Default images per subject, as in the Papilledema set (331 / 105).
+IMAGES_PER_SUBJECT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class OrdinalData:
+    """Images with an ordinal severity and the latent factors that made them.
+
+    ``images`` (N, 1, H, W) float32 in [0, 1]; ``severity`` (N,) int in
+    0..levels-1; ``subject`` (N,) int, sorted. Latent, per image, each an
+    increasing function of ``latent`` (= severity + within-level jitter, so
+    strictly ordered across levels): ``lesion_radius`` (disc radius, in units
+    of half the image width), ``margin_blur`` (width of the disc margin),
+    ``texture`` (amplitude of the radial striations).
+    """
+
+    images: np.ndarray
+    severity: np.ndarray
+    subject: np.ndarray
+    latent: np.ndarray
+    lesion_radius: np.ndarray
+    margin_blur: np.ndarray
+    texture: np.ndarray
+
+
+def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weights=None,
+                     subject_correlation=0.7, jitter=0.35, noise=0.03) -> OrdinalData:
+    r"""Fundus-like images whose optic disc swells with severity ``0..levels-1``.
+
+    Each image shows a disc-centred fundus photograph: a circular field of
+    view, a background with subject-specific pigmentation, two vessel arcades
+    leaving the disc, and the optic disc. With the normalised latent severity
+    :math:`u = t / (L - 1)`, :math:`t = s + U(-j, j)`, the disc has
+
+    .. math::
+
+        R = 0.12 + 0.2\,u, \qquad w = 0.01 + 0.08\,u, \qquad
+        a_\text{tex} = 0.02 + 0.12\,u,
+
+    radius :math:`R`, margin blur :math:`w`, radial striations of amplitude
+    :math:`a_\text{tex}`; its physiological cup fills in and the vessels on it
+    are obscured as :math:`u` grows, and it gets dimmer as it spreads, so that
+    the mean intensity of an image says little about its severity.
+
+    Nuisance that is not severity: disc position (per subject, plus a little
+    per image), pigmentation and vessel shape (per subject), contrast (gain),
+    illumination (a linear gradient and a smooth bias field), pixel noise.
+
+    Realistic: the Frisén-like signs (disc size, blurred margin, loss of the
+    cup, obscured vessels), several images per subject with correlated
+    grades, class imbalance, a subject-level appearance that a subject-wise
+    split must not leak. Not realistic: one grey channel, no haemorrhages or
+    exudates, grades that are exact functions of the image (no inter-reader
+    disagreement), a disc always near the centre.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    levels : int
+        Number of severity levels (6 for Papilledema, 5 for BI-RADS 1-5).
+    size : int
+        Image height and width in pixels (>= 16).
+    subjects : int, optional
+        Number of subjects (default ``max(1, n // 3)``); each has >= 1 image.
+    seed : int or numpy.random.Generator
+        Everything is drawn from ``numpy.random.default_rng(seed)``.
+    class_weights : sequence of float, optional
+        Relative frequency of each level (default: balanced). Papilledema-like
+        imbalance: ``(4, 2, 2, 1.5, 1, 0.5)``.
+    subject_correlation : float in [0, 1]
+        Probability that an image takes its subject's grade rather than an
+        independent draw; both follow ``class_weights``, so the marginal class
+        balance is exactly as configured (and ties within subjects frequent).
+    jitter : float in [0, 0.5)
+        Half-width of the within-level spread of the latent severity.
+    noise : float >= 0
+        Standard deviation of the pixel noise.
+
+    Returns
+    -------
+    OrdinalData
+
+    Examples
+    --------
+    >>> d = ordinal_severity(6, levels=3, size=32, seed=0)
+    >>> d.images.shape, d.images.dtype.name
+    ((6, 1, 32, 32), 'float32')
+    >>> d.severity.tolist(), d.subject.tolist()
+    ([0, 1, 2, 2, 1, 2], [0, 0, 1, 1, 1, 1])
+    >>> bool(np.all(np.diff(d.lesion_radius[np.argsort(d.latent)]) > 0))
+    True
+    """
+    n = check_int("n", n, minimum=1)
+    levels = check_int("levels", levels, minimum=2)
+    size = check_int("size", size, minimum=16)
+    subjects = check_int("subjects", max(1, n // IMAGES_PER_SUBJECT) if subjects is None else subjects,
+                         minimum=1)
+    weights = check_weights("class_weights", np.ones(levels) if class_weights is None else class_weights,
+                            levels)
+    rho = check_fraction("subject_correlation", subject_correlation)
+    jitter = check_fraction("jitter", jitter, high=0.499)
+    noise = check_fraction("noise", noise, high=np.inf)
+
+    rng = np.random.default_rng(seed)
+    subject = assign_subjects(rng, n, subjects)
+    own = rng.choice(levels, size=n, p=weights)
+    shared = rng.choice(levels, size=subjects, p=weights)[subject]
+    severity = np.where(rng.random(n) < rho, shared, own)
+    latent = jittered_level(rng, severity, jitter)
+    u = latent / (levels - 1)
+    factors = dict(lesion_radius=0.12 + 0.2 * u, margin_blur=0.01 + 0.08 * u, texture=0.01 + 0.06 * u)
+    images = _draw(rng, subject, subjects, size, u, noise, **factors)
+    return OrdinalData(images=images, severity=severity, subject=subject, latent=latent, **factors)
+
+
+def _draw(rng, subject, subjects, size, u, noise, *, lesion_radius, margin_blur, texture):
+    n = len(subject)
+    yy, xx = R.grid(size)
+    # Per subject: disc position, pigmentation, arcade curvatures; per image: small shifts.
+    cy = R.col(rng.uniform(-0.12, 0.12, subjects)[subject] + rng.normal(0, 0.02, n))
+    cx = R.col(rng.uniform(-0.12, 0.12, subjects)[subject] + rng.normal(0, 0.02, n))
+    pigment = R.col(rng.uniform(0.3, 0.45, subjects)[subject])
+    curv = rng.uniform(0.8, 1.6, (subjects, 2))[subject] * np.array([1.0, -0.6])
+    dy, dx = yy - cy, xx - cx                                      # (N, H, W)
+    r = np.maximum(np.hypot(dy, dx), R.F32(1e-6))  # floor: the angle below divides by r
+    u3, rad, blur = R.col(u), R.col(lesion_radius), R.col(margin_blur)
+
+    # Disc: dimmer as it spreads; the cup (bright centre) fills in with severity.
+    disc = (0.4 - 0.16 * u3) * R.soft_step(rad - r, blur)
+    cup = 0.18 * (1 - u3) * R.soft_step(0.4 * rad - r, R.F32(0.01))
+    # Radial striations cos(12 theta + phase), as Re((e^{i theta})^12 e^{i phase}) (no arctan2).
+    e1 = (dx + 1j * dy) / r
+    e4 = (e1 * e1) ** 2
+    phase = np.exp(1j * rng.uniform(0, 2 * np.pi, n)).astype(np.complex64)[:, None, None]
+    striae = R.col(texture) * (e4 * e4 * e4 * phase).real
+    striae *= np.exp(-0.5 * ((r - rad) / (blur + 0.04)) ** 2)
+    # Vessels: two parabolic arcades (temporal, nasal), hidden where the disc is swollen.
+    vessels = np.zeros_like(r)
+    for k in range(2):
+        c = R.col(curv[:, k])
+        dist = np.abs(dx - c * dy ** 2) / np.sqrt(1 + (2 * c * dy) ** 2)
+        vessels += 0.16 * np.exp(-0.5 * (dist / (0.035 * np.exp(-r))) ** 2)
+    vessels *= 1 - u3 * R.soft_step(rad + blur - r, blur)
+
+    fundus = pigment + 0.03 * R.smooth_noise(rng, n, size, 0.2) + disc + cup + striae - vessels
+    fov = R.soft_step(0.95 - np.hypot(yy, xx), R.F32(0.02))
+    angle = rng.uniform(0, 2 * np.pi, n)
+    slope = rng.uniform(0.0, 0.2, n)
+    gradient = R.col(slope * np.cos(angle)) * xx + R.col(slope * np.sin(angle)) * yy
+    bias = 0.06 * R.smooth_noise(rng, n, size, 0.6)
+    gain = R.col(rng.uniform(0.75, 1.25, n))
+    canvas = fov * (gain * fundus + gradient + bias) + noise * rng.standard_normal((n, size, size), dtype=R.F32)
+    return R.to_images(canvas)

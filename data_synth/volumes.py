@@ -1,0 +1,196 @@
+"""Volumes: abdominal CT-like slices of a liver whose contour gets nodular with stage.
+
+Stands in for the data of WSP (Sarfati et al., MICCAI 2023, seeds 001/002):
+D_radio, 2,799 portal-venous CT scans with a radiological (weak) cirrhosis
+stage, none / mild / moderate / severe in proportion 1880 / 385 / 415 / 119,
+and D_histo, ~100 scans with a histological (strong) METAVIR score binarised
+F0-F2 vs F3-F4; 2D slices carry their normalised depth, intensities are
+clipped to [-100, 400] HU. Radiologists reach a balanced accuracy of 0.82
+against histology, which is the kind of weak-label noise drawn here.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import _render as R
+from ._checks import check_fraction, check_int, check_weights
+from ._sampling import jittered_level
+
+#: Radiological stage proportions of D_radio in WSP (none, mild, moderate, severe).
+WSP_STAGE_COUNTS = (1880, 385, 415, 119)
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeData:
+    """2D slices of 3D volumes with depth, weak and strong labels, and latent factors.
+
+    One row per slice, patients contiguous and slices in depth order:
+    ``images`` (M, 1, H, W) float32 in [0, 1]; ``patient`` (M,) int;
+    ``depth`` (M,) float64, ``k / n_slices`` in [0, 1); ``weak_label`` (M,)
+    int in 0..stages-1 (radiological, noisy); ``strong_label`` (M,) int, 1 if
+    the true stage is >= ``strong_threshold``, 0 if below, -1 where the
+    patient has none (scarce). Latent: ``stage`` (M,) the true stage and
+    ``irregularity`` (M,) the contour nodularity, increasing in the stage.
+    """
+
+    images: np.ndarray
+    patient: np.ndarray
+    depth: np.ndarray
+    weak_label: np.ndarray
+    strong_label: np.ndarray
+    stage: np.ndarray
+    irregularity: np.ndarray
+
+
+def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_weights=None,
+            label_noise=0.2, strong_fraction=0.05, strong_threshold=None, noise=0.03) -> VolumeData:
+    r"""Liver CT-like volumes sliced into 2D images, with depth and weak/strong labels.
+
+    Patient :math:`p` has a true stage :math:`s_p` and a latent
+    :math:`t_p = s_p + U(-0.35, 0.35)`; its liver boundary at depth
+    :math:`d` and angle :math:`\theta` is
+
+    .. math::
+
+        r(\theta, d) = \rho(d)\,\Big(1 + \sum_k b_k \cos(k\theta + \beta_k)
+            + \iota_p \sum_{m} \cos(m\theta + \varphi_m + 6 m d)\Big), \qquad
+        \iota_p = 0.006 + 0.03\,t_p / (S - 1),
+
+    where :math:`\rho(d)` is a depth profile (small at the dome and at the
+    tip, largest in between), :math:`b_k` (k = 2, 3) the patient's anatomy,
+    and the nodularity :math:`\iota_p` (the ``irregularity``) multiplies
+    harmonics m = 9..15 whose phases drift with depth. The liver shrinks and
+    its texture grows more heterogeneous with stage too. Around it: body
+    outline with subcutaneous fat, spine, aorta, kidneys in the lower slices.
+
+    Labels: ``weak_label`` is the true stage moved to a neighbouring stage
+    with probability ``label_noise`` (radiologists confuse adjacent stages);
+    ``strong_label`` (histology) is known for a random ``strong_fraction`` of
+    patients (at least one) and says whether the true stage is >=
+    ``strong_threshold``.
+
+    Realistic: depth-dependent cross-sections, surface nodularity as the
+    cirrhosis cue (WSP stresses contour irregularity), imbalanced stages,
+    adjacent-stage label noise, scarce strong labels, variable slice counts.
+    Not realistic: one organ with a star-shaped contour, no other cirrhosis
+    signs (caudate hypertrophy, splenomegaly, ascites), strong labels chosen
+    at random rather than by who was biopsied, isotropic 2D slices.
+
+    Parameters
+    ----------
+    n_patients : int
+        Number of volumes.
+    slices : (int, int)
+        Inclusive range of the number of slices per volume.
+    size : int
+        Slice height and width in pixels (>= 16).
+    stages : int
+        Number of disease stages (4 in WSP).
+    seed : int or numpy.random.Generator
+        Everything is drawn from ``numpy.random.default_rng(seed)``.
+    stage_weights : sequence of float, optional
+        Relative frequency of each true stage; default: the D_radio
+        proportions when ``stages == 4``, balanced otherwise.
+    label_noise : float in [0, 1]
+        Probability that a patient's weak label is a neighbouring stage.
+    strong_fraction : float in [0, 1]
+        Fraction of patients with a strong label (at least one patient).
+    strong_threshold : int, optional
+        Stages >= this are strong-positive (default ``stages // 2``: F3-F4).
+    noise : float >= 0
+        Standard deviation of the pixel noise.
+
+    Returns
+    -------
+    VolumeData
+
+    Examples
+    --------
+    >>> v = volumes(3, slices=(4, 6), size=32, seed=0)
+    >>> v.images.shape, v.patient.tolist()
+    ((15, 1, 32, 32), [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2])
+    >>> v.depth[v.patient == 0].tolist()
+    [0.0, 0.2, 0.4, 0.6, 0.8]
+    """
+    n_patients = check_int("n_patients", n_patients, minimum=1)
+    lo, hi = (check_int("slices", s, minimum=1) for s in slices)
+    if lo > hi:
+        raise ValueError(f"slices must be (low, high) with low <= high, got {tuple(slices)}")
+    size = check_int("size", size, minimum=16)
+    stages = check_int("stages", stages, minimum=2)
+    if stage_weights is None:
+        stage_weights = WSP_STAGE_COUNTS if stages == 4 else np.ones(stages)
+    weights = check_weights("stage_weights", stage_weights, stages)
+    label_noise = check_fraction("label_noise", label_noise)
+    strong_fraction = check_fraction("strong_fraction", strong_fraction)
+    threshold = stages // 2 if strong_threshold is None else strong_threshold
+    threshold = check_int("strong_threshold", threshold, minimum=1)
+    if threshold >= stages:
+        raise ValueError(f"strong_threshold must be < stages ({stages}), got {threshold}")
+    noise = check_fraction("noise", noise, high=np.inf)
+
+    rng = np.random.default_rng(seed)
+    stage = rng.choice(stages, size=n_patients, p=weights)
+    weak = _noisy_neighbour(rng, stage, stages, label_noise)
+    strong = np.full(n_patients, -1)
+    known = rng.permutation(n_patients)[:max(1, round(strong_fraction * n_patients))]
+    strong[known] = stage[known] >= threshold
+    irregularity = 0.006 + 0.03 * jittered_level(rng, stage, 0.35) / (stages - 1)
+
+    counts = rng.integers(lo, hi + 1, size=n_patients)
+    patient = np.repeat(np.arange(n_patients), counts)
+    first = np.cumsum(counts) - counts
+    depth = (np.arange(len(patient)) - first[patient]) / counts[patient]
+    images = _draw(rng, patient, depth, stage[patient] / (stages - 1), irregularity[patient], size, noise)
+    return VolumeData(images=images, patient=patient, depth=depth, weak_label=weak[patient],
+                      strong_label=strong[patient], stage=stage[patient], irregularity=irregularity[patient])
+
+
+def _noisy_neighbour(rng, label, classes, rate):
+    """With probability ``rate`` move each label one step up or down (inwards at the ends)."""
+    step = np.where(rng.random(label.shape) < 0.5, -1, 1)
+    step = np.where(label == 0, 1, np.where(label == classes - 1, -1, step))
+    return np.where(rng.random(label.shape) < rate, label + step, label)
+
+
+def _draw(rng, patient, depth, severity, irregularity, size, noise):
+    m, n_patients = len(patient), patient.max() + 1
+    yy, xx = R.grid(size)
+    d = R.col(depth)
+    # Liver: on the image left (patient's right), largest mid-volume, shrinking with stage.
+    scale = rng.uniform(0.9, 1.1, n_patients)[patient] * (1 - 0.15 * severity)
+    rho = R.col(scale) * (0.1 + 0.42 * np.sin(np.pi * (0.1 + 0.85 * d)) ** 0.6)
+    cy, cx = -0.05 + 0.1 * d, -0.32 + 0.12 * d
+    dy, dx = (yy - cy) / 0.8, xx - cx                              # (M, H, W), flattened vertically
+    r = np.hypot(dy, dx)
+    e1 = (dx + 1j * dy) / np.maximum(r, R.F32(1e-6))              # e^{i theta}; floor: r may be 0
+    e3 = e1 * e1 * e1
+    anatomy = rng.normal(0, 0.06, (n_patients, 2)) * np.exp(1j * rng.uniform(0, 2 * np.pi, (n_patients, 2)))
+    shape = 1 + (e1 * e1 * R.col(anatomy[patient, 0], np.complex64) + e3 * R.col(anatomy[patient, 1], np.complex64)).real
+    # Nodules: Re(e^{9 i theta} sum_j c_j e^{i j theta}), j = 0..6, by Horner's rule; the phase
+    # of harmonic m drifts by 6 m d with depth, so nodules move along the contour between slices.
+    harmonics = np.arange(9, 16)
+    c = np.exp(1j * (rng.uniform(0, 2 * np.pi, (n_patients, 7))[patient] + 6 * harmonics * depth[:, None]))
+    poly = R.col(c[:, 6], np.complex64)
+    for j in range(5, -1, -1):
+        poly = poly * e1 + R.col(c[:, j], np.complex64)
+    nodules = (poly * e3 * e3 * e3).real
+    boundary = rho * (shape + R.col(irregularity) * nodules)
+    liver = R.soft_step(boundary - r, R.F32(0.012))
+    hetero = R.col(0.02 + 0.06 * severity) * R.smooth_noise(rng, m, size, 0.08)
+
+    body = R.soft_step(1 - np.hypot(yy / 0.7, xx / 0.92), R.F32(0.01))
+    muscle = R.soft_step(1 - np.hypot(yy / 0.62, xx / 0.84), R.F32(0.01))
+    spine = R.soft_step(0.11 - np.hypot(yy - 0.45, xx), R.F32(0.01))
+    aorta = R.soft_step(0.06 - np.hypot(yy - 0.25, xx - 0.1), R.F32(0.01))
+    lower = R.soft_step(d - 0.55, R.F32(0.05))                     # kidneys appear below mid-volume
+    kidneys = lower * (R.soft_step(0.12 - np.hypot((yy - 0.28) / 1.4, xx + 0.42), R.F32(0.01))
+                       + R.soft_step(0.12 - np.hypot((yy - 0.28) / 1.4, xx - 0.42), R.F32(0.01)))
+    enhancement = R.col(rng.normal(0.47, 0.03, n_patients)[patient])
+    # HU window [-100, 400] -> [0, 1]: fat ~0.05, muscle ~0.3, liver ~0.44, vessels ~0.6, bone ~0.9.
+    background = 0.05 * body + 0.25 * muscle + 0.3 * aorta + 0.6 * spine + 0.25 * kidneys
+    canvas = (1 - liver) * background + liver * (enhancement + hetero)
+    canvas += noise * rng.standard_normal((m, size, size), dtype=R.F32)
+    return R.to_images(canvas)
