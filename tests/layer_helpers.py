@@ -32,7 +32,7 @@ def distinct(shape, seed=0, scale=1.0):
     """A random permutation of well-separated values (no ties, nothing near 0)."""
     gen = np.random.default_rng(seed)
     size = int(np.prod(shape))
-    values = (np.arange(size) + 0.5 - size / 2) / max(size, 1) * 2 * scale  # spacing 2/size, none at 0
+    values = (np.arange(size) - size / 2 + 0.25) * 2 / size * scale  # spacing 2/size, none at 0
     return gen.permutation(values).reshape(shape) + 0.0
 
 

@@ -58,7 +58,6 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
     >>> [v.round(4).tolist() for v in new_running_stats(cache)]
     [[0.25], [1.0667]]
     """
-    xp = backend.namespace(x, gamma, beta, running_mean, running_var)
     _validate.check_array("x", x, ndim=4, finite=False)
     c = x.shape[1]
     for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
@@ -71,6 +70,7 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
     if momentum > 1:
         raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
     eps = _validate.check_positive("eps", eps)
+    xp = backend.namespace(x, gamma, beta, running_mean, running_var)
     m = x.shape[0] * x.shape[2] * x.shape[3]
     if train:
         if m < 2:

@@ -17,8 +17,8 @@ def forward(x):
     >>> out.tolist()
     [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
     """
-    xp = backend.namespace(x)
     _validate.check_array("x", x, floating=False, finite=False)
+    xp = backend.namespace(x)
     if x.ndim < 1:
         raise ValueError(f"x must have a batch axis, got shape {tuple(x.shape)}")
     shape = tuple(x.shape)

@@ -48,8 +48,8 @@ def maxpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
     >>> out.tolist()
     [[[[4.0, 5.0]]]]
     """
-    xp = backend.namespace(x)
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
+    xp = backend.namespace(x)
     cols = _ops.im2col(x, (k, k), stride=stride, padding=padding, fill=-float("inf"))
     n, c, _, _, oh, ow = cols.shape
     cols = xp.reshape(cols, (n, c, k * k, oh, ow))
@@ -96,8 +96,8 @@ def avgpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
     >>> avgpool2d_forward(x)[0].tolist()
     [[[[2.5, 1.75]]]]
     """
-    xp = backend.namespace(x)
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
+    xp = backend.namespace(x)
     cols = _ops.im2col(x, (k, k), stride=stride, padding=padding)  # (N, C, K, K, OH, OW)
     return xp.mean(cols, axis=(2, 3)), (tuple(x.shape), k, stride, padding)
 
@@ -132,8 +132,8 @@ def global_avg_pool_forward(x):
     >>> global_avg_pool_forward(np.arange(8.0).reshape(1, 2, 2, 2))[0].tolist()
     [[1.5, 5.5]]
     """
-    xp = backend.namespace(x)
     _validate.check_array("x", x, ndim=4, finite=False)
+    xp = backend.namespace(x)
     return xp.mean(x, axis=(2, 3)), tuple(x.shape)
 
 

@@ -17,8 +17,8 @@ def forward(x):
     >>> out.tolist()
     [0.0, 0.0, 2.0]
     """
-    xp = backend.namespace(x)
     _validate.check_array("x", x, finite=False)
+    xp = backend.namespace(x)
     return xp.maximum(x, 0.0), x > 0
 
 
