@@ -251,10 +251,13 @@ def test_probability_zero_is_the_identity(name):
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVE))
-def test_backends_agree_with_numpy_bit_for_bit(xpd, name):
+def test_backends_agree_with_numpy(xpd, name):
     want = ACTIVE[name](images(), 11)
-    got = ACTIVE[name](xpd.put(images()), 11)
-    np.testing.assert_allclose(backend.to_numpy(got), want, rtol=0, atol=1e-14)
+    got = backend.to_numpy(ACTIVE[name](xpd.put(images()), 11))
+    if xpd.name == "cupy":  # other kernels: rounding may differ
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    else:  # the same host draws and the same arithmetic
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVE))

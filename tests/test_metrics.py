@@ -107,7 +107,7 @@ def test_pair_distances_equal_eq_1_and_2_on_every_backend(xpd, metric, shape):
     want_pos, want_neg = pair_distances_naive(v1, v2, metric)
     pos, neg = pair_distances(xpd.put(v1), xpd.put(v2), metric=metric)
     np.testing.assert_allclose(backend.to_numpy(pos), want_pos, atol=1e-12)
-    np.testing.assert_allclose(backend.to_numpy(neg), want_neg, atol=1e-7 if metric == "euclidean" else 1e-12)
+    np.testing.assert_allclose(backend.to_numpy(neg), want_neg, atol=1e-12)
 
 
 def test_identical_views_have_zero_positive_distance():

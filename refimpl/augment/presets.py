@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from .. import backend
 from .._validate import check_nonnegative
 from . import _sampling as s
 from .transforms import (bias_field, color_jitter, gaussian_blur, gaussian_noise,
                          random_flip, random_resized_crop, random_rotation)
-from .. import backend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +68,10 @@ class AugmentPreset:
         s.check_range("local_scale", self.local_scale, high=1.0, positive=True)
         s.check_range("ratio", self.ratio, positive=True)
         s.check_range("blur_sigma", self.blur_sigma)
-        for name in ("hflip_p", "vflip_p", "jitter_p", "blur_p", "noise_p", "bias_p", "local_size_fraction"):
+        for name in ("hflip_p", "vflip_p", "jitter_p", "blur_p", "noise_p", "bias_p"):
             s.check_probability(name, getattr(self, name))
+        if not 0.0 < check_nonnegative("local_size_fraction", self.local_size_fraction) <= 1.0:
+            raise ValueError(f"local_size_fraction must lie in (0, 1], got {self.local_size_fraction!r}")
         for name in ("rotation_degrees", "brightness", "contrast", "noise_std", "bias_scale"):
             check_nonnegative(name, getattr(self, name))
 

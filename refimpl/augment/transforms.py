@@ -45,15 +45,22 @@ def _crop_boxes(gen, x, scale, ratio):
 
 
 def random_resized_crop(x, rng, *, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), return_boxes=False):
-    """Crop a random box from every image and resize it bilinearly to ``size``.
+    r"""Crop a random box from every image and resize it bilinearly to ``size``.
 
     Per image b: area fraction ``a_b ~ U(scale)``, log aspect ratio
-    ``log r_b ~ U(log ratio)``; box ``w = sqrt(a H W r)``, ``h = sqrt(a H W / r)``,
-    the first of 10 draws that fits; if none fits the area is kept and the
-    aspect ratio squeezed to fit (so ``h w / (H W)`` always lies in ``scale``;
-    the ratio may then leave ``ratio``). The corner is uniform over the
-    positions that keep the box inside. Boxes are continuous (sub-pixel).
-    Resampling: :func:`crop_matrix` on each axis (bilinear, no antialiasing).
+    ``log r_b ~ U(log ratio)``, and the box
+
+    .. math::
+        w_b = \sqrt{a_b H W r_b}, \quad h_b = \sqrt{a_b H W / r_b}, \quad
+        \mathrm{out}_b[i, j] = x_b\big(t_b + (i + \tfrac12) h_b / H' - \tfrac12,\;
+        l_b + (j + \tfrac12) w_b / W' - \tfrac12\big)
+
+    read bilinearly at pixel-index coordinates, border replicated, no
+    antialiasing (``_sampling.crop_matrix`` on each axis). The box is the
+    first of 10 draws that fits; if none fits, the area is kept and the aspect
+    ratio squeezed to fit (so ``h w / (H W)`` always lies in ``scale``; the
+    ratio may then leave ``ratio``). The corner ``(t, l)`` is uniform over the
+    positions that keep the box inside; boxes are continuous (sub-pixel).
 
     Parameters
     ----------
@@ -90,6 +97,8 @@ def random_resized_crop(x, rng, *, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
 def random_flip(x, rng, *, p=0.5, axis="horizontal"):
     """Mirror each image with probability ``p`` (horizontal: along W, vertical: along H).
 
+    Shapes: ``x`` (N, C, H, W) -> (N, C, H, W).
+
     >>> import numpy as np
     >>> x = np.array([[[[0.0, 0.5, 1.0]]]])
     >>> random_flip(x, 0, p=1.0).tolist()
@@ -108,7 +117,7 @@ def random_rotation(x, rng, *, degrees):
     Bilinear, border replicated (:func:`rotate_bilinear`): meant for small
     angles, where the replicated border stays thin. A positive angle turns the
     content clockwise as displayed (row 0 at the top): +90 degrees equals
-    ``numpy.rot90(x, -1, axes=(2, 3))``.
+    ``numpy.rot90(x, -1, axes=(2, 3))``. Shapes: (N, C, H, W) -> (N, C, H, W).
 
     >>> import numpy as np
     >>> x = np.linspace(0.0, 1.0, 9).reshape(1, 1, 3, 3)
@@ -134,6 +143,7 @@ def color_jitter(x, rng, *, brightness=0.4, contrast=0.4, p=1.0):
     clip to [0, 1] as the definition. The order brightness, contrast is fixed
     (torchvision permutes it at random). Saturation and hue are left out: the
     seed paper's jitter is brightness and contrast on grey-level images.
+    Shapes: ``x`` (N, C, H, W) -> (N, C, H, W).
 
     >>> import numpy as np
     >>> x = np.array([[[[0.2, 0.4, 0.6]]]])
@@ -161,7 +171,8 @@ def gaussian_blur(x, rng, *, sigma=(0.1, 2.0), p=1.0):
     .. math:: g_b(d) \\propto \\exp(-d^2 / (2 \\sigma_b^2)),
               \\quad |d| \\le \\lceil 3\\, \\sigma_{\\max} \\rceil
 
-    Border replicated; ``sigma_b = 0`` is the identity (:func:`blur_matrix`).
+    Border replicated; ``sigma_b = 0`` is the identity (``_sampling.blur_matrix``).
+    Shapes: ``x`` (N, C, H, W) -> (N, C, H, W).
 
     >>> import numpy as np
     >>> x = np.zeros((1, 1, 1, 5)); x[..., 2] = 1.0
@@ -184,7 +195,7 @@ def gaussian_noise(x, rng, *, std=0.1, p=1.0):
     """Additive Gaussian noise: ``clip(x + s_b z)``, ``s_b ~ U(0, std)``, ``z ~ N(0, 1)`` per pixel.
 
     The per-image noise level is drawn (as MONAI's ``RandGaussianNoise`` does
-    by default) rather than fixed at ``std``.
+    by default) rather than fixed at ``std``. Shapes: (N, C, H, W) -> (N, C, H, W).
 
     >>> import numpy as np
     >>> gaussian_noise(np.full((1, 1, 1, 3), 0.5), 0, std=0.1).round(4).tolist()
@@ -208,7 +219,8 @@ def bias_field(x, rng, *, scale=0.1, degree=3, p=1.0):
 
     with ``u, v`` the pixel centres mapped to (-1, 1) and ``d = degree``. The
     log-polynomial form follows MONAI's ``RandBiasField``; the symmetric
-    coefficient range is this implementation's choice.
+    coefficient range is this implementation's choice. The field is shared by
+    the channels of an image. Shapes: ``x`` (N, C, H, W) -> (N, C, H, W).
 
     >>> import numpy as np
     >>> bias_field(np.full((1, 1, 2, 2), 0.5), 0, scale=0.1).round(4).tolist()
