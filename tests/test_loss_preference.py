@@ -162,6 +162,10 @@ def test_large_reward_gaps_stay_finite_and_exact():
     loss, cache = P.forward(u_far, u_near, anchor, np.array([1.0, 0.0]), reduction="none", normalize=False)
     assert np.all(loss == 0.0)
     assert all(np.all(g == 0.0) for g in P.backward(np.ones(2), cache))
+    # well-ordered pair, gap 40: log1p keeps the tiny loss e^-40 that log(1 + e^-40) rounds to 0
+    loss, _ = P.forward(np.array([[-20.0, 0.0]]), np.array([[20.0, 0.0]]), anchor, np.array([1.0]),
+                        normalize=False)
+    assert float(loss) == pytest.approx(math.exp(-40.0), rel=1e-12, abs=0.0)
 
 
 @given(cases(), st.floats(0.1, 10.0), st.integers(0, 2 ** 32 - 1))

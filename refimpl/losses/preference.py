@@ -49,7 +49,7 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
 
         \\ell_k = -\\big[p_k \\log \\sigma(r^*_{ik} - r^*_{jk})
                   + (1 - p_k) \\log \\sigma(r^*_{jk} - r^*_{ik})\\big]
-                = \\operatorname{softplus}(g_k) - p_k\\, g_k,
+                = p_k\\, [-g_k]_+ + (1 - p_k)\\, [g_k]_+ + \\log(1 + e^{-|g_k|}),
         \\qquad g_k = r^*_{ik} - r^*_{jk}
 
     with ``p = prefer_i`` and the loss ``reduce(l)``. Official variant (see the
@@ -63,10 +63,12 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
     preference: pass ``p = 0.5`` (the loss then pulls the two rewards level) or
     leave them out of the batch.
 
-    Stabilisers: ``-log sigma(x) = softplus(-x)``, computed as
-    ``max(x, 0) + log1p(exp(-|x|))`` and ``sigma(x)`` from ``exp(-|x|)``, so no
-    ``exp`` overflows and the loss stays finite and exact for any reward gap
-    (it matters with ``normalize=False``, where gaps are unbounded); the L2
+    Stabilisers: the log-sigmoids are written with ``e^{-|g|}`` only,
+    ``-log sigma(g) = softplus(-g) = max(-g, 0) + log1p(e^{-|g|})``, so no ``exp``
+    overflows, and the loss is a sum of non-negative terms, so it keeps full
+    relative precision even where it is tiny (``softplus(g) - p g`` would cancel
+    for a well-ordered pair); ``sigma(g)`` comes from ``e^{-|g|}`` too. This
+    matters with ``normalize=False``, where reward gaps are unbounded. The L2
     normalisation floors norms at 1e-12 (torch's ``cosine_similarity``: 1e-8).
 
     Parameters
@@ -115,7 +117,7 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
     gap = sim_j - sim_i  # = r_i - r_j with r = 1 - sim
     p = xp.astype(prefer_i, u_i.dtype)
     if paper:
-        per_pair = softplus(gap) - p * gap
+        per_pair = bradley_terry_nll(gap, p)
         dper_dgap = sigmoid(gap) - p
         loss, reduce_cache = reduce(per_pair, reduction)
     else:
@@ -155,10 +157,15 @@ def backward(dout, cache):
     return du_i, du_j, maybe_normalize_backward(drefs_hat, refs_cache)
 
 
-def softplus(x):
-    """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^{-|x|})``: exact, never overflows."""
-    xp = backend.namespace(x)
-    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+def bradley_terry_nll(g, p):
+    """``-[p log sigma(g) + (1 - p) log sigma(-g)]`` element-wise, stable and exact.
+
+    As ``p max(-g, 0) + (1 - p) max(g, 0) + log1p(e^{-|g|})``: no overflow, no
+    cancellation. Its derivative in ``g`` is ``sigma(g) - p``.
+    """
+    xp = backend.namespace(g)
+    zero = xp.zeros_like(g)
+    return p * xp.maximum(-g, zero) + (1 - p) * xp.maximum(g, zero) + xp.log1p(xp.exp(-xp.abs(g)))
 
 
 def sigmoid(x):
