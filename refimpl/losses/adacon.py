@@ -1,0 +1,359 @@
+"""AdaCon adaptive-margin contrastive loss (Dai et al., IEEE TMI), Eq. 4-6 and Eq. 14.
+
+SupCon (AdaCon Eq. 1) with an ECDF margin added to every negative logit, so that
+a negative whose label is far from the anchor's is pushed further away:
+
+.. math::
+
+    \\ell_i = -\\frac{1}{|P(i)|} \\sum_{p \\in P(i)} \\log
+        \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}},
+    \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
+
+with :math:`F` an empirical CDF of the labels (:func:`ecdf`) and
+:math:`P(i)` the other rows with the anchor's label. Positives share the
+anchor's label, hence its ECDF value, so :math:`d_{ip} = 0` (Eq. 14).
+
+Two variants (``variant=``):
+
+* ``"paper"``: Eq. 4-6. ECDF with the non-strict inequality of Eq. 5 over the
+  batch (or over ``population``), positives = equal labels (equal label buckets
+  when ``bucket`` is given).
+* ``"official"``: ``SupConLoss_admargin`` of XMed-Lab/AdaCon as trained
+  (``echonet/utils/video.py``): two views stacked view-major, labels bucketed
+  ``y // 0.05`` (``numpy.floor_divide``), mid-rank ECDF of the bucket over the
+  training population, positives = same bucket (a sample's other view
+  included), mean over the 2N anchors.
+
+Memory: one (M, M) buffer is built in place (margin, then + cosine, then the
+logits, then their exponentials) and kept for the backward pass; the sums over
+positives use sorted label groups, O(M D), so no (M, M) positive mask exists.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from .._validate import check_array, check_choice, check_positive, check_same_length
+from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
+                      maybe_normalize_backward, reduce, reduce_backward)
+
+ECDF_KINDS = ("paper", "official")
+#: label bucket width of the authors' code (``EF // 0.05`` in ``echonet/datasets/echo.py``).
+OFFICIAL_BUCKET = 0.05
+#: scale ``s`` of the authors' code (``scale_s = 150``).
+OFFICIAL_SCALE = 150.0
+
+
+def _labels(name, y):
+    """Validated 1-D real labels; integer labels are promoted to float64."""
+    check_array(name, y, ndim=1, floating=False)
+    xp = backend.namespace(y)
+    if not xp.isdtype(y.dtype, ("integral", "real floating")):
+        raise TypeError(f"{name} must have an integer or real floating dtype, got {y.dtype}")
+    return y if xp.isdtype(y.dtype, "real floating") else xp.astype(y, xp.float64)
+
+
+def _keys(y, population, bucket):
+    """Labels and population as comparable keys: bucket indices ``y // bucket`` or ``y``."""
+    y = _labels("y", y)
+    pop = y if population is None else _labels("population", population)
+    if pop.shape[0] == 0:
+        raise ValueError("population must be non-empty (the labels the ECDF counts)")
+    xp = backend.namespace(y, pop)
+    dtype = xp.result_type(y.dtype, pop.dtype)
+    y, pop = xp.astype(y, dtype), xp.astype(pop, dtype)
+    if bucket is None:
+        return y, pop
+    bucket = check_positive("bucket", bucket)
+    # Floating floor division as numpy.floor_divide (and Python's //): 0.15 // 0.05 == 2.0,
+    # while floor(0.15 / 0.05) == 2.0 but floor(0.25 / 0.05) == 5.0 != 0.25 // 0.05 == 4.0.
+    return y // bucket, pop // bucket
+
+
+def _counts(keys, pop_keys, kind):
+    """``n F(key)``: #{pop <= key} (paper) or #{pop < key} + #{pop == key} / 2 (official)."""
+    xp = backend.namespace(keys)
+    ref = xp.sort(pop_keys)
+    right = xp.astype(xp.searchsorted(ref, keys, side="right"), keys.dtype)
+    if kind == "paper":
+        return right
+    left = xp.astype(xp.searchsorted(ref, keys, side="left"), keys.dtype)
+    return (left + right) / 2
+
+
+def ecdf(y, population=None, *, bucket=None, kind="paper"):
+    """Empirical CDF of labels ``y`` over ``population`` (AdaCon Eq. 5).
+
+    .. math::
+
+        F_{\\mathrm{paper}}(v) = \\frac{1}{n} \\sum_{k=1}^{n} \\mathbb{1}[b_k \\le v],
+        \\qquad
+        F_{\\mathrm{official}}(v) = \\frac{1}{n} \\Big(\\#\\{b_k < v\\}
+            + \\tfrac12 \\#\\{b_k = v\\}\\Big)
+
+    evaluated at :math:`v = b(y_i)`, where :math:`b_1..b_n` are the keys of the
+    population and :math:`b(y) = y` or, with ``bucket``, the bucket index
+    ``y // bucket`` (``numpy.floor_divide`` semantics, so ``0.15 // 0.05 ==
+    2.0``). ``kind="paper"`` is Eq. 5 with its non-strict inequality;
+    ``kind="official"`` is the mid-rank of the authors' ``echo.py``
+    (``EF_CLS``: cumulative count up to the bucket minus half its own count),
+    divided by ``n`` here (their code multiplies by ``2 / n`` in the loss).
+
+    Errata: Eq. 5 is written as a sum over the N training samples (Sec. III)
+    while PAPERS.md reads it as the batch ECDF; ``population=None`` (the batch
+    ``y`` itself) gives the batch reading, the training labels as
+    ``population`` the other. The text calls F "the sample estimate of
+    Pr(Y < y)" (strict), Eq. 5 uses <=; we follow Eq. 5.
+
+    Values: in ``(0, 1]`` for keys present in the population (the paper kind
+    reaches 1 at the largest); a key absent from it gets the count of the
+    population keys below it (possibly 0). On distinct values the two kinds
+    differ by exactly ``1 / (2n)``. Any strictly increasing map of ``y`` and
+    ``population`` leaves the paper kind without bucket unchanged.
+
+    Parameters
+    ----------
+    y : array (M,), integer or real floating, finite
+    population : array (P,), P >= 1, optional
+        The labels the ECDF counts; ``None`` means ``y`` itself (the batch).
+    bucket : float > 0, optional
+        Bucket width; ``None`` compares raw labels.
+    kind : {"paper", "official"}
+
+    Returns
+    -------
+    array (M,) in the floating dtype of the labels (float64 for integers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([0.3, 0.1, 0.3, 0.7])
+    >>> ecdf(y).tolist()
+    [0.75, 0.25, 0.75, 1.0]
+    >>> ecdf(y, kind="official").tolist()
+    [0.5, 0.125, 0.5, 0.875]
+    >>> ecdf(np.array([0.15, 0.25]), bucket=0.05, kind="official").tolist()
+    [0.25, 0.75]
+    """
+    check_choice("kind", kind, ECDF_KINDS)
+    keys, pop_keys = _keys(y, population, bucket)
+    return _counts(keys, pop_keys, kind) / pop_keys.shape[0]
+
+
+def _margin_from_counts(counts, n):
+    """``d_ia = 2 |c_i - c_a| / n`` as a fresh (M, M) array (counts ``c = n F``)."""
+    xp = backend.namespace(counts)
+    d = xp.abs(counts[:, None] - counts[None, :])  # (M, 1) - (1, M) -> (M, M)
+    d *= 2.0 / n
+    return d
+
+
+def margin(y, population=None, *, bucket=None, kind="paper"):
+    """Adaptive margins of every pair (AdaCon Eq. 4): ``d_ia = 2 |F(y_i) - F(y_a)|``.
+
+    .. math:: d_{ia} = 2\\,|F(y_i) - F(y_a)| \\in [0, 2)
+
+    ``F`` is :func:`ecdf` with the same arguments. Pairs with equal keys (the
+    positives) get exactly 0 (Eq. 14), and for ``y_i < y_j < y_k`` (keys
+    distinct in the population) ``d_ik > d_ij``. The authors' code computes
+    ``clamp(|c_i - c_a| * 2 / N_train, 0, 2)`` on mid-rank counts ``c``; the
+    clamp never binds (``|c_i - c_a| <= n`` and ``fl(n * fl(2 / n)) <= 2``), so
+    it is omitted; the product is formed in that order, number for number.
+
+    Shapes: ``y`` (M,) -> (M, M) in the floating dtype of the labels.
+
+    >>> import numpy as np
+    >>> margin(np.array([0.1, 0.5, 0.5, 0.9])).tolist()
+    [[0.0, 1.0, 1.0, 1.5], [1.0, 0.0, 0.0, 0.5], [1.0, 0.0, 0.0, 0.5], [1.5, 0.5, 0.5, 0.0]]
+    """
+    check_choice("kind", kind, ECDF_KINDS)
+    keys, pop_keys = _keys(y, population, bucket)
+    return _margin_from_counts(_counts(keys, pop_keys, kind), pop_keys.shape[0])
+
+
+def _groups(keys):
+    """Sort order of ``keys`` and, per row, the slice [start, stop) of its key group."""
+    xp = backend.namespace(keys)
+    order = xp.argsort(keys)
+    ordered = xp.take(keys, order)
+    start = xp.searchsorted(ordered, keys, side="left")
+    stop = xp.searchsorted(ordered, keys, side="right")
+    return order, start, stop
+
+
+def _group_sum(x, groups):
+    """Per row, the sum of the rows of ``x`` (M, K) with the same key (itself included).
+
+    Stabiliser: the prefix sums run in float64; differences of float32 prefix
+    sums over thousands of rows would lose about 1e-4 of a group's sum.
+    """
+    order, start, stop = groups
+    xp = backend.namespace(x)
+    rows = xp.astype(xp.take(x, order, axis=0), xp.float64)  # (M, K), sorted by key
+    prefix = xp.cumulative_sum(rows, axis=0, include_initial=True)  # (M + 1, K)
+    total = xp.take(prefix, stop, axis=0) - xp.take(prefix, start, axis=0)  # (M, K)
+    return xp.astype(total, x.dtype)
+
+
+def _check_views(y, m_rows):
+    xp = backend.namespace(y)
+    if m_rows % 2:
+        raise ValueError(f"z must have an even number of rows with variant='official' "
+                         f"(two views stacked view-major), got {m_rows}")
+    half = m_rows // 2
+    if not bool(xp.all(y[:half] == y[half:])):
+        raise ValueError("y must give both views of a sample the same label with "
+                         "variant='official': y[:M // 2] == y[M // 2:]")
+
+
+def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduction="mean",
+            normalize=True):
+    """AdaCon loss (Eq. 6) of embeddings ``z`` with continuous labels ``y``.
+
+    .. math::
+
+        \\ell_i = \\log \\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}
+            - \\frac{s}{|P(i)|} \\sum_{p \\in P(i)} \\cos\\theta_{ip},
+        \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
+
+    the per-anchor form of Eq. 6 (Eq. 14 of App. A, with :math:`d_{ip} = 0`).
+    :math:`\\cos\\theta_{ia} = \\hat z_i^\\top \\hat z_a` on L2-normalised
+    rows (``normalize=False``: on ``z`` as given). ``P(i)`` = the other rows
+    whose key equals the anchor's (label, or bucket ``y // bucket``).
+    ``margin`` gives :math:`d`, ``ecdf`` gives :math:`F`.
+
+    Variants:
+
+    * ``"paper"``: ``F`` = Eq. 5 (``ecdf(kind="paper")``) over ``population``
+      (default: the batch ``y``); ``bucket=None`` compares raw labels.
+    * ``"official"``: ``SupConLoss_admargin`` of XMed-Lab/AdaCon: rows are two
+      views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
+      N samples, ``y[:N] == y[N:]``), ``bucket`` 0.05 by default, ``F`` the
+      mid-rank ECDF of the bucket over ``population`` (their code: the whole
+      training split, ``norm_val = 2 / N_train``; default here: the batch,
+      whose two copies of each label give the same F), ``s = 150`` in their
+      code (pass ``scale=OFFICIAL_SCALE``). Reduction "mean" and
+      ``normalize=True`` only (their model normalises).
+
+    Anchors without positives: Eq. 1 and 6 divide by ``|P(i)| = 0``; such an
+    anchor contributes 0 (and gets no gradient as an anchor) and still counts
+    in the mean, as HobbitLong/SupContrast. With two views every anchor has
+    a positive.
+
+    Errata: Eq. 6 sums over anchors while the code averages; ``reduction``
+    chooses ("sum" is Eq. 6 as printed, "mean" the code). Eq. 5 sums over the
+    training set (Sec. III) while PAPERS.md reads it as the batch ECDF (see
+    :func:`ecdf`). The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
+    [0, 2 - 2/n].
+
+    Stabilisers: the row maximum over ``a != i`` is subtracted before ``exp``
+    (exact; needed: scale 150 makes logits up to 450 with normalised rows);
+    the anchor's own entry is set to -inf, so the sum excludes it exactly.
+    The official code takes its row maximum with the anchor included; the
+    value is the same. Group sums over positives run in float64.
+
+    Parameters
+    ----------
+    z : array (M, D), real floating, finite, M >= 2
+    y : array (M,), integer or real floating, finite
+    scale : float > 0
+        ``s`` (inverse temperature); 150 in the authors' code.
+    population : array (P,), optional
+        Labels the ECDF counts (e.g. the training labels); default ``y``.
+    bucket : float > 0, optional
+        Label bucket width; default None (paper) or 0.05 (official).
+    variant : {"paper", "official"}
+    reduction : {"mean", "sum", "none"}
+        "none" returns the (M,) per-anchor losses.
+    normalize : bool
+        L2-normalise the rows of ``z`` inside (floor 1e-12 on the norm).
+
+    Returns
+    -------
+    loss : array, scalar or (M,)
+    cache : for :func:`backward`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+    >>> y = np.array([0.1, 0.1, 0.5, 0.9])
+    >>> loss, cache = forward(z, y, scale=2.0)
+    >>> round(float(loss), 4)
+    0.5385
+    >>> per_anchor, _ = forward(z, y, scale=2.0, reduction="none")
+    >>> per_anchor.round(4).tolist()        # the last two anchors have no positive
+    [0.6922, 1.4619, 0.0, 0.0]
+    >>> (dz,) = backward(1.0, cache)
+    >>> dz.round(4).tolist()
+    [[0.0, -0.153], [-0.4333, 0.5777], [0.3063, 0.0], [0.2103, 0.1577]]
+    """
+    xp = backend.namespace(z, y, population)
+    check_array("z", z, ndim=2)
+    m_rows = z.shape[0]
+    if m_rows < 2:
+        raise ValueError(f"z must have at least 2 rows (an anchor and another sample), got {m_rows}")
+    check_same_length("y", _labels("y", y), "z", m_rows)
+    scale = check_positive("scale", scale)
+    check_choice("variant", variant, VARIANTS)
+    check_choice("reduction", reduction, REDUCTIONS)
+    if variant == "official":
+        check_official(reduction, normalize)
+        _check_views(y, m_rows)
+        bucket = OFFICIAL_BUCKET if bucket is None else bucket
+    keys, pop_keys = _keys(y, population, bucket)
+    counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)
+    zn, norm_cache = maybe_normalize(z, normalize)
+
+    # One (M, M) buffer, built in place: margin, + cosine, * s, anchor -> -inf, exp.
+    logits = _margin_from_counts(counts, pop_keys.shape[0])
+    logits += zn @ xp.permute_dims(zn, (1, 0))  # (M, D) @ (D, M) -> (M, M)
+    logits *= scale
+    flat = xp.reshape(logits, (m_rows * m_rows,))  # a view where the backend allows it
+    flat[::m_rows + 1] = -math.inf  # the anchor is not in its own denominator
+    logits = xp.reshape(flat, (m_rows, m_rows))
+    row_max = xp.max(logits, axis=1, keepdims=True)  # (M, 1), over a != i
+    logits -= row_max
+    exp = xp.exp(logits)  # (M, M), 0 on the diagonal
+    del logits, flat
+    denom = xp.sum(exp, axis=1)  # (M,)
+    log_denom = row_max[:, 0] + xp.log(denom)
+
+    groups = _groups(keys)
+    n_pos = xp.astype(groups[2] - groups[1], z.dtype) - 1  # (M,) |P(i)|
+    has_pos = n_pos > 0
+    n_pos_safe = xp.where(has_pos, n_pos, xp.ones_like(n_pos))
+    # sum_p cos_ip = z_i . (sum of z over the anchor's group) - |z_i|^2; d_ip = 0
+    pos_cos = xp.sum(zn * _group_sum(zn, groups), axis=1) - xp.sum(zn * zn, axis=1)  # (M,)
+    per_anchor = xp.where(has_pos, log_denom - scale * pos_cos / n_pos_safe,
+                          xp.zeros_like(log_denom))
+    loss, reduce_cache = reduce(per_anchor, reduction)
+    cache = (exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache)
+    return loss, cache
+
+
+def backward(dout, cache):
+    """Gradient of :func:`forward` with respect to ``z``; returns ``(dz,)``.
+
+    With upstream weights ``g_i`` per anchor (0 for anchors without
+    positives), :math:`\\partial \\ell_i / \\partial S_{ia} = g_i (p_{ia} -
+    [a \\in P(i)] / |P(i)|)` for logits :math:`S = s(\\cos + d)` and softmax
+    :math:`p` over ``a != i``; then ``dzn = s (dS + dS^T) zn`` and the
+    normalisation's backward. The softmax is applied as ``exp / denom``
+    row weights inside two (M, M) @ (M, D) products; the positive terms use
+    group sums.
+    """
+    exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache = cache
+    xp = backend.namespace(exp)
+    g = reduce_backward(as_dout(dout, exp), reduce_cache)  # (M,)
+    g = xp.where(has_pos, g, xp.zeros_like(denom))
+    u = (g / denom)[:, None]  # (M, 1) softmax rows as exp / denom
+    k = (g / n_pos_safe)[:, None]  # (M, 1)
+    # sum_a dS_ia zn_a + sum_a dS_ai zn_a, softmax part
+    dzn = u * (exp @ zn) + xp.permute_dims(exp, (1, 0)) @ (u * zn)  # (M, M) @ (M, D)
+    # positive part: P x = (group sum of x) - x, P symmetric
+    d = zn.shape[1]
+    sums = _group_sum(xp.concat([zn, k * zn], axis=1), groups)  # (M, 2D)
+    dzn -= k * (sums[:, :d] - zn) + (sums[:, d:] - k * zn)
+    dzn *= scale
+    return (maybe_normalize_backward(dzn, norm_cache),)
