@@ -19,9 +19,12 @@ where nothing legible was printed:
   0.1 (coefficients ~ U(-0.1, 0.1)), degree 3. No probability is printed for
   these two; we apply them always (p = 1).
 - Everything else "as strong", i.e. DINO: horizontal flip p = 0.5, aspect
-  ratio (3/4, 4/3), local crop size 96/224 of the global size. DINO's
-  grey-scale and solarisation do not apply to one-channel images and are
-  left out; Table 2 marks blur absent from strong, so strong has no blur.
+  ratio (3/4, 4/3), local crop size 96/224 of the global size. Table 2
+  marks blur absent from strong, so strong has no blur. Left out (our
+  choice): DINO's random grey-scale (p 0.2; a no-op on the one-channel
+  images we target), saturation and hue jitter (the paper's jitter is
+  brightness and contrast) and solarisation of the second global view (not
+  named in Table 2).
 """
 from __future__ import annotations
 
