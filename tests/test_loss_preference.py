@@ -264,6 +264,21 @@ def test_backends_agree(xpd, variant, reduction, shared):
             np.testing.assert_allclose(backend.to_numpy(got), w, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("label_dtype", ["bool", "int64"])
+def test_hard_labels_of_any_dtype(xpd, n, label_dtype):
+    """Bool and integer labels give the float result, for N = 1 too (official reads pair 0)."""
+    u_i, u_j, refs, _ = make_inputs(n, 3, 2, True, seed=5)
+    labels = np.array([0, 1, 1][:n])
+    inputs = [xpd.put(x) for x in (u_i, u_j, refs)]
+    for variant in ("paper", "official"):
+        want, want_cache = P.forward(u_i, u_j, refs, labels.astype(float), variant=variant)
+        loss, cache = P.forward(*inputs, xpd.put(labels.astype(label_dtype)), variant=variant)
+        np.testing.assert_allclose(backend.to_numpy(loss), want, rtol=1e-13)
+        for got, w in zip(P.backward(1.0, cache), P.backward(1.0, want_cache)):
+            np.testing.assert_allclose(backend.to_numpy(got), w, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("variant,shared", [("paper", True), ("paper", False), ("official", True)])
 def test_float32_matches_float64(variant, shared):
     args = make_inputs(16, 8, 5, shared, seed=6, variant=variant)

@@ -182,7 +182,7 @@ def _nll_read_weights(label, prob):
     """
     xp = backend.namespace(label)
     first = label[:1]  # (1,)
-    weights = xp.concat([1 - first, first, xp.zeros_like(prob[2:])])  # (max(N, 2),)
+    weights = xp.concat([1 - first, first, xp.zeros_like(prob)])  # (N + 2,)
     return weights[:prob.shape[0]]
 
 
@@ -206,6 +206,6 @@ def _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize) -> No
     check_same_length("prefer_i", prefer_i, "u_i", n)
     if binary:
         check_official(reduction, normalize)
-        if n < 2 and bool(prefer_i[0] == 1):
+        if n < 2 and bool(prefer_i[0]):  # values are 0 or 1 here
             raise ValueError("prefer_i[0] = 1 needs N >= 2 with variant='official' (torch's NLLLoss "
                              "reads element prefer_i[0] of the batch)")
