@@ -41,22 +41,7 @@ from __future__ import annotations
 from .. import backend
 from .._validate import check_array, check_choice, check_same_length
 from ._common import REDUCTIONS, as_dout, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
-
-
-def ecdf(values, population):
-    """Empirical CDF of ``population`` at each of ``values`` (AdaCon Eq. 5).
-
-    .. math:: \\phi(y) = \\frac{1}{M} \\sum_{j=1}^{M} \\mathbb{1}[y_j \\le y]
-
-    Shapes: ``values`` (N,), ``population`` (M,) -> (N,).
-
-    >>> import numpy as np
-    >>> ecdf(np.array([0.5, 2.0]), np.array([0.0, 1.0, 2.0, 2.0])).tolist()
-    [0.25, 1.0]
-    """
-    xp = backend.namespace(values, population)
-    below = population[None, :] <= values[:, None]  # (N, M)
-    return xp.mean(xp.astype(below, values.dtype), axis=1)
+from .adacon import ecdf
 
 
 def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, population=None,
@@ -78,9 +63,10 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
     Parameters
     ----------
     anchor, positive, negative : array (N, D), real floating, finite.
-    y_anchor, y_positive, y_negative : array (N,), the triplets' continuous labels.
+    y_anchor, y_positive, y_negative : array (N,), the triplets' labels (real or integer).
     population : array (M,), optional
-        Labels defining the ECDF; ``y_anchor`` by default.
+        Labels defining the ECDF (:func:`refimpl.losses.adacon.ecdf`, Eq. 5);
+        ``y_anchor`` by default.
     normalize : bool
         L2-normalise the embeddings first (default); False is Zheng et al.'s form.
     reduction : {"mean", "sum", "none"}
@@ -108,13 +94,12 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
     for name, z in (("positive", positive), ("negative", negative)):
         check_array(name, z, shape=tuple(anchor.shape))
     for name, y in (("y_anchor", y_anchor), ("y_positive", y_positive), ("y_negative", y_negative)):
-        check_array(name, y, ndim=1)
+        check_array(name, y, ndim=1, floating=False)
         check_same_length(name, y, "anchor", n)
-    population = y_anchor if population is None else check_array("population", population, ndim=1)
-    if population.shape[0] == 0:
-        raise ValueError("population must hold at least one label")
+    population = y_anchor if population is None else population
     phi_a, phi_p, phi_n = (ecdf(y, population) for y in (y_anchor, y_positive, y_negative))
     margin = 4 * (xp.abs(phi_a - phi_n) - xp.abs(phi_a - phi_p))  # 2 (d_an - d_ap), (N,)
+    margin = xp.astype(margin, anchor.dtype)  # integer labels give a float64 ECDF
     za, ca = maybe_normalize(anchor, normalize)
     zp, cp = maybe_normalize(positive, normalize)
     zn, cn = maybe_normalize(negative, normalize)
