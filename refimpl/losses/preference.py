@@ -15,9 +15,10 @@ the more severe sample of a pair is the preferred one (larger distance).
   input is 1-D (N,), which torch reads as the N class scores of *one* sample,
   so the loss is ``-sigmoid(...)[label_0]``: one element, pair 0 or pair 1
   chosen by the first label, negative, in [-1, 0], the other pairs get no
-  gradient. Old torch computed exactly that from the (N,) target (it read only
-  ``target[0]``); current torch raises on an (N,) target and computes it when
-  the target is ``label[0]``, the reading we reproduce. The anchor is the
+  gradient. The torch releases that accepted the (N,) target with a 1-D input
+  read only ``target[0]``; current torch (2.13) raises on it and computes the
+  same value when the target is ``label[0]``, the reading reproduced here. The
+  loaders' tie label 2 (it would read pair 2) is not accepted. The anchor is the
   *unnormalised* mean of the raw reference embeddings (``main.ipynb``, n = 20;
   ``train_conpre.py`` uses one reference image per pair, ``refs`` (N, 1, D));
   gradients flow into the references. ``reduction`` must be "mean" (the code's
@@ -134,11 +135,12 @@ def backward(dout, cache):
     """Gradients ``(du_i, du_j, drefs)`` of :func:`forward`, shapes as the inputs.
 
     With ``g = r_i - r_j = s_j - s_i`` and ``dg_k = dout_k * dl_k/dg_k``:
-    ``du_i_hat = -dg a``, ``du_j_hat = dg a`` with ``a`` the normalised anchor,
-    ``da = dg (u_j_hat - u_i_hat)``
-    (summed over pairs for shared references), then back through the anchor's
-    normalisation, the mean (each reference gets ``1/R`` of it) and the
-    references' normalisation. Ignore ``drefs`` to hold the anchor fixed.
+    ``du_i_hat = -dg a`` and ``du_j_hat = dg a`` with ``a`` the normalised
+    anchor, ``da = dg (u_j_hat - u_i_hat)`` (summed over pairs for shared
+    references), then back through the anchor's normalisation, the mean (each
+    reference gets ``1/R`` of it) and the references' normalisation. ``dout``:
+    a 0-d array or a Python number for "mean"/"sum", an (N,) array for "none".
+    Ignore ``drefs`` to hold the anchor fixed.
     """
     (ui_hat, uj_hat, anchor, refs_hat, ui_cache, uj_cache, anchor_cache, refs_cache,
      dper_dgap, reduce_cache) = cache
