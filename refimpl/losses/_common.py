@@ -140,3 +140,17 @@ def check_official(reduction: str, normalize: bool) -> None:
     if not normalize:
         raise ValueError("normalize must be True with variant='official' "
                          "(the authors' code always takes the cosine of raw embeddings)")
+
+
+def log_softmax(logits):
+    """Row-wise log-softmax over every entry (:func:`masked_log_softmax` with nothing masked).
+
+    Its backward is :func:`masked_log_softmax_backward` with the returned cache.
+
+    >>> import numpy as np
+    >>> out, _ = log_softmax(np.log(np.array([[1.0, 3.0]])))
+    >>> np.exp(out).tolist()
+    [[0.25, 0.75]]
+    """
+    xp = backend.namespace(logits)
+    return masked_log_softmax(logits, xp.ones_like(logits, dtype=xp.bool))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_same_length
-from ._common import REDUCTIONS, as_dout, masked_log_softmax, masked_log_softmax_backward, reduce, reduce_backward
+from ._common import (REDUCTIONS, as_dout, log_softmax, masked_log_softmax_backward, reduce,
+                      reduce_backward)
 
 
 def _check_smoothing(label_smoothing) -> float:
@@ -96,7 +97,7 @@ def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduc
         if not bool(total > 0):
             raise ValueError("weight of the targets sums to 0, so the weighted mean is undefined")
         coef, reduction = coef / total, "sum"
-    log_prob, lcache = masked_log_softmax(logits, xp.ones_like(logits, dtype=xp.bool))
+    log_prob, lcache = log_softmax(logits)
     values = -xp.sum(coef * log_prob, axis=1)  # (N,)
     loss, rcache = reduce(values, reduction)
     return loss, (coef, lcache, rcache)

@@ -16,12 +16,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_positive
-from ._common import as_dout, masked_log_softmax, masked_log_softmax_backward
-
-
-def _log_softmax(x):
-    xp = backend.namespace(x)
-    return masked_log_softmax(x, xp.ones_like(x, dtype=xp.bool))
+from ._common import as_dout, log_softmax, masked_log_softmax_backward
 
 
 def _check_views(student, teacher, center, n_global: int) -> int:
@@ -92,9 +87,9 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
     b = _check_views(student, teacher, center, n_global)
     k = teacher.shape[1]
     n_crops = student.shape[0] // b
-    log_q, _ = _log_softmax((teacher - xp.reshape(center, (1, k))) / teacher_temp)
+    log_q, _ = log_softmax((teacher - xp.reshape(center, (1, k))) / teacher_temp)
     q = xp.reshape(xp.exp(log_q), (n_global, b * k))  # (G, B*K)
-    log_p, lcache = _log_softmax(student / student_temp)
+    log_p, lcache = log_softmax(student / student_temp)
     log_p = xp.reshape(log_p, (n_crops, b * k))  # (V, B*K)
     # pair (g, v) is used unless v is the same global view g
     pair = backend.asarray(  # (G, V): pair (g, v) is used unless v is the same global view g

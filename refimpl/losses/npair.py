@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_nonnegative, check_positive, check_same_length
-from ._common import (REDUCTIONS, as_dout, masked_log_softmax, masked_log_softmax_backward, maybe_normalize,
+from ._common import (REDUCTIONS, as_dout, log_softmax, masked_log_softmax_backward, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 
@@ -85,7 +85,7 @@ def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: 
     za, ca = maybe_normalize(anchor, normalize)
     zp, cp = maybe_normalize(positive, normalize)
     logits = (za @ xp.permute_dims(zp, (1, 0))) / temperature  # (N, N)
-    log_prob, lcache = masked_log_softmax(logits, xp.ones_like(logits, dtype=xp.bool))
+    log_prob, lcache = log_softmax(logits)
     values = -xp.sum(target * log_prob, axis=1)  # (N,)
     if l2_reg > 0:
         values = values + l2_reg * (xp.sum(anchor * anchor, axis=1) + xp.sum(positive * positive, axis=1))
