@@ -151,11 +151,13 @@ def _margin_from_counts(counts, n):
 def margin(y, population=None, *, bucket=None, kind="paper"):
     """Adaptive margins of every pair (AdaCon Eq. 4): ``d_ia = 2 |F(y_i) - F(y_a)|``.
 
-    .. math:: d_{ia} = 2\\,|F(y_i) - F(y_a)| \\in [0, 2)
+    .. math:: d_{ia} = 2\\,|F(y_i) - F(y_a)| \\in [0, 2]
 
     ``F`` is :func:`ecdf` with the same arguments. Pairs with equal keys (the
     positives) get exactly 0 (Eq. 14), and for ``y_i < y_j < y_k`` (keys
-    distinct in the population) ``d_ik > d_ij``. The authors' code computes
+    distinct in the population) ``d_ik > d_ij``. The bound 2 is reached only
+    by keys outside the population (counts 0 and n); labels of the population
+    stay below it. The authors' code computes
     ``clamp(|c_i - c_a| * 2 / N_train, 0, 2)`` on mid-rank counts ``c``; the
     clamp never binds (``|c_i - c_a| <= n`` and ``fl(n * fl(2 / n)) <= 2``), so
     it is omitted; the product is formed in that order, number for number.
@@ -293,15 +295,16 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     m_rows = z.shape[0]
     if m_rows < 2:
         raise ValueError(f"z must have at least 2 rows (an anchor and another sample), got {m_rows}")
-    check_same_length("y", _labels("y", y), "z", m_rows)
     scale = check_positive("scale", scale)
     check_choice("variant", variant, VARIANTS)
     check_choice("reduction", reduction, REDUCTIONS)
     if variant == "official":
         check_official(reduction, normalize)
-        _check_views(y, m_rows)
         bucket = OFFICIAL_BUCKET if bucket is None else bucket
     keys, pop_keys = _keys(y, population, bucket)
+    check_same_length("y", keys, "z", m_rows)
+    if variant == "official":
+        _check_views(y, m_rows)
     counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)
     zn, norm_cache = maybe_normalize(z, normalize)
 
