@@ -1,4 +1,4 @@
-"""Multi-class N-pair loss against per-anchor loops, Sohn's Eq. 3, finite differences and PyTorch."""
+"""Multi-class N-pair loss against per-anchor loops, Sohn's N-pair-mc form, finite differences and PyTorch."""
 import math
 
 import numpy as np
@@ -30,7 +30,7 @@ def naive(anchor, positive, labels=None, l2_reg=0.0, temperature=1.0, normalize=
 
 
 def sohn_eq3(anchor, positive):
-    """Sohn (2016) Eq. 3 per anchor: log(1 + sum_{j != i} exp(f_i.f+_j - f_i.f+_i)), unnormalised."""
+    """Sohn (2016) N-pair-mc per anchor: log(1 + sum_{j != i} exp(f_i.f+_j - f_i.f+_i)), unnormalised."""
     n = len(anchor)
     return np.array([math.log1p(math.fsum(math.exp(anchor[i] @ positive[j] - anchor[i] @ positive[i])
                                           for j in range(n) if j != i)) for i in range(n)])
@@ -83,7 +83,7 @@ def test_scale_and_permutation_invariance(case, seed):
 
 @given(case=cases())
 def test_paper_form_and_distinct_labels(case):
-    """tau = 1, unnormalised, no labels: Sohn's Eq. 3; all-distinct labels equal no labels."""
+    """tau = 1, unnormalised, no labels: Sohn's N-pair-mc form; all-distinct labels equal no labels."""
     a, p = case["anchor"], case["positive"]
     loss, _ = npair.forward(a, p, normalize=False, reduction="none")
     np.testing.assert_allclose(loss, sohn_eq3(a, p), rtol=1e-12, atol=1e-14)

@@ -1,11 +1,11 @@
 """Multi-class N-pair loss (Sohn, NeurIPS 2016), an AdaCon baseline.
 
 AdaCon (Dai et al., IEEE TMI, Sec. IV-A3) compares with the N-pair loss,
-"treating each unique label as an individual class". Sohn's Eq. 3 assumes the
-N pairs come from N distinct classes; with ``labels`` given, pairs that share
-a label are all counted as positives of each other, with the target spread
-uniformly over them (the convention of TensorFlow's ``npairs_loss``); without
-labels every pair is its own class (the paper).
+"treating each unique label as an individual class". Sohn's N-pair-mc loss
+(Sec. 3.2) assumes the N pairs come from N distinct classes; with ``labels``
+given, pairs that share a label are all counted as positives of each other,
+with the target spread uniformly over them (the convention of TensorFlow's
+``npairs_loss``); without labels every pair is its own class (the paper).
 """
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: 
         \\ell_i = -\\sum_j T_{ij} \\log \\frac{e^{s_{ij}}}{\\sum_k e^{s_{ik}}}
                   + \\lambda \\bigl(\\lVert f_i \\rVert^2 + \\lVert f^+_i \\rVert^2\\bigr),
 
-    which without labels and with :math:`\\tau = 1` is Sohn (2016) Eq. 3,
+    which without labels and with :math:`\\tau = 1` is Sohn's (2016)
+    (N+1)-tuplet loss (Eq. 3) of anchor :math:`i` within an N-pair batch, the
+    N-pair-mc loss (Sec. 3.2),
     :math:`\\log(1 + \\sum_{j \\ne i} e^{z_i^\\top z^+_j - z_i^\\top z^+_i})`.
-    The regulariser (Sohn, Sec. 3.2.2: keep the embedding norms small, as the
-    unnormalised inner products are unbounded) acts on the *inputs*
-    :math:`f` (before any normalisation) and is off by default
+    The regulariser (Sohn, "L2 norm regularization of embedding vectors": keep
+    the norms small, as the unnormalised inner products are unbounded) acts on
+    the *inputs* :math:`f` (before any normalisation) and is off by default
     (``l2_reg = 0``); TensorFlow's ``npairs_loss`` uses
     ``0.25 * reg_lambda`` times the same mean, i.e. ``l2_reg = reg_lambda / 4``.
     Stabilisers: the row maximum is subtracted in the log-softmax (exact);

@@ -16,18 +16,21 @@ using :math:`2 z_i^\\top z_j = 2 - \\lVert z_i - z_j\\rVert^2` on the sphere,
 and calls the result an approximation of the adaptive triplet loss of
 Zheng et al. (arXiv:2103.13482), i.e. the hinge :math:`\\max(0, h)`.
 
-Readings taken here (the appendix is loose in three places):
+Readings taken here (the appendix leaves these open):
 
 * The appendix keeps :math:`d_{i,p}` in its first line and drops it in the
   second, which is exact only for a positive with the anchor's label (Eq. 14:
   :math:`d_{i,p} = 0`). We keep the first line: the margin is
   :math:`2(d_{i,n} - d_{i,p})`, which is the appendix's :math:`2 d_{i,n}` when
-  ``y_positive == y_anchor`` (a second view of the anchor, as in AdaCon).
-* Its Taylor steps (:math:`\\log(1 + e^x) \\approx e^x \\approx 1 + x`) hold at
-  no common :math:`x`. The exact link is the limit
-  :math:`\\tfrac{2}{s} L_{con} \\to \\max(0, h)` as :math:`s \\to \\infty`
-  (error at most :math:`2 \\log 2 / s`), which the tests check.
-* The ECDF :math:`\\phi` of Eq. 5 (non-strict inequality) is taken over
+  ``y_positive == y_anchor`` (a second view of the anchor, as in AdaCon). It
+  lies in (-4, 4) and is not clipped: a positive farther in label than the
+  negative gets a negative margin.
+* Its last line has no hinge, and its Taylor steps
+  (:math:`\log(1 + e^x) \approx e^x \approx 1 + x`) hold at no common
+  :math:`x`. We take the triplet loss's hinge :math:`\max(0, h)`, whose exact
+  link to Eq. 6 is the limit :math:`\tfrac{2}{s} L_{con} \to \max(0, h)` as
+  :math:`s \to \infty` (error at most :math:`2 \log 2 / s`; tested).
+* The ECDF :math:`\phi` of Eq. 5 (non-strict inequality) is taken over
   ``population``, by default the anchors' labels: with every batch sample the
   anchor of one triplet this is the batch ECDF of Eq. 5. Pass the batch or the
   training labels otherwise.
@@ -57,8 +60,8 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
     for each triplet :math:`t = (a, p, n)` (AdaCon App. B, last line, with the
     hinge of the triplet loss; see the module docstring for the readings).
     The margin lies in (-4, 4), the range of the squared-distance difference
-    on the unit sphere. Kink: at :math:`h = 0` the hinge's subgradient 0 is
-    used (as ``relu``). Stabiliser: the L2 normalisation floors norms at 1e-12.
+    on the unit sphere. Kink: where the argument of the max is exactly 0 the
+    hinge's subgradient 0 is used (as ``relu``). Stabiliser: the L2 normalisation floors norms at 1e-12.
 
     Parameters
     ----------
