@@ -26,11 +26,11 @@ Readings taken here (the appendix leaves these open):
   lies in (-4, 4) and is not clipped: a positive farther in label than the
   negative gets a negative margin.
 * Its last line has no hinge, and its Taylor steps
-  (:math:`\log(1 + e^x) \approx e^x \approx 1 + x`) hold at no common
-  :math:`x`. We take the triplet loss's hinge :math:`\max(0, h)`, whose exact
-  link to Eq. 6 is the limit :math:`\tfrac{2}{s} L_{con} \to \max(0, h)` as
-  :math:`s \to \infty` (error at most :math:`2 \log 2 / s`; tested).
-* The ECDF :math:`\phi` of Eq. 5 (non-strict inequality) is taken over
+  (:math:`\\log(1 + e^x) \\approx e^x \\approx 1 + x`) hold at no common
+  :math:`x`. We take the triplet loss's hinge :math:`\\max(0, h)`, whose exact
+  link to Eq. 6 is the limit :math:`\\tfrac{2}{s} L_{con} \\to \\max(0, h)` as
+  :math:`s \\to \\infty` (error at most :math:`2 \\log 2 / s`; tested).
+* The ECDF :math:`\\phi` of Eq. 5 (non-strict inequality) is taken over
   ``population``, by default the anchors' labels: with every batch sample the
   anchor of one triplet this is the batch ECDF of Eq. 5. Pass the batch or the
   training labels otherwise.
