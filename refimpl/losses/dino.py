@@ -53,7 +53,9 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
         L = \\frac{1}{G(V - 1)} \\sum_{g=1}^{G} \\sum_{v \\ne g}
             \\frac{1}{B} \\sum_{b=1}^{B} \\sum_k -Q_{g,bk} \\log P_{v,bk}
 
-    (Caron et al. 2021, Eq. 3 with the multi-crop sum; :math:`G` = ``n_global``
+    (Caron et al. 2021, Eq. 3, the multi-crop objective, which sums the
+    cross-entropies; the official ``DINOLoss`` averages them over the batch
+    and the :math:`G(V - 1)` pairs, and so do we; :math:`G` = ``n_global``
     global crops, :math:`V` = ``ncrops`` student crops). Stabiliser: both
     softmaxes subtract their row maximum (exact). Note the centre is *not*
     updated here; call :func:`update_center` with the same teacher logits after
