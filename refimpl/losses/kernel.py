@@ -9,7 +9,7 @@ last two under their own names.
 """
 from __future__ import annotations
 
-from .. import backend
+from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length
 from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
@@ -112,17 +112,14 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     """
     xp = backend.namespace(z, labels, depth)
     tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
-    m = z.shape[0]
     zn, norm_cache = maybe_normalize(z, normalize)
-    eye = _eye(m, zn)  # (M, M) bool
-    pos = ~eye if labels is None else (labels[:, None] == labels[None, :]) & ~eye  # (M, M)
-    w = _weights(pos, depth, sigma, variant, zn.dtype)  # (M, M)
+    # memory: at most two (M, M) float arrays live at once (w and sim/prob), one cached
+    w = _weights(zn, labels, depth, sigma, variant)  # (M, M)
     total_w = xp.sum(w, axis=1)  # (M,) 1 (paper), 0 without positives, free (official)
     sim = (zn / tau) @ xp.permute_dims(zn, (1, 0))  # (M, D) @ (D, M) -> (M, M)
-    prob, lse = _softmax_without_self(sim, eye)
-    # l_t = total_w_t lse_t - sum_i w_ti s_ti, and sum_i w_ti s_ti = z_t . (W z)_t / tau
-    # (a matmul instead of another (M, M) array)
-    per_anchor = total_w * lse - xp.sum(zn * (w @ zn), axis=1) / tau  # (M, M) @ (M, D)
+    positive_sim = _ops.rowdot(w, sim)  # (M,) sum_i w_ti s_ti
+    prob, lse = _softmax_without_self(sim)
+    per_anchor = total_w * lse - positive_sim  # l_t
     # dl_t / ds_tj = total_w_t p_tj - w_tj, built in the softmax buffer
     prob *= total_w[:, None]
     prob -= w
@@ -145,48 +142,52 @@ def backward(dout, cache):
     return (maybe_normalize_backward(dzn, norm_cache),)
 
 
-def _eye(m, like):
-    """(M, M) boolean identity on the namespace and device of ``like``."""
+def _eye(like):
+    """(M, M) boolean identity for the rows of ``like``, on its namespace and device."""
     xp = backend.namespace(like)
-    return backend.asarray(xp.eye(m, dtype=xp.bool), like=like)
+    return backend.asarray(xp.eye(like.shape[0], dtype=xp.bool), like=like)
 
 
-def _softmax_without_self(sim, eye):
+def _softmax_without_self(sim):
     """Row softmax over ``j != t`` and its log-normaliser; overwrites ``sim``.
 
     Returns ``p`` (M, M) with ``p_tt = 0`` and ``lse`` (M,). Stabiliser: the
     row maximum over ``j != t`` is subtracted (M >= 2, so it is finite).
     """
     xp = backend.namespace(sim)
-    sim[eye] = -xp.inf
+    sim[_eye(sim)] = -xp.inf
     row_max = xp.max(sim, axis=1, keepdims=True)  # (M, 1)
     sim -= row_max
-    prob = xp.exp(sim)
-    del sim
+    prob = _ops.exp_(sim)
     denom = xp.sum(prob, axis=1, keepdims=True)  # (M, 1)
     prob /= denom
     return prob, row_max[:, 0] + xp.log(denom[:, 0])
 
 
-def _weights(pos, depth, sigma, variant, dtype):
+def _weights(zn, labels, depth, sigma, variant):
     """Composite kernel weights (M, M) normalised as ``variant`` does (see :func:`forward`)."""
-    xp = backend.namespace(pos)
+    xp = backend.namespace(zn)
+    excluded = _eye(zn)  # (M, M) True where i is not a positive of t: itself, another label
+    if labels is not None:
+        excluded |= labels[:, None] != labels[None, :]
     if depth is None:
-        w = xp.astype(pos, dtype)
+        w = xp.astype(~excluded, zn.dtype)
     else:
-        d = xp.astype(depth, dtype)
+        d = xp.astype(depth, zn.dtype)
         w = d[:, None] - d[None, :]  # (M, M) d_t - d_i
         w *= w
         w *= -0.5 / sigma**2  # log of the Gaussian kernel
-        w[~pos] = -xp.inf
+        w[excluded] = -xp.inf
         # log-space shift by the row max over positives (0 for official: the twin is at distance 0)
         row_max = xp.max(w, axis=1, keepdims=True)  # (M, 1), -inf without positives
         w -= xp.where(row_max == -xp.inf, xp.zeros_like(row_max), row_max)
-        w = xp.exp(w)
+        w = _ops.exp_(w)
+    del excluded
     total = xp.sum(w, axis=1)  # (M,)
     if variant == "official":
-        return w / total[None, :]  # the code's broadcast: column j over the row sum of j
-    w /= xp.where(total > 0, total, xp.ones_like(total))[:, None]
+        w /= total[None, :]  # the code's broadcast: column j over the row sum of j
+    else:
+        w /= xp.where(total > 0, total, xp.ones_like(total))[:, None]
     return w
 
 
