@@ -160,3 +160,11 @@ def test_bad_input_raises_naming_the_argument():
             cross_entropy.forward(x, t, label_smoothing=eps)
     with pytest.raises(ValueError, match="reduction"):
         cross_entropy.forward(x, t, reduction="batchmean")
+
+
+def test_float32_stays_float32(xpd):
+    logits, weight = xpd.put(LOGITS, dtype="float32"), xpd.put(WEIGHT, dtype="float32")
+    targets = xpd.put(TARGETS.astype(np.int32))
+    loss, cache = cross_entropy.forward(logits, targets, weight, label_smoothing=0.1)
+    assert loss.dtype == xpd.xp.float32 and cross_entropy.backward(1.0, cache)[0].dtype == xpd.xp.float32
+    np.testing.assert_allclose(backend.to_numpy(loss), naive(LOGITS, TARGETS, WEIGHT, 0.1), rtol=1e-5)

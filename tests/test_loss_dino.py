@@ -195,3 +195,12 @@ def test_bad_input_raises_naming_the_argument():
                 dino.forward(s, t, c, **{name: bad})
     with pytest.raises(ValueError, match="n_global"):
         dino.forward(s, t, c, n_global=0)
+
+
+def test_float32_stays_float32(xpd):
+    f32 = [xpd.put(x, dtype="float32") for x in (STUDENT, TEACHER, CENTER)]
+    loss, cache = dino.forward(*f32)
+    dstudent = dino.backward(1.0, cache)[0]
+    assert loss.dtype == xpd.xp.float32 and dstudent.dtype == xpd.xp.float32
+    np.testing.assert_allclose(backend.to_numpy(loss), dino.forward(STUDENT, TEACHER, CENTER)[0], rtol=1e-5)
+    assert dino.update_center(f32[2], f32[1]).dtype == xpd.xp.float32

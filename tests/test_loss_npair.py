@@ -171,3 +171,11 @@ def test_bad_input_raises_naming_the_argument():
             npair.forward(A, P, temperature=bad)
     with pytest.raises(ValueError, match="reduction"):
         npair.forward(A, P, reduction="avg")
+
+
+def test_float32_stays_float32(xpd):
+    a, p = xpd.put(A, dtype="float32"), xpd.put(P, dtype="float32")
+    loss, cache = npair.forward(a, p, xpd.put(LABELS), l2_reg=0.05)
+    assert loss.dtype == xpd.xp.float32
+    assert all(g.dtype == xpd.xp.float32 for g in npair.backward(1.0, cache)[:2])
+    np.testing.assert_allclose(backend.to_numpy(loss), naive(A, P, LABELS, l2_reg=0.05), rtol=1e-5)

@@ -165,3 +165,11 @@ def test_bad_input_raises_naming_the_argument():
         regression.forward(x, x, reduction="avg")
     with pytest.raises(TypeError, match="pred must have a real floating dtype"):
         regression.forward(np.zeros(3, dtype=np.int64), x)
+
+
+@pytest.mark.parametrize("kind", regression.KINDS)
+def test_float32_stays_float32(xpd, kind):
+    pred, target = xpd.put(PRED, dtype="float32"), xpd.put(TARGET, dtype="float32")
+    loss, cache = regression.forward(pred, target, kind=kind)
+    assert loss.dtype == xpd.xp.float32 and regression.backward(1.0, cache)[0].dtype == xpd.xp.float32
+    np.testing.assert_allclose(backend.to_numpy(loss), naive(PRED, TARGET, kind, 1.0, "mean"), rtol=1e-5)

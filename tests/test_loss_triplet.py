@@ -218,3 +218,14 @@ def test_bad_input_raises_naming_the_argument():
         triplet.forward(z, z, z, y, y, y, population=np.array([0.1, np.nan]))
     with pytest.raises(ValueError, match="reduction"):
         triplet.forward(z, z, z, y, y, y, reduction="max")
+
+
+def test_float32_stays_float32(xpd):
+    z32 = [xpd.put(x, dtype="float32") for x in (ANCHOR, POSITIVE, NEGATIVE)]
+    labels = [xpd.put(y) for y in (Y_A, Y_P, Y_N)]  # float64 labels: the margin follows the embeddings
+    loss, cache = triplet.forward(*z32, *labels, reduction="none")
+    assert loss.dtype == xpd.xp.float32
+    grads = triplet.backward(xpd.put(np.ones(4), dtype="float32"), cache)[:3]
+    assert all(g.dtype == xpd.xp.float32 for g in grads)
+    np.testing.assert_allclose(backend.to_numpy(loss), naive(ANCHOR, POSITIVE, NEGATIVE, Y_A, Y_P, Y_N,
+                                                             reduction="none"), rtol=1e-5, atol=1e-6)

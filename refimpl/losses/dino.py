@@ -95,7 +95,8 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
     log_p = xp.reshape(log_p, (n_crops, b * k))  # (V, B*K)
     # pair (g, v) is used unless v is the same global view g
     pair = backend.asarray(  # (G, V): pair (g, v) is used unless v is the same global view g
-        [[float(g != v) for v in range(n_crops)] for g in range(n_global)], like=student)
+        [[float(g != v) for v in range(n_crops)] for g in range(n_global)], like=student,
+        dtype=student.dtype)
     scale = 1.0 / (b * n_global * (n_crops - 1))
     cross = -(q @ xp.permute_dims(log_p, (1, 0)))  # (G, V): sum_b sum_k -Q log P
     loss = xp.sum(pair * cross) * scale
