@@ -1,0 +1,219 @@
+"""``refimpl bench tinynet``: one TinyNet + head training step, refimpl vs PyTorch CPU.
+
+One step = forward of TinyNet and the 256-256-64 head on a batch of images
+(64 x 1 x 64 x 64 by default), the SupCon loss on the 64-d projections
+(:mod:`refimpl.losses.kernel` with labels only), and the backward pass to every
+parameter gradient. The PyTorch side is the same network with the same
+parameters, written with ``torch.nn.functional`` and differentiated by
+autograd. The images get no gradient in PyTorch, while refimpl's first
+convolution computes one anyway (the layer contract always returns ``dx``). Both run
+on the same number of threads, timed in alternating blocks in one process
+after a warm-up (:func:`refimpl.bench._timing.alternating_medians`); the two
+losses are compared first, so the benchmark never times different functions.
+
+``--profile`` adds where the time goes: refimpl per layer (forward and
+backward timed layer by layer) and PyTorch per operator (``torch.profiler``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import _timing
+
+#: the issue's targets for the time ratio refimpl / PyTorch.
+TARGETS = {"float32": 1.3, "float64": 0.9}
+#: samples per weak-label class in the batch (every anchor has positives).
+CLASS_SIZE = 8
+
+
+def _network():
+    from .. import model
+
+    return model.Sequential([("encoder", model.tinynet()), ("head", model.mlp_head(256, 256, 64))])
+
+
+def _inputs(batch: int, size: int, dtype: str, seed: int = 0):
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal((batch, 1, size, size)).astype(dtype)
+    labels = np.arange(batch) % max(1, batch // CLASS_SIZE)  # (N,) classes of CLASS_SIZE members
+    return x, labels
+
+
+def refimpl_step(net, params, x, labels):
+    """Forward and backward in refimpl; returns the loss (float) and the gradients."""
+    from ..losses import kernel
+
+    z, cache = net.forward(params, x, train=True)
+    loss, loss_cache = kernel.forward(z, labels=labels, temperature=0.1)
+    (dz,) = kernel.backward(np.ones((), dtype=z.dtype), loss_cache)
+    grads, _ = net.backward(dz, cache)
+    return float(loss), grads
+
+
+def torch_forward(params: dict, x):
+    """The same network in ``torch.nn.functional``; ``params`` as torch tensors, same names."""
+    import torch.nn.functional as F
+
+    for i in range(1, 6):
+        w = params[f"encoder.conv{i}.w"]
+        x = F.max_pool2d(F.relu(F.conv2d(x, w, params[f"encoder.conv{i}.b"], padding=w.shape[-1] // 2)), 2)
+    x = x.mean(dim=(2, 3))  # global average pooling, (N, 256)
+    x = F.relu(F.linear(x, params["head.fc1.w"], params["head.fc1.b"]))
+    return F.linear(x, params["head.fc2.w"], params["head.fc2.b"])
+
+
+def torch_step(params: dict, x, labels, depth):
+    """Forward and backward with autograd (the loss of :mod:`refimpl.bench.torch_losses`)."""
+    from . import torch_losses
+
+    for p in params.values():
+        p.grad = None
+    loss = torch_losses.kernel(torch_forward(params, x), labels, depth)  # depth 0: SupCon
+    loss.backward()
+    return float(loss.detach())
+
+
+def _leaves(layer, prefix=""):
+    """(full name, layer) of every non-Sequential layer, in order."""
+    if hasattr(layer, "layers"):
+        for name, sub in layer.layers:
+            yield from _leaves(sub, f"{prefix}{name}.")
+    else:
+        yield prefix.rstrip("."), layer
+
+
+def profile_refimpl(net, params, x, labels, repeats: int) -> list:
+    """Median forward and backward seconds of each layer (and the loss) over ``repeats`` steps."""
+    from ..losses import kernel
+    from ..model import subtree
+
+    leaves = list(_leaves(net))
+    times = {name: ([], []) for name, _ in leaves + [("loss", None)]}
+    for _ in range(repeats):
+        caches, out = [], x
+        for name, layer in leaves:
+            start = time.perf_counter()
+            out, cache = layer.forward(subtree(params, name), out, train=True, state={})
+            times[name][0].append(time.perf_counter() - start)
+            caches.append(cache)
+        start = time.perf_counter()
+        _, loss_cache = kernel.forward(out, labels=labels, temperature=0.1)
+        times["loss"][0].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        (dout,) = kernel.backward(np.ones((), dtype=out.dtype), loss_cache)
+        times["loss"][1].append(time.perf_counter() - start)
+        for (name, layer), cache in zip(reversed(leaves), reversed(caches)):
+            start = time.perf_counter()
+            _, dout = layer.backward(dout, cache)
+            times[name][1].append(time.perf_counter() - start)
+    return [(name, float(np.median(f)), float(np.median(b))) for name, (f, b) in times.items()]
+
+
+def _print_profile(rows) -> None:
+    total = sum(f + b for _, f, b in rows)
+    print(f"  {'layer':<20}{'forward ms':>11}{'backward ms':>12}{'share':>7}")
+    for name, f, b in sorted(rows, key=lambda r: -(r[1] + r[2])):
+        print(f"  {name:<20}{f * 1e3:>11.2f}{b * 1e3:>12.2f}{(f + b) / total:>7.1%}")
+
+
+def run(dtype: str, *, batch: int, size: int, blocks: int, per_block: int, profile: bool) -> dict:
+    import torch
+
+    net = _network()
+    params = net.init(0, dtype)
+    x, labels = _inputs(batch, size, dtype)
+    t_params = {k: torch.from_numpy(np.array(v)).requires_grad_() for k, v in params.items()}
+    t_x, t_labels = torch.from_numpy(x), torch.from_numpy(labels)
+    t_depth = torch.zeros(batch, dtype=t_x.dtype)
+    ours, _ = refimpl_step(net, params, x, labels)
+    theirs = torch_step(t_params, t_x, t_labels, t_depth)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    if abs(ours - theirs) > tol * max(1.0, abs(theirs)):
+        raise RuntimeError(f"{dtype}: refimpl loss {ours!r} != torch loss {theirs!r}")
+    med = _timing.alternating_medians(
+        {"refimpl": lambda: refimpl_step(net, params, x, labels),
+         "torch": lambda: torch_step(t_params, t_x, t_labels, t_depth)},
+        blocks=blocks, per_block=per_block, warmup=1)
+    row = {"dtype": dtype, "batch": batch, "size": size, "loss": ours,
+           "refimpl_s": med["refimpl"], "torch_s": med["torch"],
+           "ratio": med["refimpl"] / med["torch"], "target": TARGETS[dtype]}
+    if profile:
+        row["refimpl_layers"] = profile_refimpl(net, params, x, labels, repeats=max(1, per_block))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            torch_step(t_params, t_x, t_labels, t_depth)
+        row["torch_ops"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    return row
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--dtypes", nargs="+", choices=tuple(TARGETS), default=list(TARGETS))
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64, help="image height and width (multiple of 32)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--blocks", type=int, default=5, help="alternating timing blocks")
+    parser.add_argument("--per-block", type=int, default=2, help="steps per block")
+    parser.add_argument("--profile", action="store_true", help="time refimpl layer by layer, torch per op")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: batch 4, 32 x 32 images, one block of one step")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+
+def _argv(args) -> list:
+    """Command line that repeats this run (for the re-launch with thread variables set)."""
+    argv = ["--dtypes", *args.dtypes, "--batch", str(args.batch), "--size", str(args.size),
+            "--threads", str(args.threads), "--blocks", str(args.blocks),
+            "--per-block", str(args.per_block)]
+    argv += ["--profile"] * args.profile + ["--quick"] * args.quick
+    return argv + (["--json", args.json] if args.json else [])
+
+
+def _needs_relaunch(threads: int) -> bool:
+    """True when NumPy's BLAS cannot be limited in this process (no threadpoolctl, variables unset)."""
+    try:
+        import threadpoolctl  # noqa: F401
+        return False
+    except ImportError:
+        return any(os.environ.get(v) != str(threads) for v in _timing.THREAD_VARIABLES)
+
+
+def main(args) -> int:
+    try:
+        import torch
+    except ImportError:
+        print("refimpl bench tinynet needs torch: pip install 'refimpl[torch]'")
+        return 2
+    if _needs_relaunch(args.threads):
+        # NumPy is already loaded and its BLAS read the variables at load time:
+        # run again in a fresh interpreter that has them set.
+        env = dict(os.environ, **{v: str(args.threads) for v in _timing.THREAD_VARIABLES})
+        cmd = [sys.executable, "-m", "refimpl", "bench", "tinynet", *_argv(args)]
+        return subprocess.run(cmd, env=env).returncode
+    if args.quick:
+        args.batch, args.size, args.blocks, args.per_block = 4, 32, 1, 1
+    how = _timing.limit_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    print(f"threads: {how}; torch {torch.__version__} on {torch.get_num_threads()} threads; "
+          f"{_timing.machine_load()}")
+    print(f"one training step: TinyNet + head + SupCon, batch {args.batch} x 1 x {args.size} x {args.size}")
+    rows = []
+    for dtype in args.dtypes:
+        row = run(dtype, batch=args.batch, size=args.size, blocks=args.blocks,
+                  per_block=args.per_block, profile=args.profile)
+        rows.append(row)
+        verdict = "meets" if row["ratio"] <= row["target"] else "misses"
+        print(f"{dtype}: refimpl {row['refimpl_s'] * 1e3:.1f} ms, torch {row['torch_s'] * 1e3:.1f} ms, "
+              f"ratio {row['ratio']:.2f} ({verdict} the target {row['target']})", flush=True)
+        if args.profile:
+            print(f"refimpl by layer ({dtype}):")
+            _print_profile(row["refimpl_layers"])
+            print(f"torch by operator ({dtype}):\n{row['torch_ops']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": how, "load": _timing.machine_load(), "rows": rows}, f, indent=2)
+    return 0

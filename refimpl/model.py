@@ -1,0 +1,374 @@
+"""Networks as explicit compositions of pure layers: TinyNet and projection heads.
+
+A network is a :class:`Sequential` of named layers. It owns no arrays: the
+parameters, the batch-norm running statistics and the caches are plain values
+passed in and returned.
+
+* ``params = net.init(seed, dtype)``: dict ``"layer.name" -> array`` (He init,
+  drawn on the host from ``seed``, then placed with ``like=`` or ``xp=``/``dev=``).
+* ``state = net.init_state(dtype)``: batch-norm running statistics
+  (``"bn1.running_mean"``, ``"bn1.running_var"``, ...). They are *state*, not
+  parameters: no gradient, and the optimiser never sees them. Empty for a
+  network without batch norm.
+* ``out, cache = net.forward(params, x, train=..., state=state)``.
+* ``grads, dx = net.backward(dout, cache)``: ``grads`` keyed like ``params``.
+* ``new_state = net.new_state(cache)``: the running statistics after this
+  forward pass (updated in training mode, unchanged in evaluation mode).
+  Nothing is mutated; a training loop carries ``state`` forward explicitly.
+
+:func:`save_npz` / :func:`load_npz` store parameters and state in one ``.npz``
+(no pickle) and check names and shapes on load.
+
+>>> import numpy as np
+>>> net = Sequential([("fc1", Linear(3, 4)), ("act", ReLU()), ("fc2", Linear(4, 2))])
+>>> params = net.init(0, "float64")
+>>> sorted((k, v.shape) for k, v in params.items())
+[('fc1.b', (4,)), ('fc1.w', (4, 3)), ('fc2.b', (2,)), ('fc2.w', (2, 4))]
+>>> out, cache = net.forward(params, np.ones((5, 3)), train=True)
+>>> grads, dx = net.backward(np.ones_like(out), cache)
+>>> out.shape, dx.shape, sorted(grads) == sorted(params)
+((5, 2), (5, 3), True)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from . import backend
+from .layers import batchnorm2d, conv2d, linear, pool, relu
+
+
+def _placement(like, xp, dev):
+    """(namespace, device) from ``like`` or from ``xp``/``dev`` (default NumPy on the host)."""
+    if like is not None:
+        return backend.namespace(like), backend.device(like)
+    return xp, dev
+
+
+def _he_normal(gen, shape, fan_in, dtype, xp, dev):
+    """He (Kaiming) normal init for ReLU networks: N(0, 2 / fan_in), host-drawn."""
+    return backend.normal(gen, shape, xp=xp, dev=dev, dtype=dtype, scale=math.sqrt(2.0 / fan_in))
+
+
+def _constant(value, shape, dtype, xp, dev):
+    return backend.asarray(np.full(shape, value, dtype=np.float64), xp=xp, dev=dev, dtype=dtype)
+
+
+class Layer:
+    """A layer without parameters or state; subclasses override what they need."""
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def state_shapes(self) -> dict:
+        return {}
+
+    def init(self, seed, dtype="float32", *, like=None, xp=None, dev=None) -> dict:
+        return {}
+
+    def init_state(self, dtype="float32", *, like=None, xp=None, dev=None) -> dict:
+        return {}
+
+    def new_state(self, cache) -> dict:
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2d(Layer):
+    """2-D cross-correlation (:mod:`refimpl.layers.conv2d`), square kernel; params ``w``, ``b``."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 0
+    bias: bool = True
+
+    def param_shapes(self):
+        k = self.kernel_size
+        shapes = {"w": (self.out_channels, self.in_channels, k, k)}
+        if self.bias:
+            shapes["b"] = (self.out_channels,)
+        return shapes
+
+    def init(self, seed, dtype="float32", *, like=None, xp=None, dev=None):
+        xp, dev = _placement(like, xp, dev)
+        shapes = self.param_shapes()
+        fan_in = self.in_channels * self.kernel_size**2
+        params = {"w": _he_normal(backend.rng(seed), shapes["w"], fan_in, dtype, xp, dev)}
+        if self.bias:
+            params["b"] = _constant(0.0, shapes["b"], dtype, xp, dev)
+        return params
+
+    def forward(self, params, x, *, train, state=None):
+        return conv2d.forward(x, params["w"], params.get("b"), stride=self.stride, padding=self.padding)
+
+    def backward(self, dout, cache):
+        dx, dw, db = conv2d.backward(dout, cache)
+        return ({"w": dw, "b": db} if self.bias else {"w": dw}), dx
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear(Layer):
+    """Affine map ``x @ w.T + b`` (:mod:`refimpl.layers.linear`); params ``w`` (out, in), ``b``."""
+
+    in_features: int
+    out_features: int
+
+    def param_shapes(self):
+        return {"w": (self.out_features, self.in_features), "b": (self.out_features,)}
+
+    def init(self, seed, dtype="float32", *, like=None, xp=None, dev=None):
+        xp, dev = _placement(like, xp, dev)
+        w = _he_normal(backend.rng(seed), self.param_shapes()["w"], self.in_features, dtype, xp, dev)
+        return {"w": w, "b": _constant(0.0, (self.out_features,), dtype, xp, dev)}
+
+    def forward(self, params, x, *, train, state=None):
+        return linear.forward(x, params["w"], params["b"])
+
+    def backward(self, dout, cache):
+        dx, dw, db = linear.backward(dout, cache)
+        return {"w": dw, "b": db}, dx
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNorm2d(Layer):
+    """Batch norm over (N, H, W) per channel; params ``gamma``, ``beta``; state running stats.
+
+    Training mode normalises with the batch statistics and the new running
+    statistics are read from the cache (:meth:`new_state`); evaluation mode
+    normalises with the running statistics passed in ``state`` and returns them
+    unchanged.
+    """
+
+    channels: int
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+    def param_shapes(self):
+        return {"gamma": (self.channels,), "beta": (self.channels,)}
+
+    def state_shapes(self):
+        return {"running_mean": (self.channels,), "running_var": (self.channels,)}
+
+    def init(self, seed, dtype="float32", *, like=None, xp=None, dev=None):
+        xp, dev = _placement(like, xp, dev)
+        return {"gamma": _constant(1.0, (self.channels,), dtype, xp, dev),
+                "beta": _constant(0.0, (self.channels,), dtype, xp, dev)}
+
+    def init_state(self, dtype="float32", *, like=None, xp=None, dev=None):
+        xp, dev = _placement(like, xp, dev)
+        return {"running_mean": _constant(0.0, (self.channels,), dtype, xp, dev),
+                "running_var": _constant(1.0, (self.channels,), dtype, xp, dev)}
+
+    def forward(self, params, x, *, train, state=None):
+        if not state:
+            raise ValueError("state must hold this batch norm's running_mean and running_var "
+                             "(make it with init_state)")
+        out, cache = batchnorm2d.forward(
+            x, params["gamma"], params["beta"], state["running_mean"], state["running_var"],
+            train=train, momentum=self.momentum, eps=self.eps)
+        return out, (cache, train, state)
+
+    def backward(self, dout, cache):
+        dx, dgamma, dbeta = batchnorm2d.backward(dout, cache[0])
+        return {"gamma": dgamma, "beta": dbeta}, dx
+
+    def new_state(self, cache):
+        inner, train, state = cache
+        if not train:
+            return dict(state)
+        running_mean, running_var = batchnorm2d.new_running_stats(inner)
+        return {"running_mean": running_mean, "running_var": running_var}
+
+
+class ReLU(Layer):
+    """Element-wise ``max(x, 0)``."""
+
+    def forward(self, params, x, *, train, state=None):
+        return relu.forward(x)
+
+    def backward(self, dout, cache):
+        return {}, relu.backward(dout, cache)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxPool2d(Layer):
+    """Max pooling over ``kernel_size`` windows (stride defaults to the kernel size)."""
+
+    kernel_size: int = 2
+
+    def forward(self, params, x, *, train, state=None):
+        return pool.maxpool2d_forward(x, kernel_size=self.kernel_size)
+
+    def backward(self, dout, cache):
+        return {}, pool.maxpool2d_backward(dout, cache)[0]
+
+
+class GlobalAvgPool(Layer):
+    """Mean over the spatial axes: (N, C, H, W) -> (N, C)."""
+
+    def forward(self, params, x, *, train, state=None):
+        return pool.global_avg_pool_forward(x)
+
+    def backward(self, dout, cache):
+        return {}, pool.global_avg_pool_backward(dout, cache)[0]
+
+
+def _check_names(kind: str, given: dict, expected: dict) -> None:
+    if set(given) != set(expected):
+        missing = sorted(set(expected) - set(given))
+        extra = sorted(set(given) - set(expected))
+        raise ValueError(f"{kind} do not match the network: missing {missing}, unexpected {extra}")
+
+
+def subtree(d: dict, name: str) -> dict:
+    """Entries of ``d`` under ``name.``, with the prefix removed (one layer's parameters).
+
+    >>> subtree({"conv1.w": 1, "conv1.b": 2, "conv2.w": 3}, "conv1")
+    {'w': 1, 'b': 2}
+    """
+    prefix = name + "."
+    return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+
+
+class Sequential(Layer):
+    """Named layers applied in order; itself a layer, so networks nest.
+
+    Parameter and state names are ``"<layer name>.<name>"`` (nested:
+    ``"encoder.conv1.w"``). The cache of a forward pass is the tuple of the
+    layers' caches.
+    """
+
+    def __init__(self, layers):
+        names = [name for name, _ in layers]
+        if len(set(names)) != len(names) or any(not n or "." in n for n in names):
+            raise ValueError(f"layers must have distinct non-empty names without '.', got {names}")
+        self.layers = tuple(layers)
+
+    def _collect(self, method: str, *args, **kwargs) -> dict:
+        return {f"{name}.{k}": v for name, layer in self.layers
+                for k, v in getattr(layer, method)(*args, **kwargs).items()}
+
+    def param_shapes(self) -> dict:
+        return self._collect("param_shapes")
+
+    def state_shapes(self) -> dict:
+        return self._collect("state_shapes")
+
+    def init(self, seed, dtype="float32", *, like=None, xp=None, dev=None) -> dict:
+        """Parameters drawn from one host generator, layer by layer in order."""
+        return self._collect("init", backend.rng(seed), dtype, like=like, xp=xp, dev=dev)
+
+    def init_state(self, dtype="float32", *, like=None, xp=None, dev=None) -> dict:
+        """Initial running statistics (mean 0, variance 1), as PyTorch."""
+        return self._collect("init_state", dtype, like=like, xp=xp, dev=dev)
+
+    def forward(self, params, x, *, train: bool, state=None):
+        _check_names("params", params, self.param_shapes())
+        state = {} if state is None else state
+        _check_names("state", state, self.state_shapes())
+        caches = []
+        for name, layer in self.layers:
+            x, cache = layer.forward(subtree(params, name), x, train=train, state=subtree(state, name))
+            caches.append(cache)
+        return x, tuple(caches)
+
+    def backward(self, dout, cache):
+        grads = {}
+        for (name, layer), layer_cache in zip(reversed(self.layers), reversed(cache)):
+            layer_grads, dout = layer.backward(dout, layer_cache)
+            grads.update({f"{name}.{k}": v for k, v in layer_grads.items()})
+        return {k: grads[k] for k in self.param_shapes()}, dout
+
+    def new_state(self, cache) -> dict:
+        return {f"{name}.{k}": v for (name, layer), c in zip(self.layers, cache)
+                for k, v in layer.new_state(c).items()}
+
+
+def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size: int = 5,
+            batchnorm: bool = False, pool_last: bool = True) -> Sequential:
+    """TinyNet, the small encoder of WSP (Sarfati et al., MICCAI 2023, Sec. 3.2, Fig. 3).
+
+    Five stages ``conv{i} -> [bn{i}] -> relu{i} -> pool{i}`` (max pool 2x2,
+    stride 2; the fifth pool only when ``pool_last``), then global average
+    pooling to a ``widths[-1]``-dimensional representation. Shapes: ``x``
+    (N, in_channels, H, W) -> (N, widths[-1]); ``H`` and ``W`` must be
+    divisible by 32 (16 without ``pool_last``).
+
+    What the paper fixes and what we chose. The paper says: five convolutional
+    layers, a 256-d representation, 1.1M parameters, "inspired by" Yin et al.
+    (Eur. Radiol. 2021); the figure with the details is not in the text. The
+    authors' code (``Guerbet-AI/wsp-contrastive``, ``models/tinynet.py``) uses
+    5x5 kernels, widths 16-32-64-128, max pool 2x2 after each of the first
+    four convolutions, another max pool, then adaptive average pooling, and no
+    batch norm. With widths 16-32-64-128-256 and 5x5 kernels the encoder has
+    1,088,896 parameters, which is the paper's 1.1M (3x3 kernels would give
+    392,320), so those are the defaults. Our choices: ``padding =
+    kernel_size // 2`` ("same"), because the authors' unpadded 5x5 stack
+    cannot take 64x64 inputs; batch norm (off by default, as in the authors'
+    code) goes between each convolution and its ReLU, and then the
+    convolution drops its bias (batch norm's ``beta`` replaces it).
+
+    >>> net = tinynet()
+    >>> sum(math.prod(s) for s in net.param_shapes().values())
+    1088896
+    """
+    layers = []
+    for i, (c_in, c_out) in enumerate(zip((in_channels,) + tuple(widths[:-1]), widths), start=1):
+        layers.append((f"conv{i}", Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2,
+                                          bias=not batchnorm)))
+        if batchnorm:
+            layers.append((f"bn{i}", BatchNorm2d(c_out)))
+        layers.append((f"relu{i}", ReLU()))
+        if i < len(widths) or pool_last:
+            layers.append((f"pool{i}", MaxPool2d(2)))
+    layers.append(("gap", GlobalAvgPool()))
+    return Sequential(layers)
+
+
+def mlp_head(in_dim: int = 256, hidden: int = 256, out_dim: int = 64) -> Sequential:
+    """Projection head Linear-ReLU-Linear (WSP: 256 -> 256 -> 64 latent space).
+
+    Shapes: (N, in_dim) -> (N, out_dim); parameters ``fc1.w``, ``fc1.b``,
+    ``fc2.w``, ``fc2.b``.
+
+    >>> sorted(mlp_head().param_shapes().items())
+    [('fc1.b', (256,)), ('fc1.w', (256, 256)), ('fc2.b', (64,)), ('fc2.w', (64, 256))]
+    """
+    return Sequential([("fc1", Linear(in_dim, hidden)), ("relu", ReLU()), ("fc2", Linear(hidden, out_dim))])
+
+
+def save_npz(path, params: dict, state: dict | None = None) -> None:
+    """Write parameters (``params/<name>``) and state (``state/<name>``) to an ``.npz``."""
+    arrays = {f"params/{k}": backend.to_numpy(v) for k, v in params.items()}
+    arrays.update({f"state/{k}": backend.to_numpy(v) for k, v in (state or {}).items()})
+    np.savez(path, **arrays)
+
+
+def load_npz(path, net: Layer, *, dtype=None, like=None, xp=None, dev=None):
+    """Read ``(params, state)`` saved by :func:`save_npz` for ``net``, checking names and shapes.
+
+    No pickle is allowed. Arrays are placed with ``like=`` or ``xp``/``dev``
+    and cast to ``dtype`` when given (else the stored dtype is kept).
+
+    Raises
+    ------
+    ValueError
+        If a name is missing or unexpected, or a shape differs from the network's.
+    """
+    xp, dev = _placement(like, xp, dev)
+    with np.load(path, allow_pickle=False) as stored:
+        loaded = {kind: {k[len(kind) + 1:]: stored[k] for k in stored.files if k.startswith(kind + "/")}
+                  for kind in ("params", "state")}
+    result = []
+    for kind, expected in (("params", net.param_shapes()), ("state", net.state_shapes())):
+        _check_names(f"stored {kind}", loaded[kind], expected)
+        for name, shape in expected.items():
+            if loaded[kind][name].shape != tuple(shape):
+                raise ValueError(f"stored {kind} {name!r} has shape {loaded[kind][name].shape}, "
+                                 f"the network expects {tuple(shape)}")
+        result.append({k: backend.asarray(v, xp=xp, dev=dev, dtype=dtype) for k, v in loaded[kind].items()})
+    return tuple(result)

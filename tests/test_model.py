@@ -1,0 +1,247 @@
+"""TinyNet + head: gradients, batch-norm state, init, save/load, equality with torch."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refimpl import backend, gradcheck, model
+
+
+def _net(**tiny):
+    encoder = model.tinynet(**tiny)
+    width = tiny.get("widths", (16, 32, 64, 128, 256))[-1]
+    return model.Sequential([("encoder", encoder), ("head", model.mlp_head(width, 8, 4))])
+
+
+TINY = dict(widths=(2, 3, 2, 2, 3), kernel_size=3, pool_last=False)
+
+
+def _image(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _away_from_kinks(params, seed=0):
+    """Biases and betas drawn in [0.5, 1], gammas in [0.8, 1.2].
+
+    With zero biases a channel that ReLU switched off feeds exact zeros to the
+    next layer, whose pre-activations are then exactly 0 (a ReLU kink) or all
+    equal (max-pool ties): points where a central difference is not the
+    derivative. Positive biases keep most units on. (Kinks are pinned by the
+    layers' own tests.)
+    """
+    gen = np.random.default_rng(seed)
+    out = {}
+    for k, v in params.items():
+        host = backend.to_numpy(v)
+        if k.endswith((".b", ".beta")):
+            host = gen.uniform(0.5, 1.0, size=host.shape)
+        elif k.endswith(".gamma"):
+            host = 1.0 + 0.2 * gen.uniform(-1, 1, size=host.shape)
+        out[k] = backend.asarray(host, like=v)
+    return out
+
+
+def _as_function(net, names, *, train=True, state=None):
+    """``forward(x, *params)``/``backward`` in the gradcheck contract."""
+    def forward(x, *arrays):
+        return net.forward(dict(zip(names, arrays)), x, train=train, state=state)
+
+    def backward(dout, cache):
+        grads, dx = net.backward(dout, cache)
+        return (dx, *(grads[k] for k in names))
+    return forward, backward
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_full_elementwise_gradient_check_of_a_tiny_configuration(batchnorm):
+    net = _net(batchnorm=batchnorm, **TINY)
+    params = _away_from_kinks(net.init(1, "float64"))
+    names = sorted(params)
+    forward, backward = _as_function(net, names, state=net.init_state("float64"))
+    inputs = [_image((2, 1, 16, 16)), *(params[k] for k in names)]
+    # every entry of every parameter; the image gradient (512 entries, two
+    # forward passes each) is left to the VJP and torch checks below
+    gradcheck.check_gradients(forward, backward, inputs, wrt=range(1, len(inputs))).raise_if_failed()
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_vjp_on_every_backend(xpd, batchnorm):
+    net = _net(widths=(4, 4, 8, 8, 16), kernel_size=5, batchnorm=batchnorm)
+    x = xpd.put(_image((2, 1, 32, 32)))
+    params = _away_from_kinks(net.init(0, "float64", like=x))
+    names = sorted(params)
+    forward, backward = _as_function(net, names, state=net.init_state("float64", like=x))
+    assert gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)]) < 1e-6
+
+
+@settings(max_examples=12)  # each example is a whole network; the layers draw many more
+@given(seed=st.integers(0, 2**16), in_channels=st.integers(1, 2),
+       widths=st.lists(st.integers(2, 3), min_size=5, max_size=5),
+       kernel_size=st.sampled_from([1, 3, 5]), batchnorm=st.booleans(), pool_last=st.booleans(),
+       batch=st.integers(2, 3))
+def test_vjp_over_drawn_configurations(seed, in_channels, widths, kernel_size, batchnorm, pool_last, batch):
+    net = _net(in_channels=in_channels, widths=tuple(widths), kernel_size=kernel_size,
+               batchnorm=batchnorm, pool_last=pool_last)
+    params = _away_from_kinks(net.init(seed, "float64"), seed)
+    names = sorted(params)
+    forward, backward = _as_function(net, names, state=net.init_state("float64"))
+    side = 32 if pool_last else 16
+    x = _image((batch, in_channels, side, side), seed)
+    gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)], seed=seed)
+
+
+def test_forward_backward_pure_and_repeatable():
+    net = _net(batchnorm=True, **TINY)
+    params, state = net.init(0, "float64"), net.init_state("float64")
+    x = _image((3, 1, 16, 16))
+    keep = {k: v.copy() for k, v in {**params, **state, "x": x}.items()}
+    out1, cache = net.forward(params, x, train=True, state=state)
+    grads1, dx1 = net.backward(np.ones_like(out1), cache)
+    grads2, dx2 = net.backward(np.ones_like(out1), cache)
+    out2, _ = net.forward(params, x, train=True, state=state)
+    np.testing.assert_array_equal(out1, out2)
+    np.testing.assert_array_equal(dx1, dx2)
+    for k in grads1:
+        np.testing.assert_array_equal(grads1[k], grads2[k])
+    for k, v in {**params, **state, "x": x}.items():
+        np.testing.assert_array_equal(v, keep[k])
+    assert list(grads1) == list(params)
+
+
+def test_batchnorm_train_uses_the_batch_eval_uses_the_running_statistics():
+    net = _net(batchnorm=True, **TINY)
+    params, state = net.init(0, "float64"), net.init_state("float64")
+    x = _image((4, 1, 16, 16))
+    train_all, _ = net.forward(params, x, train=True, state=state)
+    train_two, _ = net.forward(params, x[:2], train=True, state=state)
+    assert not np.allclose(train_all[:2], train_two)  # depends on the rest of the batch
+    eval_all, cache = net.forward(params, x, train=False, state=state)
+    eval_two, _ = net.forward(params, x[:2], train=False, state=state)
+    np.testing.assert_allclose(eval_all[:2], eval_two, rtol=1e-13)  # per-sample in eval mode
+    unchanged = net.new_state(cache)
+    assert sorted(unchanged) == sorted(state)
+    for k in state:
+        np.testing.assert_array_equal(unchanged[k], state[k])
+
+
+def test_batchnorm_state_update_in_training():
+    net = _net(batchnorm=True, **TINY)
+    params, state = net.init(0, "float64"), net.init_state("float64")
+    x = _image((4, 1, 16, 16))
+    _, cache = net.forward(params, x, train=True, state=state)
+    new = net.new_state(cache)
+    # the first batch norm sees conv1's output (no bias): running stats by hand
+    conv1 = model.Conv2d(1, 2, 3, padding=1, bias=False)
+    h, _ = conv1.forward({"w": params["encoder.conv1.w"]}, x, train=True)
+    n = h.shape[0] * h.shape[2] * h.shape[3]
+    mean = h.mean(axis=(0, 2, 3))
+    var_unbiased = h.var(axis=(0, 2, 3)) * n / (n - 1)
+    np.testing.assert_allclose(new["encoder.bn1.running_mean"], 0.1 * mean, rtol=1e-12)
+    np.testing.assert_allclose(new["encoder.bn1.running_var"], 0.9 + 0.1 * var_unbiased, rtol=1e-12)
+    assert all(not np.array_equal(new[k], state[k]) for k in state)
+    # carrying the state forward changes evaluation
+    out_old, _ = net.forward(params, x, train=False, state=state)
+    out_new, _ = net.forward(params, x, train=False, state=new)
+    assert not np.allclose(out_old, out_new)
+
+
+def test_init_is_he_normal_seeded_and_placed(xpd):
+    net = _net()
+    p64 = net.init(3, "float64")
+    w = p64["encoder.conv5.w"]
+    assert abs(w.std() / math.sqrt(2 / (128 * 25)) - 1) < 0.02
+    assert abs(w.mean()) < 0.01 * w.std()
+    assert not np.any(p64["encoder.conv5.b"])
+    for k, v in net.init(3, "float64").items():
+        np.testing.assert_array_equal(v, p64[k])
+    assert not np.array_equal(net.init(4, "float64")["head.fc1.w"], p64["head.fc1.w"])
+    like = xpd.put(np.zeros(1, dtype=np.float32))
+    p32 = net.init(3, "float32", like=like)
+    for k, v in p32.items():
+        assert v.dtype == like.dtype and backend.device(v) == backend.device(like)
+        np.testing.assert_array_equal(backend.to_numpy(v), p64[k].astype(np.float32))
+    assert sum(v.size for k, v in p64.items() if k.startswith("encoder.")) == 1088896  # paper: 1.1M
+
+
+def test_save_load_round_trip_and_checks(tmp_path, xpd):
+    net = _net(batchnorm=True, **TINY)
+    params, state = net.init(0, "float64"), net.init_state("float64")
+    _, cache = net.forward(params, _image((3, 1, 16, 16)), train=True, state=state)
+    state = net.new_state(cache)
+    path = tmp_path / "net.npz"
+    model.save_npz(path, params, state)
+    like = xpd.put(np.zeros(1))
+    got_params, got_state = model.load_npz(path, net, like=like)
+    for ours, theirs in ((params, got_params), (state, got_state)):
+        assert list(theirs) == list(ours)
+        for k in ours:
+            assert backend.device(theirs[k]) == backend.device(like)
+            np.testing.assert_array_equal(backend.to_numpy(theirs[k]), ours[k])
+    model.save_npz(path, params, {k: v for k, v in state.items() if k != "encoder.bn1.running_mean"})
+    with pytest.raises(ValueError, match=r"stored state .*missing \['encoder.bn1.running_mean'\]"):
+        model.load_npz(path, net)
+    model.save_npz(path, {**params, "head.fc2.b": np.zeros(5)}, state)
+    with pytest.raises(ValueError, match=r"'head.fc2.b' has shape \(5,\), the network expects \(4,\)"):
+        model.load_npz(path, net)
+    model.save_npz(path, _net(**TINY).init(0, "float64"), state)  # conv biases, no batch norm
+    with pytest.raises(ValueError, match=r"stored params .*unexpected \['encoder.conv1.b'"):
+        model.load_npz(path, net)
+
+
+def test_bad_arguments_are_named():
+    net = _net(batchnorm=True, **TINY)
+    params, state = net.init(0, "float64"), net.init_state("float64")
+    x = _image((2, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"params do not match the network: missing \['head.fc2.w'\]"):
+        net.forward({k: v for k, v in params.items() if k != "head.fc2.w"}, x, train=True, state=state)
+    with pytest.raises(ValueError, match="state do not match the network"):
+        net.forward(params, x, train=True)
+    with pytest.raises(ValueError, match="running_mean and running_var"):
+        model.BatchNorm2d(2).forward(params, x, train=True, state={})
+    with pytest.raises(ValueError, match="distinct non-empty names"):
+        model.Sequential([("a", model.ReLU()), ("a", model.ReLU())])
+
+
+def _torch_net(torch, params, x, *, kernel_size, batchnorm, state, train):
+    """The network written independently with torch.nn.functional (autograd)."""
+    F = torch.nn.functional
+    running = {k: v.clone() for k, v in state.items()}
+    for i in range(1, 6):
+        pre = f"encoder.conv{i}"
+        x = F.conv2d(x, params[pre + ".w"], params.get(pre + ".b"), padding=kernel_size // 2)
+        if batchnorm:
+            bn = f"encoder.bn{i}"
+            x = F.batch_norm(x, running[bn + ".running_mean"], running[bn + ".running_var"],
+                             params[bn + ".gamma"], params[bn + ".beta"], training=train,
+                             momentum=0.1, eps=1e-5)
+        x = F.max_pool2d(F.relu(x), 2)
+    x = x.mean(dim=(2, 3))
+    x = F.relu(F.linear(x, params["head.fc1.w"], params["head.fc1.b"]))
+    return F.linear(x, params["head.fc2.w"], params["head.fc2.b"]), running
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("batchnorm, train", [(False, True), (True, True), (True, False)])
+def test_equals_torch_value_gradients_and_running_stats(torch, batchnorm, train):
+    net = _net(batchnorm=batchnorm, kernel_size=5)
+    params = _away_from_kinks(net.init(0, "float64"))
+    state = net.init_state("float64")
+    if batchnorm:  # non-trivial running statistics for evaluation mode
+        state = {k: np.abs(_image(v.shape, 7)) + 0.5 for k, v in state.items()}
+    x = _image((3, 1, 32, 32))
+    dout = _image((3, 4), 2)
+    out, cache = net.forward(params, x, train=train, state=state)
+    grads, dx = net.backward(dout, cache)
+    t_params = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    t_x = torch.tensor(x, requires_grad=True)
+    t_out, t_running = _torch_net(torch, t_params, t_x, kernel_size=5, batchnorm=batchnorm,
+                                  state={k: torch.tensor(v) for k, v in state.items()}, train=train)
+    t_out.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, t_x.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for k in params:
+        np.testing.assert_allclose(grads[k], t_params[k].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+    new = net.new_state(cache)
+    for k in state:
+        np.testing.assert_allclose(new[k], t_running[k].numpy(), rtol=1e-12, err_msg=k)
