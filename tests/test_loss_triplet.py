@@ -44,17 +44,16 @@ def _embeddings(gen, n, d):
 
 @st.composite
 def cases(draw):
-    n, d = draw(st.integers(1, 6), ), draw(st.integers(1, 4))
+    n, d = draw(st.integers(1, 6)), draw(st.integers(1, 4))
     gen = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     # labels on a coarse grid, so that ties (equal ECDF values, zero margins) occur
     y = lambda: gen.integers(0, 5, n) / 4.0  # noqa: E731
     y_anchor = y()
-    case = dict(anchor=_embeddings(gen, n, d), positive=_embeddings(gen, n, d),
+    return dict(anchor=_embeddings(gen, n, d), positive=_embeddings(gen, n, d),
                 negative=_embeddings(gen, n, d), y_anchor=y_anchor,
                 y_positive=y_anchor if draw(st.booleans()) else y(), y_negative=y(),
                 population=gen.uniform(0, 1, draw(st.integers(1, 8))) if draw(st.booleans()) else None,
                 normalize=draw(st.booleans()))
-    return case
 
 
 def _args(case):
