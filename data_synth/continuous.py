@@ -16,6 +16,10 @@ from . import _render as R
 from ._checks import check_fraction, check_int
 from ._sampling import assign_subjects
 
+#: The BMD (g/cm^2) drawn as half-dense trabecular bone, and the BMD change that moves
+#: the density by one logistic scale: fixed, so images encode the absolute target.
+BMD_CENTRE, BMD_SCALE = 0.70, 0.13
+
 #: Films per patient in the AdaCon BMD set (475 / 317 is 1.5; Table C1 says 1.31).
 FILMS_PER_SUBJECT = 1.31
 
@@ -46,7 +50,7 @@ def continuous_target(n, *, size=64, seed=0, subjects=None, mean=0.70, sd=0.13, 
     .. math::
 
         y_s = \mu + \sigma\,(G_s - k) / \sqrt{k}, \qquad G_s \sim \Gamma(k, 1),
-        \qquad \rho = \operatorname{expit}\big((y - \mu) / \sigma\big),
+        \qquad \rho = \operatorname{expit}\big((y - 0.70) / 0.13\big),
 
     and every film of the subject shows a femoral head and neck filled with
     trabecular bone of area fraction :math:`\rho` (wavy stripes along the
@@ -111,7 +115,7 @@ def continuous_target(n, *, size=64, seed=0, subjects=None, mean=0.70, sd=0.13, 
     else:
         z = rng.standard_normal(subjects)
     bmd = (mean + sd * z)[subject]
-    density = expit(z)[subject]
+    density = expit((bmd - BMD_CENTRE) / BMD_SCALE)
     target = np.round(bmd / resolution) * resolution if resolution > 0 else bmd
     images = _draw(rng, subject, subjects, size, density, noise)
     return ContinuousData(images=images, target=target, subject=subject, density=density)
@@ -129,7 +133,7 @@ def _draw(rng, subject, subjects, size, density, noise):
     dy, dx = yy - hy, xx - hx                                      # (N, H, W)
     along, across = dy * ay + dx * ax, dx * ay - dy * ax
     # Signed distance (> 0 inside) to the union of the head (disc) and the neck (half-band).
-    head = radius - np.hypot(dy, dx)
+    head = radius - R.radius(dy, dx)
     neck = np.minimum(0.7 * radius - np.abs(across), along)
     inside = np.maximum(head, neck)
     bone = R.soft_step(inside, R.F32(0.015))

@@ -140,28 +140,28 @@ def _draw(rng, subject, subjects, size, u, noise, *, lesion_radius, margin_blur,
     pigment = R.col(rng.uniform(0.3, 0.45, subjects)[subject])
     curv = rng.uniform(0.8, 1.6, (subjects, 2))[subject] * np.array([1.0, -0.6])
     dy, dx = yy - cy, xx - cx                                      # (N, H, W)
-    r = np.maximum(np.hypot(dy, dx), R.F32(1e-6))  # floor: the angle below divides by r
+    r = R.radius(dy, dx)
     u3, rad, blur = R.col(u), R.col(lesion_radius), R.col(margin_blur)
 
     # Disc: dimmer as it spreads; the cup (bright centre) fills in with severity.
     disc = (0.4 - 0.16 * u3) * R.soft_step(rad - r, blur)
     cup = 0.18 * (1 - u3) * R.soft_step(0.4 * rad - r, R.F32(0.01))
-    # Radial striations cos(12 theta + phase), as Re((e^{i theta})^12 e^{i phase}) (no arctan2).
-    e1 = (dx + 1j * dy) / r
-    e4 = (e1 * e1) ** 2
-    phase = np.exp(1j * rng.uniform(0, 2 * np.pi, n)).astype(np.complex64)[:, None, None]
-    striae = R.col(texture) * (e4 * e4 * e4 * phase).real
+    # Radial striations cos(12 theta + phase), tabulated over the angle per image, read per pixel.
+    phase = rng.uniform(0, 2 * np.pi, n).astype(R.F32)
+    striae = R.col(texture) * R.read_angular(np.cos(12 * R.bin_angles() + phase[:, None]), R.angle_bins(dy, dx))
     striae *= np.exp(-0.5 * ((r - rad) / (blur + 0.04)) ** 2)
-    # Vessels: two parabolic arcades (temporal, nasal), hidden where the disc is swollen.
+    # Vessels: two parabolic arcades dx = c dy^2 (temporal, nasal), Gaussian profile of width
+    # 0.035 exp(-r) (thinner away from the disc), hidden where the disc is swollen.
+    inv_width2 = np.exp(2 * r) / R.F32(0.035 ** 2)
     vessels = np.zeros_like(r)
     for k in range(2):
         c = R.col(curv[:, k])
-        dist = np.abs(dx - c * dy ** 2) / np.sqrt(1 + (2 * c * dy) ** 2)
-        vessels += 0.16 * np.exp(-0.5 * (dist / (0.035 * np.exp(-r))) ** 2)
+        dist2 = (dx - c * dy * dy) ** 2 / (1 + (2 * c * dy) ** 2)  # squared distance to the curve
+        vessels += 0.16 * np.exp(-0.5 * dist2 * inv_width2)
     vessels *= 1 - u3 * R.soft_step(rad + blur - r, blur)
 
     fundus = pigment + 0.03 * R.smooth_noise(rng, n, size, 0.2) + disc + cup + striae - vessels
-    fov = R.soft_step(0.95 - np.hypot(yy, xx), R.F32(0.02))
+    fov = R.soft_step(0.95 - R.radius(yy, xx), R.F32(0.02))
     angle = rng.uniform(0, 2 * np.pi, n)
     slope = rng.uniform(0.0, 0.2, n)
     gradient = R.col(slope * np.cos(angle)) * xx + R.col(slope * np.sin(angle)) * yy

@@ -164,30 +164,29 @@ def _draw(rng, patient, depth, severity, irregularity, size, noise):
     rho = R.col(scale) * (0.1 + 0.42 * np.sin(np.pi * (0.1 + 0.85 * d)) ** 0.6)
     cy, cx = -0.05 + 0.1 * d, -0.32 + 0.12 * d
     dy, dx = (yy - cy) / 0.8, xx - cx                              # (M, H, W), flattened vertically
-    r = np.hypot(dy, dx)
-    e1 = (dx + 1j * dy) / np.maximum(r, R.F32(1e-6))              # e^{i theta}; floor: r may be 0
-    e3 = e1 * e1 * e1
-    anatomy = rng.normal(0, 0.06, (n_patients, 2)) * np.exp(1j * rng.uniform(0, 2 * np.pi, (n_patients, 2)))
-    shape = 1 + (e1 * e1 * R.col(anatomy[patient, 0], np.complex64) + e3 * R.col(anatomy[patient, 1], np.complex64)).real
-    # Nodules: Re(e^{9 i theta} sum_j c_j e^{i j theta}), j = 0..6, by Horner's rule; the phase
-    # of harmonic m drifts by 6 m d with depth, so nodules move along the contour between slices.
-    harmonics = np.arange(9, 16)
-    c = np.exp(1j * (rng.uniform(0, 2 * np.pi, (n_patients, 7))[patient] + 6 * harmonics * depth[:, None]))
-    poly = R.col(c[:, 6], np.complex64)
-    for j in range(5, -1, -1):
-        poly = poly * e1 + R.col(c[:, j], np.complex64)
-    nodules = (poly * e3 * e3 * e3).real
-    boundary = rho * (shape + R.col(irregularity) * nodules)
+    r = R.radius(dy, dx)
+    # Boundary radius as a function of the angle, tabulated per slice (M, A), read per pixel.
+    theta = R.bin_angles()[None, :]                                # (1, A)
+    amp = rng.normal(0, 0.06, (n_patients, 2)).astype(R.F32)[patient]
+    beta = rng.uniform(0, 2 * np.pi, (n_patients, 2)).astype(R.F32)[patient]
+    shape = 1 + sum(amp[:, k, None] * np.cos((k + 2) * theta + beta[:, k, None]) for k in range(2))
+    # Nodularity: harmonics 9..15 whose phases drift by 6 m d with depth, so nodules move
+    # along the contour from slice to slice.
+    phases = (rng.uniform(0, 2 * np.pi, (n_patients, 7))[patient]
+              + 6 * np.arange(9, 16) * depth[:, None]).astype(R.F32)
+    nodules = sum(np.cos(mk * theta + phases[:, k, None]) for k, mk in enumerate(range(9, 16)))
+    table = rho[:, :, 0] * (shape + R.F32(irregularity)[:, None] * nodules)  # (M, A)
+    boundary = R.read_angular(table, R.angle_bins(dy, dx))
     liver = R.soft_step(boundary - r, R.F32(0.012))
     hetero = R.col(0.02 + 0.06 * severity) * R.smooth_noise(rng, m, size, 0.08)
 
-    body = R.soft_step(1 - np.hypot(yy / 0.7, xx / 0.92), R.F32(0.01))
-    muscle = R.soft_step(1 - np.hypot(yy / 0.62, xx / 0.84), R.F32(0.01))
-    spine = R.soft_step(0.11 - np.hypot(yy - 0.45, xx), R.F32(0.01))
-    aorta = R.soft_step(0.06 - np.hypot(yy - 0.25, xx - 0.1), R.F32(0.01))
+    body = R.soft_step(1 - R.radius(yy / 0.7, xx / 0.92), R.F32(0.01))
+    muscle = R.soft_step(1 - R.radius(yy / 0.62, xx / 0.84), R.F32(0.01))
+    spine = R.soft_step(0.11 - R.radius(yy - 0.45, xx), R.F32(0.01))
+    aorta = R.soft_step(0.06 - R.radius(yy - 0.25, xx - 0.1), R.F32(0.01))
     lower = R.soft_step(d - 0.55, R.F32(0.05))                     # kidneys appear below mid-volume
-    kidneys = lower * (R.soft_step(0.12 - np.hypot((yy - 0.28) / 1.4, xx + 0.42), R.F32(0.01))
-                       + R.soft_step(0.12 - np.hypot((yy - 0.28) / 1.4, xx - 0.42), R.F32(0.01)))
+    kidneys = lower * (R.soft_step(0.12 - R.radius((yy - 0.28) / 1.4, xx + 0.42), R.F32(0.01))
+                       + R.soft_step(0.12 - R.radius((yy - 0.28) / 1.4, xx - 0.42), R.F32(0.01)))
     enhancement = R.col(rng.normal(0.47, 0.03, n_patients)[patient])
     # HU window [-100, 400] -> [0, 1]: fat ~0.05, muscle ~0.3, liver ~0.44, vessels ~0.6, bone ~0.9.
     background = 0.05 * body + 0.25 * muscle + 0.3 * aorta + 0.6 * spine + 0.25 * kidneys
