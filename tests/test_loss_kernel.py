@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from refimpl import backend, gradcheck
+from refimpl import _ops, backend, gradcheck
 from refimpl.losses import kernel, supcon
 
 # ---------------------------------------------------------------- references
@@ -465,3 +465,11 @@ def test_equals_torch_autograd(torch, variant, data, weights):
     (ref * torch.tensor(dout)).sum().backward()
     np.testing.assert_allclose(loss, ref.detach().numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dz, zt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_ops_exp_and_rowdot_agree_on_every_backend(xpd):
+    # the two helpers the kernel loss uses to keep at most two (M, M) arrays alive
+    a, b = np.linspace(-2, 2, 12).reshape(3, 4), np.linspace(1, 0, 12).reshape(3, 4)
+    np.testing.assert_allclose(backend.to_numpy(_ops.exp_(xpd.put(a.copy()))), np.exp(a), rtol=1e-15)
+    np.testing.assert_allclose(backend.to_numpy(_ops.rowdot(xpd.put(a), xpd.put(b))),
+                               (a * b).sum(axis=1), rtol=1e-15)
