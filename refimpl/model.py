@@ -358,6 +358,20 @@ def load_npz(path, net: Layer, *, dtype=None, like=None, xp=None, dev=None):
     ------
     ValueError
         If a name is missing or unexpected, or a shape differs from the network's.
+
+    >>> import io
+    >>> net = mlp_head(2, 3, 1)
+    >>> buffer = io.BytesIO()
+    >>> save_npz(buffer, net.init(0, "float64"))
+    >>> _ = buffer.seek(0)
+    >>> params, state = load_npz(buffer, net, dtype="float32")
+    >>> params["fc2.w"].dtype, state
+    (dtype('float32'), {})
+    >>> _ = buffer.seek(0)
+    >>> load_npz(buffer, mlp_head(2, 4, 1))
+    Traceback (most recent call last):
+    ...
+    ValueError: stored params 'fc1.w' has shape (3, 2), the network expects (4, 2)
     """
     xp, dev = _placement(like, xp, dev)
     with np.load(path, allow_pickle=False) as stored:
