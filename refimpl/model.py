@@ -57,21 +57,31 @@ def _constant(value, shape, dtype, xp, dev):
 
 
 class Layer:
-    """A layer without parameters or state; subclasses override what they need."""
+    """The layer contract; this base is a layer without parameters or state.
+
+    Subclasses define ``forward(params, x, *, train, state=None) -> (out,
+    cache)`` and ``backward(dout, cache) -> (grads, dx)`` and override the
+    methods below that concern them.
+    """
 
     def param_shapes(self) -> dict:
+        """``{name: shape}`` of the parameters (what :meth:`init` returns)."""
         return {}
 
     def state_shapes(self) -> dict:
+        """``{name: shape}`` of the state (what :meth:`init_state` returns)."""
         return {}
 
     def init(self, seed, dtype="float32", *, like=None, xp=None, dev=None) -> dict:
+        """Initial parameters, drawn on the host from ``seed`` (an int or a Generator)."""
         return {}
 
     def init_state(self, dtype="float32", *, like=None, xp=None, dev=None) -> dict:
+        """Initial state (batch-norm running statistics)."""
         return {}
 
     def new_state(self, cache) -> dict:
+        """The state after the forward pass that made ``cache``."""
         return {}
 
 

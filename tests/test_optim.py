@@ -108,10 +108,10 @@ def test_equals_torch_optim_over_several_steps(torch, ours, theirs):
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-12)
 
 
-def test_runs_on_every_backend(xpd):
-    host, _ = _run(optim.AdamW(), 3)
+@pytest.mark.parametrize("opt", [optim.AdamW(), optim.SGD(momentum=0.9, weight_decay=0.1, nesterov=True)])
+def test_runs_on_every_backend(xpd, opt):
+    host, _ = _run(opt, 3)
     params = {k: xpd.put(v) for k, v in _params().items()}
-    opt = optim.AdamW()
     state = opt.init_state(params)
     for t in range(3):
         params, state = opt.step(params, {k: xpd.put(v) for k, v in _grads(t).items()}, state, lr=0.1)
