@@ -65,6 +65,13 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     in its config, 0.5 on its command line; tau 0.1 everywhere, which the paper
     does not state); both variants default to the paper's sigma = 0.1.
 
+    Special cases (paper variant, tested): ``depth=None`` is ``sigma = inf``
+    and gives SupCon, with HobbitLong/SupContrast's ``SupConLoss(features,
+    labels, temperature=tau, base_temperature=b)`` equal to ``(tau / b) *
+    forward(z, labels=..., temperature=tau)`` for ``z`` its normalised
+    features stacked view-major; ``labels = t mod N`` for two views gives
+    SimCLR's NT-Xent (mean over the 2N anchors); ``labels=None`` gives y-Aware.
+
     Stabilisers (exact, they cancel): the row maximum of ``s_tj`` over
     ``j != t`` is subtracted before ``exp`` (no overflow at small tau, no row
     that underflows to 0), and the Gaussian weights are normalised in log
@@ -182,7 +189,6 @@ def _weights(zn, labels, depth, sigma, variant):
         row_max = xp.max(w, axis=1, keepdims=True)  # (M, 1), -inf without positives
         w -= xp.where(row_max == -xp.inf, xp.zeros_like(row_max), row_max)
         w = _ops.exp_(w)
-    del excluded
     total = xp.sum(w, axis=1)  # (M,)
     if variant == "official":
         w /= total[None, :]  # the code's broadcast: column j over the row sum of j
