@@ -25,8 +25,8 @@ def check_int(name: str, value, *, minimum: int) -> int:
     return int(value)
 
 
-def check_fraction(name: str, value, *, high: float = 1.0) -> float:
-    """A real number in [0, high]; returned as float."""
+def check_range(name: str, value, *, high: float = 1.0) -> float:
+    """A real number (not bool) in [0, high] (a probability by default); returned as float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not 0.0 <= value <= high:

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import expit
 
 from . import _render as R
-from ._checks import check_fraction, check_int
+from ._checks import check_int, check_range
 from ._sampling import assign_subjects
 
 #: The BMD (g/cm^2) drawn as half-dense trabecular bone, and the BMD change that moves
@@ -77,8 +77,9 @@ def continuous_target(n, *, size=64, seed=0, subjects=None, mean=0.70, sd=0.13, 
     subjects : int, optional
         Number of subjects (default ``round(n / 1.31)``); each has >= 1 film
         and all films of a subject share its target.
-    mean, sd : float
-        Mean and standard deviation of the target (BMD in g/cm^2).
+    mean, sd : float >= 0
+        Mean and standard deviation of the target (BMD in g/cm^2). The image
+        encodes the absolute value: density 1/2 at 0.70, logistic scale 0.13.
     skewness : float in [0, 4]
         Skewness of the target distribution (0 gives a normal distribution).
     resolution : float >= 0
@@ -103,9 +104,11 @@ def continuous_target(n, *, size=64, seed=0, subjects=None, mean=0.70, sd=0.13, 
     size = check_int("size", size, minimum=16)
     subjects = check_int("subjects", max(1, round(n / FILMS_PER_SUBJECT)) if subjects is None else subjects,
                          minimum=1)
-    skewness = check_fraction("skewness", skewness, high=4.0)
-    resolution = check_fraction("resolution", resolution, high=np.inf)
-    noise = check_fraction("noise", noise, high=np.inf)
+    mean = check_range("mean", mean, high=np.inf)
+    sd = check_range("sd", sd, high=np.inf)
+    skewness = check_range("skewness", skewness, high=4.0)
+    resolution = check_range("resolution", resolution, high=np.inf)
+    noise = check_range("noise", noise, high=np.inf)
 
     rng = np.random.default_rng(seed)
     subject = assign_subjects(rng, n, subjects)

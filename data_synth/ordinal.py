@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from . import _render as R
-from ._checks import check_fraction, check_int, check_weights
+from ._checks import check_int, check_range, check_weights
 from ._sampling import assign_subjects, jittered_level
 
 #: Default images per subject, as in the Papilledema set (331 / 105).
@@ -46,13 +46,14 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
 
     Each image shows a disc-centred fundus photograph: a circular field of
     view, a background with subject-specific pigmentation, two vessel arcades
-    leaving the disc, and the optic disc. With the normalised latent severity
-    :math:`u = t / (L - 1)`, :math:`t = s + U(-j, j)`, the disc has
+    leaving the disc, and the optic disc. With the latent severity
+    :math:`t = s + U(-j, j)` scaled to :math:`u = (t + j) / (L - 1 + 2j)` in
+    [0, 1], the disc has
 
     .. math::
 
         R = 0.12 + 0.2\,u, \qquad w = 0.01 + 0.08\,u, \qquad
-        a_\text{tex} = 0.02 + 0.12\,u,
+        a_\text{tex} = 0.01 + 0.06\,u,
 
     radius :math:`R`, margin blur :math:`w`, radial striations of amplitude
     :math:`a_\text{tex}`; its physiological cup fills in and the vessels on it
@@ -115,17 +116,16 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
                          minimum=1)
     weights = check_weights("class_weights", np.ones(levels) if class_weights is None else class_weights,
                             levels)
-    rho = check_fraction("subject_correlation", subject_correlation)
-    jitter = check_fraction("jitter", jitter, high=0.499)
-    noise = check_fraction("noise", noise, high=np.inf)
+    rho = check_range("subject_correlation", subject_correlation)
+    jitter = check_range("jitter", jitter, high=0.499)
+    noise = check_range("noise", noise, high=np.inf)
 
     rng = np.random.default_rng(seed)
     subject = assign_subjects(rng, n, subjects)
     own = rng.choice(levels, size=n, p=weights)
     shared = rng.choice(levels, size=subjects, p=weights)[subject]
     severity = np.where(rng.random(n) < rho, shared, own)
-    latent = jittered_level(rng, severity, jitter)
-    u = latent / (levels - 1)
+    latent, u = jittered_level(rng, severity, levels, jitter)
     factors = dict(lesion_radius=0.12 + 0.2 * u, margin_blur=0.01 + 0.08 * u, texture=0.01 + 0.06 * u)
     images = _draw(rng, subject, subjects, size, u, noise, **factors)
     return OrdinalData(images=images, severity=severity, subject=subject, latent=latent, **factors)

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from . import _render as R
-from ._checks import check_fraction, check_int, check_weights
+from ._checks import check_int, check_range, check_weights
 from ._sampling import jittered_level
 
 #: Radiological stage proportions of D_radio in WSP (none, mild, moderate, severe).
@@ -49,14 +49,15 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     r"""Liver CT-like volumes sliced into 2D images, with depth and weak/strong labels.
 
     Patient :math:`p` has a true stage :math:`s_p` and a latent
-    :math:`t_p = s_p + U(-0.35, 0.35)`; its liver boundary at depth
+    :math:`t_p = s_p + U(-0.35, 0.35)`, scaled to
+    :math:`u_p = (t_p + 0.35) / (S - 0.3)` in [0, 1]; its liver boundary at depth
     :math:`d` and angle :math:`\theta` is
 
     .. math::
 
         r(\theta, d) = \rho(d)\,\Big(1 + \sum_k b_k \cos(k\theta + \beta_k)
             + \iota_p \sum_{m} \cos(m\theta + \varphi_m + 6 m d)\Big), \qquad
-        \iota_p = 0.006 + 0.03\,t_p / (S - 1),
+        \iota_p = 0.006 + 0.03\,u_p,
 
     where :math:`\rho(d)` is a depth profile (small at the dome and at the
     tip, largest in between), :math:`b_k` (k = 2, 3) the patient's anatomy,
@@ -123,13 +124,13 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     if stage_weights is None:
         stage_weights = WSP_STAGE_COUNTS if stages == 4 else np.ones(stages)
     weights = check_weights("stage_weights", stage_weights, stages)
-    label_noise = check_fraction("label_noise", label_noise)
-    strong_fraction = check_fraction("strong_fraction", strong_fraction)
+    label_noise = check_range("label_noise", label_noise)
+    strong_fraction = check_range("strong_fraction", strong_fraction)
     threshold = stages // 2 if strong_threshold is None else strong_threshold
     threshold = check_int("strong_threshold", threshold, minimum=1)
     if threshold >= stages:
         raise ValueError(f"strong_threshold must be < stages ({stages}), got {threshold}")
-    noise = check_fraction("noise", noise, high=np.inf)
+    noise = check_range("noise", noise, high=np.inf)
 
     rng = np.random.default_rng(seed)
     stage = rng.choice(stages, size=n_patients, p=weights)
@@ -137,7 +138,7 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     strong = np.full(n_patients, -1)
     known = rng.permutation(n_patients)[:max(1, round(strong_fraction * n_patients))]
     strong[known] = stage[known] >= threshold
-    irregularity = 0.006 + 0.03 * jittered_level(rng, stage, 0.35) / (stages - 1)
+    irregularity = 0.006 + 0.03 * jittered_level(rng, stage, stages, 0.35)[1]
 
     counts = rng.integers(lo, hi + 1, size=n_patients)
     patient = np.repeat(np.arange(n_patients), counts)
