@@ -1,9 +1,10 @@
 """2-D convolution (cross-correlation, as PyTorch's ``conv2d``) by im2col.
 
-The fast pair (:func:`forward` / :func:`backward`) does one batched matrix
-product per pass: the windows of ``x`` are gathered once by
-:func:`refimpl._ops.im2col` into ``cols`` (N, C*KH*KW, OH*OW), so that
-``w`` (F, C*KH*KW) times ``cols`` is already in the NCHW output layout.
+The fast pair (:func:`forward` / :func:`backward`) does one matrix product
+per pass for the whole batch: the windows of ``x`` are gathered once by
+:func:`refimpl._ops.im2col` into ``cols`` (C*KH*KW, N*OH*OW), and ``w``
+(F, C*KH*KW) times ``cols`` is returned as an (N, F, OH, OW) transposed view
+(channel-major in memory), which the next layer's window gather reads in order.
 The naive pair (:func:`forward_naive` / :func:`backward_naive`) loops over
 output positions straight from the definition; the tests hold the two
 against each other.
@@ -67,15 +68,16 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0):
     xp = backend.namespace(x, w, b)
     n, c = x.shape[:2]
     f, _, kh, kw = w.shape
-    cols = _ops.im2col(x, (kh, kw), stride=stride, padding=padding)  # (N, C, KH, KW, OH, OW)
+    cols = _ops.im2col(x, (kh, kw), stride=stride, padding=padding)  # (C, KH, KW, N, OH, OW)
     oh, ow = cols.shape[4:]
-    cols = xp.reshape(cols, (n, c * kh * kw, oh * ow))
-    out = xp.reshape(w, (f, c * kh * kw)) @ cols  # (F, CKK) @ (N, CKK, P) -> (N, F, P)
+    cols = xp.reshape(cols, (c * kh * kw, n * oh * ow))
+    out = xp.reshape(w, (f, c * kh * kw)) @ cols  # (F, CKK) @ (CKK, N*P) -> (F, N*P)
     if b is not None:
         out += xp.reshape(b, (f, 1))
     # backward needs the columns (for dw) and w (for dx); x itself is not kept.
     cache = (cols, w, tuple(x.shape), b is not None, stride, padding)
-    return xp.reshape(out, (n, f, oh, ow)), cache
+    # (F, N, OH, OW) -> (N, F, OH, OW): a transposed view, no copy
+    return xp.permute_dims(xp.reshape(out, (f, n, oh, ow)), (1, 0, 2, 3)), cache
 
 
 def backward(dout, cache):
@@ -110,13 +112,13 @@ def backward(dout, cache):
     xp = backend.namespace(dout, w)
     n, f, oh, ow = dout.shape
     _, c, kh, kw = w.shape
-    dout3 = xp.reshape(dout, (n, f, oh * ow))
-    # (N, F, P) @ (N, P, CKK) -> (N, F, CKK), summed over the batch
-    dw = xp.sum(dout3 @ xp.permute_dims(cols, (0, 2, 1)), axis=0)
-    # (CKK, F) @ (N, F, P) -> (N, CKK, P): gradient of every window, scattered back
-    dcols = xp.permute_dims(xp.reshape(w, (f, c * kh * kw)), (1, 0)) @ dout3
-    dx = _ops.col2im(xp.reshape(dcols, (n, c, kh, kw, oh, ow)), x_shape, stride=stride, padding=padding)
-    db = xp.sum(dout3, axis=(0, 2)) if has_b else None
+    # (N, F, OH, OW) -> (F, N*P): free when dout is channel-major, as the layers here return
+    dout2 = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (f, n * oh * ow))
+    dw = dout2 @ xp.permute_dims(cols, (1, 0))  # (F, N*P) @ (N*P, CKK) -> (F, CKK)
+    # (CKK, F) @ (F, N*P) -> (CKK, N*P): gradient of every window, scattered back
+    dcols = xp.permute_dims(xp.reshape(w, (f, c * kh * kw)), (1, 0)) @ dout2
+    dx = _ops.col2im(xp.reshape(dcols, (c, kh, kw, n, oh, ow)), x_shape, stride=stride, padding=padding)
+    db = xp.sum(dout2, axis=1) if has_b else None
     return dx, xp.reshape(dw, w.shape), db
 
 

@@ -25,6 +25,11 @@ def _window_args(x, kernel_size, stride, padding):
     return kernel_size, stride, padding
 
 
+def _batch_major(xp, a):
+    """Swap the first two axes: (C, N, ...) <-> (N, C, ...), a view."""
+    return xp.permute_dims(a, (1, 0, 2, 3))
+
+
 def maxpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int = 0):
     """Maximum over each ``kernel_size`` x ``kernel_size`` window (padding is ``-inf``).
 
@@ -51,11 +56,11 @@ def maxpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
     xp = backend.namespace(x)
     cols = _ops.im2col(x, (k, k), stride=stride, padding=padding, fill=-float("inf"))
-    n, c, _, _, oh, ow = cols.shape
-    cols = xp.reshape(cols, (n, c, k * k, oh, ow))
+    c, _, _, n, oh, ow = cols.shape
+    cols = xp.reshape(cols, (c, k * k, n, oh, ow))
     # argmax returns the first maximum in row-major window order (ties: PyTorch CPU).
-    cache = (xp.argmax(cols, axis=2), tuple(x.shape), k, stride, padding)
-    return xp.max(cols, axis=2), cache
+    cache = (xp.argmax(cols, axis=1), tuple(x.shape), k, stride, padding)  # argmax (C, N, OH, OW)
+    return _batch_major(xp, xp.max(cols, axis=1)), cache
 
 
 def maxpool2d_backward(dout, cache):
@@ -76,9 +81,9 @@ def maxpool2d_backward(dout, cache):
     argmax, x_shape, k, stride, padding = cache
     xp = backend.namespace(dout, argmax)
     n, c, oh, ow = dout.shape
-    hit = xp.stack([argmax == offset for offset in range(k * k)], axis=2)  # (N, C, KK, OH, OW)
-    dcols = xp.where(hit, dout[:, :, None, ...], 0.0)
-    dx = _ops.col2im(xp.reshape(dcols, (n, c, k, k, oh, ow)), x_shape, stride=stride, padding=padding)
+    hit = xp.stack([argmax == offset for offset in range(k * k)], axis=1)  # (C, KK, N, OH, OW)
+    dcols = xp.where(hit, _batch_major(xp, dout)[:, None, ...], 0.0)
+    dx = _ops.col2im(xp.reshape(dcols, (c, k, k, n, oh, ow)), x_shape, stride=stride, padding=padding)
     return (dx,)
 
 
@@ -98,8 +103,8 @@ def avgpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
     """
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
     xp = backend.namespace(x)
-    cols = _ops.im2col(x, (k, k), stride=stride, padding=padding)  # (N, C, K, K, OH, OW)
-    return xp.mean(cols, axis=(2, 3)), (tuple(x.shape), k, stride, padding)
+    cols = _ops.im2col(x, (k, k), stride=stride, padding=padding)  # (C, K, K, N, OH, OW)
+    return _batch_major(xp, xp.mean(cols, axis=(1, 2))), (tuple(x.shape), k, stride, padding)
 
 
 def avgpool2d_backward(dout, cache):
@@ -118,7 +123,7 @@ def avgpool2d_backward(dout, cache):
     x_shape, k, stride, padding = cache
     xp = backend.namespace(dout)
     n, c, oh, ow = dout.shape
-    dcols = xp.broadcast_to(dout[:, :, None, None, ...] / (k * k), (n, c, k, k, oh, ow))
+    dcols = xp.broadcast_to(_batch_major(xp, dout)[:, None, None, ...] / (k * k), (c, k, k, n, oh, ow))
     return (_ops.col2im(dcols, x_shape, stride=stride, padding=padding),)
 
 
