@@ -10,7 +10,8 @@ def forward(x):
     .. math::
         \\mathrm{out} = \\max(x, 0)
 
-    Returns ``out`` (shape of ``x``) and the cache (the mask ``x > 0``).
+    Returns ``out`` (shape of ``x``) and the cache: the mask ``x > 0`` in x's
+    dtype (backward multiplies by it, several times faster than ``where``).
 
     >>> import numpy as np
     >>> out, cache = forward(np.array([-1.0, 0.0, 2.0]))
@@ -19,7 +20,7 @@ def forward(x):
     """
     _validate.check_array("x", x, finite=False)
     xp = backend.namespace(x)
-    return xp.maximum(x, 0.0), x > 0
+    return xp.maximum(x, 0.0), xp.astype(x > 0, x.dtype)
 
 
 def backward(dout, cache):
@@ -36,5 +37,4 @@ def backward(dout, cache):
     >>> backward(np.array([5.0, 5.0, 5.0]), cache)[0].tolist()
     [0.0, 0.0, 5.0]
     """
-    xp = backend.namespace(dout, cache)
-    return (xp.where(cache, dout, 0.0),)
+    return (dout * cache,)
