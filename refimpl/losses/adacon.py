@@ -310,9 +310,9 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
 
     # One (M, M) buffer, built in place: margin, + cosine, * s, anchor -> -inf, exp.
     logits = _margin_from_counts(counts, pop_keys.shape[0])
-    # zn^T copied: NumPy's syrk path for zn @ zn.T fills the mirror triangle in one thread
-    # and is slower than gemm on a copy (a (D, M) array)
-    logits += zn @ xp.asarray(xp.permute_dims(zn, (1, 0)), copy=True)  # (M, D) @ (D, M)
+    # zn^T copied (astype copies): NumPy's syrk path for zn @ zn.T fills the mirror
+    # triangle in one thread and is slower than gemm on a copy (a (D, M) array)
+    logits += zn @ xp.astype(xp.permute_dims(zn, (1, 0)), zn.dtype)  # (M, D) @ (D, M)
     logits *= scale
     flat = xp.reshape(logits, (m_rows * m_rows,))  # a view where the backend allows it
     flat[::m_rows + 1] = -math.inf  # the anchor is not in its own denominator
