@@ -190,3 +190,31 @@ def _col2im_standard(xp, cols, x_shape, stride, padding):
     for i, j, (rows, columns) in offsets:
         dx[:, :, rows, columns] = dx[:, :, rows, columns] + cols[:, i, j, ...]
     return _channel_major(xp, dx[:, :, padding:padding + h, padding:padding + w])
+
+
+def exp_(x):
+    """``exp(x)``, overwriting ``x`` where the backend can (NumPy and CuPy ``out=``).
+
+    For large temporaries that the caller owns: one (M, M) buffer instead of
+    two. Use the returned array; the standard fallback returns a new one.
+
+    >>> x = np.zeros(2)
+    >>> exp_(x) is x, x.tolist()
+    (True, [1.0, 1.0])
+    """
+    xp = backend.namespace(x)
+    if _kind(xp) == "standard":
+        return xp.exp(x)
+    return xp.exp(x, out=x)
+
+
+def rowdot(a, b):
+    """``sum(a * b, axis=-1)`` without the full-size product temporary (einsum on NumPy/CuPy).
+
+    >>> rowdot(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 1.0], [0.5, 0.0]])).tolist()
+    [3.0, 1.5]
+    """
+    xp = backend.namespace(a, b)
+    if _kind(xp) == "standard":
+        return xp.sum(a * b, axis=-1)
+    return xp.einsum("...k,...k->...", a, b)
