@@ -107,9 +107,10 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
 
     Values: in ``(0, 1]`` for keys present in the population (the paper kind
     reaches 1 at the largest); a key absent from it gets the count of the
-    population keys below it (possibly 0). On distinct values the two kinds
-    differ by exactly ``1 / (2n)``. Any strictly increasing map of ``y`` and
-    ``population`` leaves the paper kind without bucket unchanged.
+    population keys below it (possibly 0). At a key that occurs once in the
+    population the two kinds differ by exactly ``1 / (2n)``. Without
+    ``bucket``, any strictly increasing map of ``y`` and ``population``
+    leaves both kinds unchanged.
 
     Parameters
     ----------
