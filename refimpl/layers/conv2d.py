@@ -114,7 +114,9 @@ def backward(dout, cache):
     _, c, kh, kw = w.shape
     # (N, F, OH, OW) -> (F, N*P): free when dout is channel-major, as the layers here return
     dout2 = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (f, n * oh * ow))
-    dw = dout2 @ xp.permute_dims(cols, (1, 0))  # (F, N*P) @ (N*P, CKK) -> (F, CKK)
+    # (CKK, N*P) @ (N*P, F) -> (CKK, F), then transposed: the same product as
+    # dout2 @ cols.T, but OpenBLAS runs this operand order 2-7x faster here.
+    dw = xp.permute_dims(cols @ xp.permute_dims(dout2, (1, 0)), (1, 0))
     # (CKK, F) @ (F, N*P) -> (CKK, N*P): gradient of every window, scattered back
     dcols = xp.permute_dims(xp.reshape(w, (f, c * kh * kw)), (1, 0)) @ dout2
     dx = _ops.col2im(xp.reshape(dcols, (c, kh, kw, n, oh, ow)), x_shape, stride=stride, padding=padding)
