@@ -4,13 +4,16 @@ Each public function here has a fast NumPy path, a CuPy path, and a
 pure-standard fallback (used for array_api_strict and any other namespace),
 all computing the same thing; tests compare the paths with each other.
 
-Sliding windows (for im2col convolution and pooling) use a channel-major
-layout: ``cols[c, i, j, n, oh, ow] = xpad[n, c, oh * stride + i, ow * stride + j]``,
-so that ``reshape(cols, (C * KH * KW, N * OH * OW))`` is the right operand of
-*one* matrix product for the whole batch, whose (F, N * OH * OW) result is an
-(N, F, OH, OW) array by a transposed view, without a copy. Arrays passed
-between layers are therefore often such views (logically NCHW, channel-major
-in memory); every function here accepts any memory layout.
+Sliding windows (for im2col convolution and pooling) use a batch-last
+layout: ``cols[c, i, j, oh, ow, n] = xpad[n, c, oh * stride + i, ow * stride + j]``,
+so that ``reshape(cols, (C * KH * KW, OH * OW * N))`` is the right operand of
+*one* matrix product for the whole batch, whose (F, OH * OW * N) result is an
+(N, F, OH, OW) array by a transposed view (:func:`batch_first`), without a
+copy. With the batch innermost, every strided slice of the window loops is a
+run of N contiguous values even for 4x4 feature maps (5-10x faster slice-adds
+than runs of OW). Arrays passed between layers are therefore often such
+views (logically NCHW, (C, H, W, N) in memory); every function here accepts
+any memory layout.
 """
 from __future__ import annotations
 
@@ -23,6 +26,24 @@ def _kind(xp) -> str:
     """"numpy", "cupy" or "standard": which implementation serves ``xp``."""
     name = xp.__name__
     return name if name in ("numpy", "cupy") else "standard"
+
+
+def batch_last(x):
+    """(N, C, H, W) -> (C, H, W, N), a view (no copy).
+
+    >>> batch_last(np.zeros((2, 3, 4, 5))).shape
+    (3, 4, 5, 2)
+    """
+    return backend.namespace(x).permute_dims(x, (1, 2, 3, 0))
+
+
+def batch_first(a):
+    """(C, H, W, N) -> (N, C, H, W), a view: the inverse of :func:`batch_last`.
+
+    >>> batch_first(np.zeros((3, 4, 5, 2))).shape
+    (2, 3, 4, 5)
+    """
+    return backend.namespace(a).permute_dims(a, (3, 0, 1, 2))
 
 
 def window_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -69,18 +90,17 @@ def im2col(x, kernel, *, stride: int = 1, padding: int = 0, fill: float = 0.0):
 
     Returns
     -------
-    cols : array (C, KH, KW, N, OH, OW), a new array
+    cols : array (C, KH, KW, OH, OW, N), a new array
 
     .. math::
-        \\mathrm{cols}_{c,i,j,n,p,q} = \\tilde x_{n,c,\\,ps+i,\\,qs+j}
+        \\mathrm{cols}_{c,i,j,p,q,n} = \\tilde x_{n,c,\\,ps+i,\\,qs+j}
 
     where :math:`\\tilde x` is ``x`` padded with ``fill``.
 
-    >>> import numpy as np
     >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
     >>> im2col(x, (2, 2))[0, :, :, 0, 0, 0].tolist()    # the top-left window
     [[0.0, 1.0], [3.0, 4.0]]
-    >>> im2col(x, (2, 2), stride=2, padding=1)[0, :, :, 0, 1, 1].tolist()
+    >>> im2col(x, (2, 2), stride=2, padding=1)[0, :, :, 1, 1, 0].tolist()
     [[4.0, 5.0], [7.0, 8.0]]
     """
     xp = backend.namespace(x)
@@ -97,22 +117,21 @@ def col2im(cols, x_shape, *, stride: int = 1, padding: int = 0):
 
     Parameters
     ----------
-    cols : array (C, KH, KW, N, OH, OW)
+    cols : array (C, KH, KW, OH, OW, N)
     x_shape : (N, C, H, W), the shape of the image :func:`im2col` read
     stride, padding : int, as given to :func:`im2col`
 
     Returns
     -------
-    dx : array (N, C, H, W) (a transposed view of a new channel-major array);
+    dx : array (N, C, H, W) (a :func:`batch_first` view of a new array);
         values that fall on the padding are dropped
 
     .. math::
-        dx_{n,c,h,w} = \\sum_{(i,j,p,q):\\ ps+i-P=h,\\ qs+j-P=w} \\mathrm{cols}_{c,i,j,n,p,q}
+        dx_{n,c,h,w} = \\sum_{(i,j,p,q):\\ ps+i-P=h,\\ qs+j-P=w} \\mathrm{cols}_{c,i,j,p,q,n}
 
     so that :math:`\\langle \\mathrm{im2col}(x), y\\rangle = \\langle x, \\mathrm{col2im}(y)\\rangle`.
 
-    >>> import numpy as np
-    >>> ones = np.ones((1, 2, 2, 1, 2, 2))           # 2x2 windows over a 3x3 image
+    >>> ones = np.ones((1, 2, 2, 2, 2, 1))           # 2x2 windows over a 3x3 image
     >>> col2im(ones, (1, 1, 3, 3))[0, 0].tolist()   # how many windows cover each pixel
     [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
     """
@@ -122,33 +141,33 @@ def col2im(cols, x_shape, *, stride: int = 1, padding: int = 0):
     return _col2im_standard(xp, cols, x_shape, stride, padding)
 
 
-def _channel_major(xp, x):
-    """(N, C, H, W) -> (C, N, H, W), a view (contiguous when x came from a layer here)."""
-    return xp.permute_dims(x, (1, 0, 2, 3))
+def _spatial_pad(padding):
+    """np.pad / cupy.pad widths for a (C, H, W, N) array."""
+    return ((0, 0), (padding, padding), (padding, padding), (0, 0))
 
 
 def _im2col_numpy(x, kernel, stride, padding, fill):
     """One strided copy of a sliding-window view (no Python loop over offsets)."""
     _geometry(x.shape, kernel, stride, padding)  # validates the sizes
-    x = _channel_major(np, x)
-    if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
-    view = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=(2, 3))
-    view = view[:, :, ::stride, ::stride]  # (C, N, OH, OW, KH, KW)
+    x = batch_last(x)
+    # a (C, H, W, N)-ordered copy first, so that the window copy reads runs of N values
+    x = np.pad(x, _spatial_pad(padding), constant_values=fill) if padding else np.ascontiguousarray(x)
+    view = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=(1, 2))
+    view = view[:, ::stride, ::stride]  # (C, OH, OW, N, KH, KW)
     # np.array copies even when the view is already contiguous (1x1 kernels): never alias x.
-    return np.array(view.transpose(0, 4, 5, 1, 2, 3), order="C")  # (C, KH, KW, N, OH, OW)
+    return np.array(view.transpose(0, 4, 5, 1, 2, 3), order="C")  # (C, KH, KW, OH, OW, N)
 
 
 def _im2col_inplace(xp, x, kernel, stride, padding, fill):
     """One strided slice copied per kernel offset into a preallocated array (NumPy or CuPy)."""
     n, c = x.shape[:2]
     oh, ow, offsets = _geometry(x.shape, kernel, stride, padding)
-    x = _channel_major(xp, x)
+    x = batch_last(x)
     if padding:
-        x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
-    cols = xp.empty((c, *kernel, n, oh, ow), dtype=x.dtype)
+        x = xp.pad(x, _spatial_pad(padding), constant_values=fill)
+    cols = xp.empty((c, *kernel, oh, ow, n), dtype=x.dtype)
     for i, j, (rows, columns) in offsets:
-        cols[:, i, j] = x[:, :, rows, columns]
+        cols[:, i, j] = x[:, rows, columns]
     return cols
 
 
@@ -156,17 +175,17 @@ def _col2im_inplace(xp, cols, x_shape, stride, padding):
     """One in-place strided slice-add per kernel offset (no np.add.at); NumPy or CuPy."""
     n, c, h, w = x_shape
     _, _, offsets = _geometry(x_shape, cols.shape[1:3], stride, padding)
-    dx = xp.zeros((c, n, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+    dx = xp.zeros((c, h + 2 * padding, w + 2 * padding, n), dtype=cols.dtype)
     for i, j, (rows, columns) in offsets:
-        dx[:, :, rows, columns] += cols[:, i, j]
-    return _channel_major(xp, dx[:, :, padding:padding + h, padding:padding + w])
+        dx[:, rows, columns] += cols[:, i, j]
+    return batch_first(dx[:, padding:padding + h, padding:padding + w])
 
 
 def _pad_standard(xp, x, padding, fill):
-    """``x`` (C, N, H, W) inside a ``fill`` border of width ``padding``, on x's device."""
-    c, n, h, w = x.shape
-    out = xp.full((c, n, h + 2 * padding, w + 2 * padding), fill, dtype=x.dtype, device=x.device)
-    out[:, :, padding:padding + h, padding:padding + w] = x
+    """``x`` (C, H, W, N) inside a ``fill`` border of width ``padding``, on x's device."""
+    c, h, w, n = x.shape
+    out = xp.full((c, h + 2 * padding, w + 2 * padding, n), fill, dtype=x.dtype, device=x.device)
+    out[:, padding:padding + h, padding:padding + w, :] = x
     return out
 
 
@@ -174,22 +193,22 @@ def _im2col_standard(xp, x, kernel, stride, padding, fill):
     """Pure-standard fallback: a stack of one strided slice per kernel offset."""
     n, c = x.shape[:2]
     oh, ow, offsets = _geometry(x.shape, kernel, stride, padding)
-    x = _channel_major(xp, x)
+    x = batch_last(x)
     if padding:
         x = _pad_standard(xp, x, padding, fill)
-    cols = xp.stack([x[:, :, rows, columns] for _, _, (rows, columns) in offsets], axis=1)
-    return xp.reshape(cols, (c, *kernel, n, oh, ow))  # (C, KH*KW, N, OH, OW) -> 6-D
+    cols = xp.stack([x[:, rows, columns, :] for _, _, (rows, columns) in offsets], axis=1)
+    return xp.reshape(cols, (c, *kernel, oh, ow, n))  # (C, KH*KW, OH, OW, N) -> 6-D
 
 
 def _col2im_standard(xp, cols, x_shape, stride, padding):
     """Pure-standard fallback: one strided slice-add per kernel offset, by item assignment."""
     n, c, h, w = x_shape
     _, _, offsets = _geometry(x_shape, cols.shape[1:3], stride, padding)
-    zero = xp.zeros((c, n, h, w), dtype=cols.dtype, device=cols.device)
+    zero = xp.zeros((c, h, w, n), dtype=cols.dtype, device=cols.device)
     dx = _pad_standard(xp, zero, padding, 0.0)
     for i, j, (rows, columns) in offsets:
-        dx[:, :, rows, columns] = dx[:, :, rows, columns] + cols[:, i, j, ...]
-    return _channel_major(xp, dx[:, :, padding:padding + h, padding:padding + w])
+        dx[:, rows, columns, :] = dx[:, rows, columns, :] + cols[:, i, j, ...]
+    return batch_first(dx[:, padding:padding + h, padding:padding + w, :])
 
 
 def exp_(x):

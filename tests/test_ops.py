@@ -23,9 +23,9 @@ def im2col_loop(x, kernel, stride, padding, fill):
     xpad[:, :, padding:padding + h, padding:padding + w] = x
     oh = (h + 2 * padding - kh) // stride + 1
     ow = (w + 2 * padding - kw) // stride + 1
-    cols = np.empty((c, kh, kw, n, oh, ow))
+    cols = np.empty((c, kh, kw, oh, ow, n))
     for i, j, p, q in itertools.product(range(kh), range(kw), range(oh), range(ow)):
-        cols[:, i, j, :, p, q] = xpad[:, :, p * stride + i, q * stride + j].T
+        cols[:, i, j, p, q, :] = xpad[:, :, p * stride + i, q * stride + j].T
     return cols
 
 
@@ -60,7 +60,7 @@ def test_col2im_paths_agree_and_are_the_adjoint_of_im2col(g):
 def test_col2im_counts_window_coverage_with_stride_and_padding():
     # 3x3 windows, stride 2, padding 1 on a 4x4 image: pixel (r, c) is read by
     # the windows whose rows and columns cover it, 1 or 2 along each axis.
-    ones = np.ones((1, 3, 3, 1, 2, 2))
+    ones = np.ones((1, 3, 3, 2, 2, 1))
     cover = _ops.col2im(ones, (1, 1, 4, 4), stride=2, padding=1)[0, 0]
     per_axis = np.array([1, 2, 1, 1])
     np.testing.assert_array_equal(cover, np.outer(per_axis, per_axis))

@@ -2,9 +2,9 @@
 
 The fast pair (:func:`forward` / :func:`backward`) does one matrix product
 per pass for the whole batch: the windows of ``x`` are gathered once by
-:func:`refimpl._ops.im2col` into ``cols`` (C*KH*KW, N*OH*OW), and ``w``
+:func:`refimpl._ops.im2col` into ``cols`` (C*KH*KW, OH*OW*N), and ``w``
 (F, C*KH*KW) times ``cols`` is returned as an (N, F, OH, OW) transposed view
-(channel-major in memory), which the next layer's window gather reads in order.
+((F, OH, OW, N) in memory), which the next layer's window gather reads in order.
 The naive pair (:func:`forward_naive` / :func:`backward_naive`) loops over
 output positions straight from the definition; the tests hold the two
 against each other.
@@ -68,16 +68,16 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0):
     xp = backend.namespace(x, w, b)
     n, c = x.shape[:2]
     f, _, kh, kw = w.shape
-    cols = _ops.im2col(x, (kh, kw), stride=stride, padding=padding)  # (C, KH, KW, N, OH, OW)
-    oh, ow = cols.shape[4:]
-    cols = xp.reshape(cols, (c * kh * kw, n * oh * ow))
-    out = xp.reshape(w, (f, c * kh * kw)) @ cols  # (F, CKK) @ (CKK, N*P) -> (F, N*P)
+    cols = _ops.im2col(x, (kh, kw), stride=stride, padding=padding)  # (C, KH, KW, OH, OW, N)
+    oh, ow = cols.shape[3:5]
+    cols = xp.reshape(cols, (c * kh * kw, oh * ow * n))
+    out = xp.reshape(w, (f, c * kh * kw)) @ cols  # (F, CKK) @ (CKK, P*N) -> (F, P*N)
     if b is not None:
         out += xp.reshape(b, (f, 1))
     # backward needs the columns (for dw) and w (for dx); x itself is not kept.
     cache = (cols, w, tuple(x.shape), b is not None, stride, padding)
-    # (F, N, OH, OW) -> (N, F, OH, OW): a transposed view, no copy
-    return xp.permute_dims(xp.reshape(out, (f, n, oh, ow)), (1, 0, 2, 3)), cache
+    # (F, OH, OW, N) -> (N, F, OH, OW): a transposed view, no copy
+    return _ops.batch_first(xp.reshape(out, (f, oh, ow, n))), cache
 
 
 def backward(dout, cache):
@@ -112,14 +112,14 @@ def backward(dout, cache):
     xp = backend.namespace(dout, w)
     n, f, oh, ow = dout.shape
     _, c, kh, kw = w.shape
-    # (N, F, OH, OW) -> (F, N*P): free when dout is channel-major, as the layers here return
-    dout2 = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (f, n * oh * ow))
-    # (CKK, N*P) @ (N*P, F) -> (CKK, F), then transposed: the same product as
+    # (N, F, OH, OW) -> (F, P*N): free when dout is batch-last in memory, as the layers here return
+    dout2 = xp.reshape(_ops.batch_last(dout), (f, oh * ow * n))
+    # (CKK, P*N) @ (P*N, F) -> (CKK, F), then transposed: the same product as
     # dout2 @ cols.T, but OpenBLAS runs this operand order 2-7x faster here.
     dw = xp.permute_dims(cols @ xp.permute_dims(dout2, (1, 0)), (1, 0))
-    # (CKK, F) @ (F, N*P) -> (CKK, N*P): gradient of every window, scattered back
+    # (CKK, F) @ (F, P*N) -> (CKK, P*N): gradient of every window, scattered back
     dcols = xp.permute_dims(xp.reshape(w, (f, c * kh * kw)), (1, 0)) @ dout2
-    dx = _ops.col2im(xp.reshape(dcols, (c, kh, kw, n, oh, ow)), x_shape, stride=stride, padding=padding)
+    dx = _ops.col2im(xp.reshape(dcols, (c, kh, kw, oh, ow, n)), x_shape, stride=stride, padding=padding)
     db = xp.sum(dout2, axis=1) if has_b else None
     return dx, xp.reshape(dw, w.shape), db
 

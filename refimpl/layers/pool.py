@@ -25,11 +25,6 @@ def _window_args(x, kernel_size, stride, padding):
     return kernel_size, stride, padding
 
 
-def _batch_major(xp, a):
-    """Swap the first two axes: (C, N, ...) <-> (N, C, ...), a view."""
-    return xp.permute_dims(a, (1, 0, 2, 3))
-
-
 def maxpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int = 0):
     """Maximum over each ``kernel_size`` x ``kernel_size`` window (padding is ``-inf``).
 
@@ -56,8 +51,8 @@ def maxpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
     xp = backend.namespace(x)
     cols = _ops.im2col(x, (k, k), stride=stride, padding=padding, fill=-float("inf"))
-    c, _, _, n, oh, ow = cols.shape
-    cols = xp.reshape(cols, (c, k * k, n, oh, ow))
+    c, _, _, oh, ow, n = cols.shape
+    cols = xp.reshape(cols, (c, k * k, oh, ow, n))
     # Running maximum over the window offsets in row-major order; the strict ">" keeps
     # the first maximum on ties (PyTorch CPU). A later offset is larger than every
     # earlier one, so "maximum" records it (much faster than argmax over a middle axis).
@@ -67,8 +62,8 @@ def maxpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
         value = cols[:, offset, ...]
         argmax = xp.maximum(argmax, xp.astype(value > best, xp.int32) * offset)
         best = xp.maximum(best, value)
-    cache = (argmax, tuple(x.shape), k, stride, padding)  # argmax (C, N, OH, OW)
-    return _batch_major(xp, best), cache
+    cache = (argmax, tuple(x.shape), k, stride, padding)  # argmax (C, OH, OW, N)
+    return _ops.batch_first(best), cache
 
 
 def maxpool2d_backward(dout, cache):
@@ -89,10 +84,10 @@ def maxpool2d_backward(dout, cache):
     argmax, x_shape, k, stride, padding = cache
     xp = backend.namespace(dout, argmax)
     n, c, oh, ow = dout.shape
-    dout = _batch_major(xp, dout)  # (C, N, OH, OW)
-    # (C, KK, N, OH, OW): dout at each window's maximum, 0 elsewhere (a product: faster than where)
+    dout = _ops.batch_last(dout)  # (C, OH, OW, N)
+    # (C, KK, OH, OW, N): dout at each window's maximum, 0 elsewhere (a product: faster than where)
     dcols = xp.stack([dout * xp.astype(argmax == offset, dout.dtype) for offset in range(k * k)], axis=1)
-    dx = _ops.col2im(xp.reshape(dcols, (c, k, k, n, oh, ow)), x_shape, stride=stride, padding=padding)
+    dx = _ops.col2im(xp.reshape(dcols, (c, k, k, oh, ow, n)), x_shape, stride=stride, padding=padding)
     return (dx,)
 
 
@@ -112,8 +107,8 @@ def avgpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
     """
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
     xp = backend.namespace(x)
-    cols = _ops.im2col(x, (k, k), stride=stride, padding=padding)  # (C, K, K, N, OH, OW)
-    return _batch_major(xp, xp.mean(cols, axis=(1, 2))), (tuple(x.shape), k, stride, padding)
+    cols = _ops.im2col(x, (k, k), stride=stride, padding=padding)  # (C, K, K, OH, OW, N)
+    return _ops.batch_first(xp.mean(cols, axis=(1, 2))), (tuple(x.shape), k, stride, padding)
 
 
 def avgpool2d_backward(dout, cache):
@@ -132,7 +127,7 @@ def avgpool2d_backward(dout, cache):
     x_shape, k, stride, padding = cache
     xp = backend.namespace(dout)
     n, c, oh, ow = dout.shape
-    dcols = xp.broadcast_to(_batch_major(xp, dout)[:, None, None, ...] / (k * k), (c, k, k, n, oh, ow))
+    dcols = xp.broadcast_to(_ops.batch_last(dout)[:, None, None, ...] / (k * k), (c, k, k, oh, ow, n))
     return (_ops.col2im(dcols, x_shape, stride=stride, padding=padding),)
 
 
