@@ -123,6 +123,7 @@ def _print_profile(rows) -> None:
 
 
 def run(dtype: str, *, batch: int, size: int, blocks: int, per_block: int, profile: bool) -> dict:
+    """Check that both sides give the same loss, then time them; one result row."""
     import torch
 
     net = _network()
@@ -152,6 +153,7 @@ def run(dtype: str, *, batch: int, size: int, blocks: int, per_block: int, profi
 
 
 def add_arguments(parser) -> None:
+    """Options of ``refimpl bench tinynet``."""
     parser.add_argument("--dtypes", nargs="+", choices=tuple(TARGETS), default=list(TARGETS))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=64, help="image height and width (multiple of 32)")
@@ -183,6 +185,7 @@ def _needs_relaunch(threads: int) -> bool:
 
 
 def main(args) -> int:
+    """Run the benchmark; 0 on success, 2 without torch."""
     try:
         import torch
     except ImportError:
