@@ -90,10 +90,11 @@ def test_max_overlapping_windows_accumulate():
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-@pytest.mark.parametrize("k,stride,padding", [(2, None, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1)])
-def test_equals_torch(torch, kind, k, stride, padding):
+@pytest.mark.parametrize("k,stride,padding,size", [(2, None, 0, 7), (2, None, 0, 8), (3, 2, 1, 7), (3, 1, 1, 7),
+                                                   (2, 1, 1, 7)])
+def test_equals_torch(torch, kind, k, stride, padding, size):
     fwd, bwd = POOLS[kind]
-    x = distinct((2, 3, 7, 6))
+    x = distinct((2, 3, size, 6))
     out, cache = fwd(x, kernel_size=k, stride=stride, padding=padding)
     dout = np.random.default_rng(1).standard_normal(out.shape)
     (dx,) = bwd(dout, cache)

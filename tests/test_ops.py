@@ -45,12 +45,16 @@ def test_im2col_paths_equal_the_loop(g, fill):
 
 
 @given(windows())
+@example(dict(n=2, c=2, h=4, w=6, kh=2, kw=2, stride=2, padding=0))  # windows tile the image
+@example(dict(n=1, c=1, h=3, w=3, kh=3, kw=3, stride=3, padding=0))
 def test_col2im_paths_agree_and_are_the_adjoint_of_im2col(g):
     x, kernel, stride, padding = _case(g)
     y = np.random.default_rng(1).standard_normal(_ops.im2col(x, kernel, stride=stride, padding=padding).shape)
     fast = _ops._col2im_inplace(np, y, x.shape, stride, padding)
     standard = _ops._col2im_standard(np, y, x.shape, stride, padding)
     np.testing.assert_allclose(fast, standard, rtol=1e-13, atol=1e-13)
+    dispatched = _ops.col2im(y, x.shape, stride=stride, padding=padding)  # tiling shortcut included
+    np.testing.assert_allclose(dispatched, standard, rtol=1e-13, atol=1e-13)
     assert fast.shape == x.shape
     lhs = np.sum(_ops.im2col(x, kernel, stride=stride, padding=padding) * y)
     rhs = np.sum(x * _ops.col2im(y, x.shape, stride=stride, padding=padding))
