@@ -74,7 +74,8 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0):
     out = xp.reshape(w, (f, c * kh * kw)) @ cols  # (F, CKK) @ (CKK, P*N) -> (F, P*N)
     if b is not None:
         out += xp.reshape(b, (f, 1))
-    # backward needs the columns (for dw) and w (for dx); x itself is not kept.
+    # backward needs the columns (for dw) and w (for dx); x itself is not kept and
+    # nothing is recomputed (the window gradients are a new product, not a cached one).
     cache = (cols, w, tuple(x.shape), b is not None, stride, padding)
     # (F, OH, OW, N) -> (N, F, OH, OW): a transposed view, no copy
     return _ops.batch_first(xp.reshape(out, (f, oh, ow, n))), cache

@@ -62,7 +62,8 @@ def maxpool2d_forward(x, *, kernel_size: int = 2, stride: int | None = None, pad
         value = cols[:, offset, ...]
         argmax = xp.maximum(argmax, xp.astype(value > best, xp.int32) * offset)
         best = xp.maximum(best, value)
-    cache = (argmax, tuple(x.shape), k, stride, padding)  # argmax (C, OH, OW, N)
+    # argmax (C, OH, OW, N) int32 is all backward keeps; it rebuilds the one-hot windows from it.
+    cache = (argmax, tuple(x.shape), k, stride, padding)
     return _ops.batch_first(best), cache
 
 
