@@ -29,7 +29,7 @@ def _kind(xp) -> str:
 
 
 def batch_last(x):
-    """(N, C, H, W) -> (C, H, W, N), a view (no copy).
+    """(N, C, H, W) -> (C, H, W, N), a view (no copy): :math:`y_{c,h,w,n} = x_{n,c,h,w}`.
 
     >>> batch_last(np.zeros((2, 3, 4, 5))).shape
     (3, 4, 5, 2)
@@ -38,7 +38,7 @@ def batch_last(x):
 
 
 def batch_first(a):
-    """(C, H, W, N) -> (N, C, H, W), a view: the inverse of :func:`batch_last`.
+    """(C, H, W, N) -> (N, C, H, W), a view: the inverse of :func:`batch_last`, :math:`x_{n,c,h,w} = y_{c,h,w,n}`.
 
     >>> batch_first(np.zeros((3, 4, 5, 2))).shape
     (2, 3, 4, 5)
@@ -47,7 +47,10 @@ def batch_first(a):
 
 
 def window_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Number of window positions along one axis: ``(size + 2 padding - kernel) // stride + 1``.
+    """Number of window positions along one axis.
+
+    .. math::
+        O = \\lfloor (S + 2P - K) / s \\rfloor + 1
 
     Raises ValueError when the kernel is larger than the padded input.
 

@@ -122,7 +122,14 @@ def check_integer(name: str, value, *, minimum: int = 0) -> int:
 
 
 def check_same_dtype(name: str, x, ref_name: str, ref):
-    """``x`` must have the dtype of ``ref`` (no silent promotion between float32 and float64)."""
+    """``x`` must have the dtype of ``ref`` (no silent promotion between float32 and float64).
+
+    >>> import numpy as np
+    >>> check_same_dtype("w", np.zeros(2, dtype=np.float32), "x", np.zeros(2))
+    Traceback (most recent call last):
+    ...
+    TypeError: w has dtype float32, expected the dtype of x (float64)
+    """
     if x.dtype != ref.dtype:
         raise TypeError(f"{name} has dtype {x.dtype}, expected the dtype of {ref_name} ({ref.dtype})")
     return x

@@ -138,7 +138,12 @@ def _zero_pad(xp, x, padding):
 def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
     """:func:`forward` as a loop over output positions, straight from the definition.
 
-    Same arguments, output and equation as :func:`forward`; slow, for tests.
+    Same arguments and output as :func:`forward`; slow, for tests. For every
+    output position :math:`(p, q)`, with :math:`W_{pq}` the (N, C, KH, KW)
+    window of the zero-padded input that it reads:
+
+    .. math::
+        \\mathrm{out}_{:,f,p,q} = b_f + \\sum_{c,i,j} w_{f,c,i,j}\\,(W_{pq})_{:,c,i,j}
 
     >>> import numpy as np
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
@@ -167,7 +172,11 @@ def backward_naive(dout, cache):
     """:func:`backward` as a loop over output positions, straight from the definition.
 
     Every output position adds ``dout * window`` to ``dw`` and ``dout * w`` to
-    the window of ``dx`` it read.
+    the window of ``dx`` it read:
+
+    .. math::
+        dw \\mathrel{+}= \\sum_n dout_{n,:,p,q} \\otimes (W_{pq})_{n},\\quad
+        d\\tilde x[W_{pq}]_{n} \\mathrel{+}= \\sum_f dout_{n,f,p,q}\\, w_{f}
 
     >>> import numpy as np                       # 1x1 kernel: dw = sum(dout * x), dx = w dout
     >>> out, cache = forward_naive(np.array([[[[1.0, 2.0]]]]), np.array([[[[3.0]]]]), np.zeros(1))
