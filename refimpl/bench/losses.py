@@ -73,7 +73,7 @@ class Case:
         leaves = {k: v.detach().requires_grad_(k in DIFFERENTIABLE[self.name]) for k, v in t.items()}
         loss = getattr(torch_losses, self.name)(**leaves)
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
 
 
 DIFFERENTIABLE = {"margin": ("a", "b"), "preference": ("u_i", "u_j", "refs"), "kernel": ("z",),
