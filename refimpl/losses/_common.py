@@ -44,7 +44,10 @@ def l2_normalize_backward(dz, cache):
     z, denom, floored = cache
     xp = backend.namespace(dz)
     radial = xp.sum(dz * z, axis=-1, keepdims=True)  # (..., 1)
-    return xp.where(floored, dz, dz - z * radial) / denom
+    # below the floor the map is x / eps, whose derivative has no radial term;
+    # masking the (..., 1) factor is much cheaper than a where over (..., D)
+    radial = radial * xp.astype(xp.logical_not(floored), radial.dtype)
+    return (dz - z * radial) / denom
 
 
 def maybe_normalize(x, normalize: bool):
