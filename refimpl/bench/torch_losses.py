@@ -26,8 +26,18 @@ def preference(u_i, u_j, refs, prefer_i):
     return -(prefer_i * F.logsigmoid(r_i - r_j) + (1 - prefer_i) * F.logsigmoid(r_j - r_i)).mean()
 
 
+def _per_anchor(weights):
+    """Rows scaled to sum to 1; rows of zeros (anchors without positives) stay zero."""
+    total = weights.sum(dim=1, keepdim=True)
+    return weights / torch.where(total > 0, total, torch.ones_like(total))
+
+
 def _mean_weighted_log_prob(logits, weights):
-    """``-mean_t sum_i w_ti log softmax_{j != t}(logits_t)_i`` with the anchor masked out."""
+    """``-mean_t sum_i w_ti log softmax_{j != t}(logits_t)_i`` with the anchor masked out.
+
+    Anchors without positives contribute 0 and still count in the mean, as in
+    refimpl and SupContrast.
+    """
     m = logits.shape[0]
     eye = torch.eye(m, dtype=torch.bool)
     log_prob = torch.log_softmax(logits.masked_fill(eye, float("-inf")), dim=1)
@@ -41,8 +51,7 @@ def kernel(z, labels, depth, sigma=0.1, temperature=0.1):
     w = (labels[:, None] == labels[None, :]).to(z.dtype)
     w = w * torch.exp(-((depth[:, None] - depth[None, :]) ** 2) / (2 * sigma**2))
     w = w.masked_fill(torch.eye(m, dtype=torch.bool), 0.0)
-    w = w / w.sum(dim=1, keepdim=True)
-    return _mean_weighted_log_prob(z @ z.T / temperature, w)
+    return _mean_weighted_log_prob(z @ z.T / temperature, _per_anchor(w))
 
 
 def adacon(z, y, scale=10.0):
@@ -53,5 +62,4 @@ def adacon(z, y, scale=10.0):
     same = y[:, None] == y[None, :]
     margin = torch.where(same, 0.0, 2 * (cdf[:, None] - cdf[None, :]).abs())
     pos = same & ~torch.eye(m, dtype=torch.bool)
-    w = pos.to(z.dtype) / pos.sum(dim=1, keepdim=True)
-    return _mean_weighted_log_prob(scale * (z @ z.T + margin), w)
+    return _mean_weighted_log_prob(scale * (z @ z.T + margin), _per_anchor(pos.to(z.dtype)))

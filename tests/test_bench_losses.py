@@ -1,0 +1,35 @@
+"""Smoke tests of ``refimpl bench losses``: it runs, checks values, writes JSON."""
+import json
+
+import pytest
+
+from refimpl import cli
+from refimpl.bench import _timing, losses
+
+
+def test_bench_losses_runs_and_writes_json(tmp_path, torch, capsys):
+    out = tmp_path / "bench.json"
+    code = cli.main(["bench", "losses", "--sizes", "32", "--dim", "8", "--blocks", "1",
+                     "--dtype", "float64", "--no-memory", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["loss"] for r in rows] == list(losses.LOSSES)
+    assert all(r["refimpl_s"] > 0 and r["torch_s"] > 0 for r in rows)
+    assert "kernel" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", losses.LOSSES)
+def test_refimpl_and_torch_agree_before_timing(name, torch):
+    case = losses.Case(name, 24, 6, "float64", seed=3)
+    x = case.host_inputs()
+    ours = case.refimpl_step(x)
+    theirs = case.torch_step({k: torch.from_numpy(v) for k, v in x.items()})
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+
+
+def test_peak_memory_probe_sees_a_large_allocation():
+    code = ("import json, numpy as np\n"
+            "from refimpl.bench._timing import measure_peak_in_this_process\n"
+            "print(json.dumps(measure_peak_in_this_process(lambda: np.ones(4 * 2**20).sum())))\n")
+    kib = _timing.peak_rss_kib(code, threads=1)
+    assert 30 * 1024 <= kib <= 40 * 1024  # 32 MiB of float64 ones
