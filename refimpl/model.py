@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from . import backend
-from .layers import batchnorm2d, conv2d, linear, pool, relu
+from .layers import batchnorm2d, conv2d, global_avg_pool, linear, maxpool2d, relu
 
 
 def _placement(like, xp, dev):
@@ -211,20 +211,20 @@ class MaxPool2d(Layer):
     kernel_size: int = 2
 
     def forward(self, params, x, *, train, state=None):
-        return pool.maxpool2d_forward(x, kernel_size=self.kernel_size)
+        return maxpool2d.forward(x, kernel_size=self.kernel_size)
 
     def backward(self, dout, cache):
-        return {}, pool.maxpool2d_backward(dout, cache)[0]
+        return {}, maxpool2d.backward(dout, cache)[0]
 
 
 class GlobalAvgPool(Layer):
     """Mean over the spatial axes: (N, C, H, W) -> (N, C)."""
 
     def forward(self, params, x, *, train, state=None):
-        return pool.global_avg_pool_forward(x)
+        return global_avg_pool.forward(x)
 
     def backward(self, dout, cache):
-        return {}, pool.global_avg_pool_backward(dout, cache)[0]
+        return {}, global_avg_pool.backward(dout, cache)[0]
 
 
 def _check_names(kind: str, given: dict, expected: dict) -> None:

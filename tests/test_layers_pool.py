@@ -6,11 +6,11 @@ import pytest
 from hypothesis import example, given
 
 from refimpl import backend, gradcheck
-from refimpl.layers import pool
+from refimpl.layers import avgpool2d, global_avg_pool, maxpool2d
 from layer_helpers import assert_pure, distinct, host, windows
 
-POOLS = {"max": (pool.maxpool2d_forward, pool.maxpool2d_backward),
-         "avg": (pool.avgpool2d_forward, pool.avgpool2d_backward)}
+POOLS = {"max": (maxpool2d.forward, maxpool2d.backward),
+         "avg": (avgpool2d.forward, avgpool2d.backward)}
 
 
 def pool_loop(x, kind, k, stride, padding):
@@ -74,8 +74,8 @@ def test_full_gradient_check(kind):
 def test_max_ties_go_to_the_first_maximum_in_row_major_order(torch):
     x = np.array([[[[1.0, 3.0, 2.0, 2.0],
                     [3.0, 3.0, 2.0, 2.0]]]])
-    _, cache = pool.maxpool2d_forward(x)
-    (dx,) = pool.maxpool2d_backward(np.array([[[[10.0, 20.0]]]]), cache)
+    _, cache = maxpool2d.forward(x)
+    (dx,) = maxpool2d.backward(np.array([[[[10.0, 20.0]]]]), cache)
     np.testing.assert_array_equal(dx, [[[[0.0, 10.0, 20.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]])
     tx = torch.tensor(x, requires_grad=True)
     torch.nn.functional.max_pool2d(tx, 2).backward(torch.tensor([[[[10.0, 20.0]]]], dtype=torch.float64))
@@ -84,8 +84,8 @@ def test_max_ties_go_to_the_first_maximum_in_row_major_order(torch):
 
 def test_max_overlapping_windows_accumulate():
     x = np.array([[[[0.0, 9.0, 0.0]]]])  # both 1x2 windows (stride 1) pick the middle
-    _, cache = pool.maxpool2d_forward(np.broadcast_to(x, (1, 1, 2, 3)).copy(), kernel_size=2, stride=1)
-    (dx,) = pool.maxpool2d_backward(np.array([[[[1.0, 2.0]]]]), cache)
+    _, cache = maxpool2d.forward(np.broadcast_to(x, (1, 1, 2, 3)).copy(), kernel_size=2, stride=1)
+    (dx,) = maxpool2d.backward(np.array([[[[1.0, 2.0]]]]), cache)
     np.testing.assert_array_equal(dx, [[[[0.0, 3.0, 0.0], [0.0, 0.0, 0.0]]]])
 
 
@@ -108,15 +108,15 @@ def test_equals_torch(torch, kind, k, stride, padding, size):
 
 def test_global_avg_pool(torch):
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
-    out, cache = pool.global_avg_pool_forward(x)
+    out, cache = global_avg_pool.forward(x)
     np.testing.assert_allclose(out, x.mean(axis=(2, 3)), rtol=1e-13)
     dout = np.random.default_rng(1).standard_normal(out.shape)
-    (dx,) = pool.global_avg_pool_backward(dout, cache)
+    (dx,) = global_avg_pool.backward(dout, cache)
     tx = torch.tensor(x, requires_grad=True)
     tx.mean(dim=(2, 3)).backward(torch.tensor(dout))
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-10)
     dx[...] = 0  # a real array, not a read-only broadcast view
-    gradcheck.check_gradients(pool.global_avg_pool_forward, pool.global_avg_pool_backward,
+    gradcheck.check_gradients(global_avg_pool.forward, global_avg_pool.backward,
                               [x[:1, :2, :2, :3]]).raise_if_failed()
 
 
@@ -124,7 +124,7 @@ def test_global_avg_pool(torch):
 def test_pure_and_deterministic(kind):
     x = distinct((2, 2, 4, 4))
     if kind == "global":
-        assert_pure(pool.global_avg_pool_forward, pool.global_avg_pool_backward, [x], np.ones((2, 2)))
+        assert_pure(global_avg_pool.forward, global_avg_pool.backward, [x], np.ones((2, 2)))
     else:
         fwd, bwd = POOLS[kind]
         assert_pure(fwd, bwd, [x], np.ones((2, 2, 2, 2)), kernel_size=3, stride=1)
@@ -134,7 +134,7 @@ def test_pure_and_deterministic(kind):
 def test_on_every_backend(xpd, kind):
     x = distinct((2, 3, 5, 4))
     if kind == "global":
-        fwd, bwd, kw = pool.global_avg_pool_forward, pool.global_avg_pool_backward, {}
+        fwd, bwd, kw = global_avg_pool.forward, global_avg_pool.backward, {}
     else:
         (fwd, bwd), kw = POOLS[kind], dict(kernel_size=3, stride=2, padding=1)
     out, cache = fwd(xpd.put(x), **kw)
@@ -160,6 +160,6 @@ def test_bad_input_raises(kind, kw, error, match):
 
 
 def test_bad_shape_raises():
-    for fwd in (pool.maxpool2d_forward, pool.avgpool2d_forward, pool.global_avg_pool_forward):
+    for fwd in (maxpool2d.forward, avgpool2d.forward, global_avg_pool.forward):
         with pytest.raises(ValueError, match="x must have 4 dimensions"):
             fwd(np.zeros((4, 4)))

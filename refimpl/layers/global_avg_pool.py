@@ -1,0 +1,42 @@
+"""Global average pooling: the mean over the spatial axes, (N, C, H, W) -> (N, C).
+
+Equivalent to ``torch.nn.functional.adaptive_avg_pool2d(x, 1)`` flattened, or
+``x.mean(dim=(2, 3))`` in PyTorch.
+"""
+from __future__ import annotations
+
+from .. import _validate, backend
+
+
+def forward(x):
+    """Mean over the spatial axes: x (N, C, H, W) -> out (N, C).
+
+    .. math::
+        \\mathrm{out}_{n,c} = \\frac{1}{HW} \\sum_{h,w} x_{n,c,h,w}
+
+    >>> import numpy as np
+    >>> forward(np.arange(8.0).reshape(1, 2, 2, 2))[0].tolist()
+    [[1.5, 5.5]]
+    """
+    _validate.check_array("x", x, ndim=4, finite=False)
+    xp = backend.namespace(x)
+    return xp.mean(x, axis=(2, 3)), tuple(x.shape)
+
+
+def backward(dout, cache):
+    """Gradient of :func:`forward`: ``dout / (H W)`` at every position.
+
+    .. math::
+        dx_{n,c,h,w} = dout_{n,c} / (HW)
+
+    Returns ``(dx,)``, dx (N, C, H, W) (a new array, not a broadcast view).
+
+    >>> import numpy as np
+    >>> _, cache = forward(np.zeros((1, 1, 1, 2)))
+    >>> backward(np.array([[4.0]]), cache)[0].tolist()
+    [[[[2.0, 2.0]]]]
+    """
+    xp = backend.namespace(dout)
+    n, c, h, w = cache
+    dx = xp.broadcast_to(dout[:, :, None, None] / (h * w), cache)
+    return (xp.asarray(dx, copy=True),)

@@ -1,0 +1,79 @@
+"""2-D max pooling over square windows, as ``torch.nn.functional.max_pool2d``.
+
+Windows are gathered with :func:`refimpl._ops.im2col` (padding is ``-inf``)
+and gradients scattered back with :func:`refimpl._ops.col2im`. Conventions
+follow PyTorch: ``stride`` defaults to ``kernel_size``, padding at most half
+the kernel, ``ceil_mode=False``, ties send the gradient to the first maximum
+in row-major order (PyTorch CPU).
+"""
+from __future__ import annotations
+
+from .. import _ops, backend
+from ._pool import _window_args
+
+
+def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int = 0):
+    """Maximum over each ``kernel_size`` x ``kernel_size`` window (padding is ``-inf``).
+
+    Parameters
+    ----------
+    x : array (N, C, H, W)
+    kernel_size, stride, padding : int
+        ``stride`` defaults to ``kernel_size``; ``padding <= kernel_size // 2``.
+
+    Returns
+    -------
+    out : array (N, C, OH, OW), ``OH = (H + 2 padding - kernel_size) // stride + 1``
+    cache : for :func:`backward` (the position of each maximum)
+
+    .. math::
+        \\mathrm{out}_{n,c,p,q} = \\max_{0 \\le i, j < k} \\tilde x_{n,c,\\,ps+i,\\,qs+j}
+
+    >>> import numpy as np
+    >>> x = np.array([[[[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0]]]])
+    >>> out, cache = forward(x)
+    >>> out.tolist()
+    [[[[4.0, 5.0]]]]
+    """
+    k, stride, padding = _window_args(x, kernel_size, stride, padding)
+    xp = backend.namespace(x)
+    cols = _ops.im2col(x, (k, k), stride=stride, padding=padding, fill=-float("inf"))
+    c, _, _, oh, ow, n = cols.shape
+    cols = xp.reshape(cols, (c, k * k, oh, ow, n))
+    # Running maximum over the window offsets in row-major order; the strict ">" keeps
+    # the first maximum on ties (PyTorch CPU). A later offset is larger than every
+    # earlier one, so "maximum" records it (much faster than argmax over a middle axis).
+    best = cols[:, 0, ...]
+    argmax = xp.zeros_like(best, dtype=xp.int32)
+    for offset in range(1, k * k):
+        value = cols[:, offset, ...]
+        argmax = xp.maximum(argmax, xp.astype(value > best, xp.int32) * offset)
+        best = xp.maximum(best, value)
+    # argmax (C, OH, OW, N) int32 is all backward keeps; it rebuilds the one-hot windows from it.
+    cache = (argmax, tuple(x.shape), k, stride, padding)
+    return _ops.batch_first(best), cache
+
+
+def backward(dout, cache):
+    """Gradient of :func:`forward`: each ``dout`` goes to its window's maximum.
+
+    .. math::
+        dx_{n,c,h,w} = \\sum_{p,q} dout_{n,c,p,q}\\,[\\,(h, w) = \\operatorname{argmax}_{p,q}\\,]
+
+    On ties the whole gradient goes to the first maximum of the window in
+    row-major order (PyTorch's CPU behaviour). Returns ``(dx,)``, dx (N, C, H, W).
+
+    >>> import numpy as np
+    >>> x = np.array([[[[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 5.0]]]])
+    >>> _, cache = forward(x)
+    >>> backward(np.array([[[[10.0, 20.0]]]]), cache)[0].tolist()
+    [[[[0.0, 0.0, 20.0, 0.0], [0.0, 10.0, 0.0, 0.0]]]]
+    """
+    argmax, x_shape, k, stride, padding = cache
+    xp = backend.namespace(dout, argmax)
+    n, c, oh, ow = dout.shape
+    dout = _ops.batch_last(dout)  # (C, OH, OW, N)
+    # (C, KK, OH, OW, N): dout at each window's maximum, 0 elsewhere (a product: faster than where)
+    dcols = xp.stack([dout * xp.astype(argmax == offset, dout.dtype) for offset in range(k * k)], axis=1)
+    dx = _ops.col2im(xp.reshape(dcols, (c, k, k, oh, ow, n)), x_shape, stride=stride, padding=padding)
+    return (dx,)
