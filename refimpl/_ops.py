@@ -17,6 +17,8 @@ any memory layout.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import backend
@@ -246,3 +248,43 @@ def rowdot(a, b):
     if _kind(xp) == "standard":
         return xp.sum(a * b, axis=-1)
     return xp.einsum("...k,...k->...", a, b)
+
+
+def exp_where(x, mask):
+    """``where(mask, exp(x), 0)``; NumPy evaluates ``exp`` only where ``mask`` holds.
+
+    For a sparse ``mask`` of an (M, M) array: NumPy's float64 ``exp`` is not
+    vectorised, so gathering the masked entries, one ``exp`` on them and one
+    scatter cost less than ``exp`` of every entry. Overwrites ``x`` where the
+    backend can (NumPy); use the returned array.
+
+    >>> exp_where(np.array([0.0, 1e4, -1.0]), np.array([True, False, True])).round(4).tolist()
+    [1.0, 0.0, 0.3679]
+    """
+    xp = backend.namespace(x, mask)
+    if _kind(xp) == "numpy":
+        x = np.ascontiguousarray(x)  # reshape(-1) below is then a view
+        flat, flat_index = x.reshape(-1), np.flatnonzero(mask)
+        values = np.exp(flat[flat_index])
+        flat.fill(0)
+        flat[flat_index] = values
+        return x
+    return xp.exp(xp.where(mask, x, xp.full_like(x, -math.inf)))  # no overflow off the mask
+
+
+def argsort_stable(x):
+    """Indices that sort the 1-D ``x`` ascending, equal values in their input order.
+
+    NumPy sorts stably only when asked, CuPy always (it takes no ``stable``
+    argument), the standard via ``stable=True``.
+
+    >>> argsort_stable(np.array([2, 1, 2, 1])).tolist()
+    [1, 3, 0, 2]
+    """
+    xp = backend.namespace(x)
+    kind = _kind(xp)
+    if kind == "numpy":
+        return np.argsort(x, kind="stable")
+    if kind == "cupy":
+        return xp.argsort(x)
+    return xp.argsort(x, stable=True)

@@ -471,3 +471,27 @@ def test_ops_exp_and_rowdot_agree_on_every_backend(xpd):
     np.testing.assert_allclose(backend.to_numpy(_ops.exp_(xpd.put(a.copy()))), np.exp(a), rtol=1e-15)
     np.testing.assert_allclose(backend.to_numpy(_ops.rowdot(xpd.put(a), xpd.put(b))),
                                (a * b).sum(axis=1), rtol=1e-15)
+    x, mask = np.array([[0.0, 800.0, -1.0], [2.0, -np.inf, 3.0]]), np.array([[1, 0, 1], [0, 1, 1]]) > 0
+    expected = np.where(mask, np.exp(np.where(mask, x, 0.0)), 0.0)  # exp(800) would overflow
+    out = _ops.exp_where(xpd.put(x.copy()), xpd.put(mask))
+    np.testing.assert_allclose(backend.to_numpy(out), expected, rtol=1e-15)
+    keys = np.array([2, 0, 2, 1, 0, 2])
+    assert backend.to_numpy(_ops.argsort_stable(xpd.put(keys))).tolist() == [1, 4, 3, 0, 2, 5]
+
+
+@given(m=st.integers(2, 12), seed=st.integers(0, 2**32 - 1), n_classes=st.integers(0, 12),
+       grid=st.sampled_from([4, 1000]), sigma=st.floats(1e-3, 2.0))
+def test_log_kernel_max_equals_masked_row_max_of_the_dense_log_kernel(m, seed, n_classes, grid,
+                                                                      sigma):
+    # the sorted-neighbour shift must be bit for bit the row max over positives (ties from a
+    # coarse depth grid; n_classes 0: labels=None), and 0 for an anchor without positives
+    gen = np.random.default_rng(seed)
+    depth = gen.integers(0, grid, m) / grid
+    labels = gen.integers(0, n_classes, m) if n_classes else None
+    log_kernel = (depth[:, None] - depth[None, :]) ** 2 * (-0.5 / sigma**2)
+    positive = ~np.eye(m, dtype=bool)
+    if labels is not None:
+        positive &= labels[:, None] == labels[None, :]
+    dense = np.where(positive, log_kernel, -np.inf).max(axis=1)
+    expected = np.where(dense == -np.inf, 0.0, dense)
+    assert kernel._log_kernel_max(depth, labels, sigma).tolist() == expected.tolist()

@@ -123,16 +123,17 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     # memory: at most two (M, M) float arrays live at once (w and sim/prob), one cached
     w = _weights(zn, labels, depth, sigma, variant)  # (M, M)
     total_w = xp.sum(w, axis=1)  # (M,) 1 (paper), 0 without positives, free (official)
-    sim = (zn / tau) @ xp.permute_dims(zn, (1, 0))  # (M, D) @ (D, M) -> (M, M)
-    positive_sim = _ops.rowdot(w, sim)  # (M,) sum_i w_ti s_ti
-    prob, lse = _softmax_without_self(sim)
-    per_anchor = total_w * lse - positive_sim  # l_t
-    # dl_t / ds_tj = total_w_t p_tj - w_tj, built in the softmax buffer
-    prob *= total_w[:, None]
-    prob -= w
+    # zn^T copied (astype copies): a plain gemm, faster than NumPy's syrk for x @ x.T
+    sim = (zn / tau) @ xp.astype(xp.permute_dims(zn, (1, 0)), zn.dtype)  # (M, D) @ (D, M)
+    positive_sim = _ops.rowdot(w, sim)  # (M,) sum_i w_ti s_ti, before the diagonal is -inf
+    exp, row_max, denom = _exp_without_self(sim)
+    per_anchor = total_w * (row_max + xp.log(denom)) - positive_sim  # l_t
+    # dl_t / ds_tj = total_w_t p_tj - w_tj, built in the exp buffer (p = exp / denom)
+    exp *= (total_w / denom)[:, None]
+    exp -= w
     loss, reduce_cache = reduce(per_anchor, reduction)
     scale = 2.0 if variant == "official" else 1.0  # the code's -(1/N) sum over 2N anchors
-    return loss * scale, (prob, zn, tau, scale, norm_cache, reduce_cache)
+    return loss * scale, (exp, zn, tau, scale, norm_cache, reduce_cache)
 
 
 def backward(dout, cache):
@@ -149,52 +150,81 @@ def backward(dout, cache):
     return (maybe_normalize_backward(dzn, norm_cache),)
 
 
-def _eye(like):
-    """(M, M) boolean identity for the rows of ``like``, on its namespace and device."""
-    xp = backend.namespace(like)
-    return backend.asarray(xp.eye(like.shape[0], dtype=xp.bool), like=like)
+def _fill_diagonal(a, value):
+    """Set ``a[t, t] = value`` through a strided flat view (no (M, M) mask); use the result."""
+    xp = backend.namespace(a)
+    m = a.shape[0]
+    flat = xp.reshape(a, (m * m,))  # a view where the backend allows it
+    flat[::m + 1] = value
+    return xp.reshape(flat, (m, m))
 
 
-def _softmax_without_self(sim):
-    """Row softmax over ``j != t`` and its log-normaliser; overwrites ``sim``.
+def _exp_without_self(sim):
+    """Shifted ``exp`` of the similarities over ``j != t``; overwrites ``sim``.
 
-    Returns ``p`` (M, M) with ``p_tt = 0`` and ``lse`` (M,). Stabiliser: the
-    row maximum over ``j != t`` is subtracted (M >= 2, so it is finite).
+    Returns ``e`` (M, M) with ``e_tj = exp(s_tj - m_t)`` and ``e_tt = 0``, the
+    row maximum ``m`` (M,) over ``j != t`` and ``denom = sum_j e_tj`` (M,).
+    Stabiliser: subtracting ``m_t`` (finite, as M >= 2) cannot overflow and
+    keeps ``denom >= 1``.
     """
     xp = backend.namespace(sim)
-    sim[_eye(sim)] = -xp.inf
-    row_max = xp.max(sim, axis=1, keepdims=True)  # (M, 1)
-    sim -= row_max
-    prob = _ops.exp_(sim)
-    denom = xp.sum(prob, axis=1, keepdims=True)  # (M, 1)
-    prob /= denom
-    return prob, row_max[:, 0] + xp.log(denom[:, 0])
+    sim = _fill_diagonal(sim, -xp.inf)
+    row_max = xp.max(sim, axis=1)  # (M,)
+    sim -= row_max[:, None]
+    exp = _ops.exp_(sim)
+    return exp, row_max, xp.sum(exp, axis=1)
 
 
 def _weights(zn, labels, depth, sigma, variant):
     """Composite kernel weights (M, M) normalised as ``variant`` does (see :func:`forward`)."""
     xp = backend.namespace(zn)
-    excluded = _eye(zn)  # (M, M) True where i is not a positive of t: itself, another label
-    if labels is not None:
-        excluded |= labels[:, None] != labels[None, :]
+    m = zn.shape[0]
+    same_label = None if labels is None else labels[:, None] == labels[None, :]  # (M, M) bool
     if depth is None:
-        w = xp.astype(~excluded, zn.dtype)
+        w = (backend.asarray(xp.ones((m, m), dtype=zn.dtype), like=zn) if same_label is None
+             else xp.astype(same_label, zn.dtype))
+        w = _fill_diagonal(w, 0.0)  # an anchor is not its own positive
     else:
         d = xp.astype(depth, zn.dtype)
         w = d[:, None] - d[None, :]  # (M, M) d_t - d_i
         w *= w
         w *= -0.5 / sigma**2  # log of the Gaussian kernel
-        w[excluded] = -xp.inf
-        # log-space shift by the row max over positives (0 for official: the twin is at distance 0)
-        row_max = xp.max(w, axis=1, keepdims=True)  # (M, 1), -inf without positives
-        w -= xp.where(row_max == -xp.inf, xp.zeros_like(row_max), row_max)
-        w = _ops.exp_(w)
+        w -= _log_kernel_max(d, labels, sigma)[:, None]
+        w = _fill_diagonal(w, -xp.inf)
+        # exp only where the Dirac kernel does not zero the weight
+        w = _ops.exp_(w) if same_label is None else _ops.exp_where(w, same_label)
     total = xp.sum(w, axis=1)  # (M,)
     if variant == "official":
         w /= total[None, :]  # the code's broadcast: column j over the row sum of j
     else:
         w /= xp.where(total > 0, total, xp.ones_like(total))[:, None]
     return w
+
+
+def _log_kernel_max(d, labels, sigma):
+    """Row maximum of the Gaussian log-kernel over each anchor's positives (M,), 0 without any.
+
+    The log-space shift of :func:`_weights` (so that a small sigma cannot
+    underflow every weight of an anchor), in O(M log M): the positive nearest
+    in depth is a neighbour in the order sorted by (label, depth), and rounding
+    is monotone, so ``-(d_t - d_i)^2 / (2 sigma^2)`` evaluated there is
+    exactly the maximum of the (M, M) log-kernel over ``i != t`` with
+    ``y_i = y_t``.
+    """
+    xp = backend.namespace(d)
+    order = xp.argsort(d)
+    if labels is not None:  # a stable sort keeps the depth order within each label
+        order = xp.take(order, _ops.argsort_stable(xp.take(labels, order)))
+    sorted_d = xp.take(d, order)
+    gap = sorted_d[1:] - sorted_d[:-1]  # (M - 1,) to the next row in sorted order
+    none = xp.full_like(d[:1], xp.inf)
+    if labels is not None:
+        sorted_labels = xp.take(labels, order)
+        gap = xp.where(sorted_labels[1:] == sorted_labels[:-1], gap, xp.full_like(gap, xp.inf))
+    nearest = xp.minimum(xp.concat((none, gap)), xp.concat((gap, none)))  # (M,) sorted order
+    log_max = nearest * nearest * (-0.5 / sigma**2)  # -inf without positives
+    log_max = xp.where(log_max == -xp.inf, xp.zeros_like(log_max), log_max)
+    return xp.take(log_max, xp.argsort(order))  # back to anchor order
 
 
 def _check(z, labels, depth, sigma, temperature, variant, reduction, normalize):
