@@ -120,7 +120,7 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     xp = backend.namespace(z, labels, depth)
     tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
     zn, norm_cache = maybe_normalize(z, normalize)
-    # memory: at most two (M, M) float arrays live at once (w and sim/prob), one cached
+    # memory: at most two (M, M) float arrays live at once (w and sim/exp), one cached
     w = _weights(zn, labels, depth, sigma, variant)  # (M, M)
     total_w = xp.sum(w, axis=1)  # (M,) 1 (paper), 0 without positives, free (official)
     # zn^T copied (astype copies): a plain gemm, faster than NumPy's syrk for x @ x.T
