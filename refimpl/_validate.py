@@ -133,3 +133,16 @@ def check_same_dtype(name: str, x, ref_name: str, ref):
     if x.dtype != ref.dtype:
         raise TypeError(f"{name} has dtype {x.dtype}, expected the dtype of {ref_name} ({ref.dtype})")
     return x
+
+
+def check_bool(name: str, value) -> bool:
+    """A Python ``bool`` (not 0/1, not a NumPy bool: a flag, not a number); returned as is.
+
+    >>> check_bool("input_grad", 0)
+    Traceback (most recent call last):
+    ...
+    TypeError: input_grad must be a bool, got int
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value

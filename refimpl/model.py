@@ -10,8 +10,11 @@ passed in and returned.
   (``"bn1.running_mean"``, ``"bn1.running_var"``, ...). They are *state*, not
   parameters: no gradient, and the optimiser never sees them. Empty for a
   network without batch norm.
-* ``out, cache = net.forward(params, x, train=..., state=state)``.
+* ``out, cache = net.forward(params, x, train=..., state=state, input_grad=True)``.
 * ``grads, dx = net.backward(dout, cache)``: ``grads`` keyed like ``params``.
+  With ``input_grad=False`` (like ``requires_grad=False`` on the input in
+  PyTorch, e.g. for images) ``dx`` is None: the first layer with parameters
+  skips its input gradient, and the layers before it get no backward pass.
 * ``new_state = net.new_state(cache)``: the running statistics after this
   forward pass (updated in training mode, unchanged in evaluation mode).
   Nothing is mutated; a training loop carries ``state`` forward explicitly.
@@ -28,6 +31,9 @@ passed in and returned.
 >>> grads, dx = net.backward(np.ones_like(out), cache)
 >>> out.shape, dx.shape, sorted(grads) == sorted(params)
 ((5, 2), (5, 3), True)
+>>> out, cache = net.forward(params, np.ones((5, 3)), train=True, input_grad=False)
+>>> net.backward(np.ones_like(out), cache)[1] is None
+True
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import _validate, backend
 from .layers import batchnorm2d, conv2d, global_avg_pool, linear, maxpool2d, relu
 
 
@@ -61,7 +67,9 @@ class Layer:
 
     Subclasses define ``forward(params, x, *, train, state=None) -> (out,
     cache)`` and ``backward(dout, cache) -> (grads, dx)`` and override the
-    methods below that concern them.
+    methods below that concern them. A layer with parameters also takes
+    ``forward(..., input_grad=True)``; False makes its backward return ``dx =
+    None``.
     """
 
     def param_shapes(self) -> dict:
@@ -112,8 +120,9 @@ class Conv2d(Layer):
             params["b"] = _constant(0.0, shapes["b"], dtype, xp, dev)
         return params
 
-    def forward(self, params, x, *, train, state=None):
-        return conv2d.forward(x, params["w"], params.get("b"), stride=self.stride, padding=self.padding)
+    def forward(self, params, x, *, train, state=None, input_grad=True):
+        return conv2d.forward(x, params["w"], params.get("b"), stride=self.stride, padding=self.padding,
+                              input_grad=input_grad)
 
     def backward(self, dout, cache):
         dx, dw, db = conv2d.backward(dout, cache)
@@ -135,8 +144,8 @@ class Linear(Layer):
         w = _he_normal(backend.rng(seed), self.param_shapes()["w"], self.in_features, dtype, xp, dev)
         return {"w": w, "b": _constant(0.0, (self.out_features,), dtype, xp, dev)}
 
-    def forward(self, params, x, *, train, state=None):
-        return linear.forward(x, params["w"], params["b"])
+    def forward(self, params, x, *, train, state=None, input_grad=True):
+        return linear.forward(x, params["w"], params["b"], input_grad=input_grad)
 
     def backward(self, dout, cache):
         dx, dw, db = linear.backward(dout, cache)
@@ -173,21 +182,23 @@ class BatchNorm2d(Layer):
         return {"running_mean": _constant(0.0, (self.channels,), dtype, xp, dev),
                 "running_var": _constant(1.0, (self.channels,), dtype, xp, dev)}
 
-    def forward(self, params, x, *, train, state=None):
+    def forward(self, params, x, *, train, state=None, input_grad=True):
+        _validate.check_bool("input_grad", input_grad)
         if not state:
             raise ValueError("state must hold this batch norm's running_mean and running_var "
                              "(make it with init_state)")
         out, cache = batchnorm2d.forward(
             x, params["gamma"], params["beta"], state["running_mean"], state["running_var"],
             train=train, momentum=self.momentum, eps=self.eps)
-        return out, (cache, train, state)
+        return out, (cache, train, state, input_grad)
 
     def backward(self, dout, cache):
+        # the parameter gradients come with dx in one pass; dx is dropped when not wanted
         dx, dgamma, dbeta = batchnorm2d.backward(dout, cache[0])
-        return {"gamma": dgamma, "beta": dbeta}, dx
+        return {"gamma": dgamma, "beta": dbeta}, (dx if cache[3] else None)
 
     def new_state(self, cache):
-        inner, train, state = cache
+        inner, train, state, _ = cache
         if not train:
             return dict(state)
         running_mean, running_var = batchnorm2d.new_running_stats(inner)
@@ -249,7 +260,7 @@ class Sequential(Layer):
 
     Parameter and state names are ``"<layer name>.<name>"`` (nested:
     ``"encoder.conv1.w"``). The cache of a forward pass is the tuple of the
-    layers' caches.
+    layers' caches and the ``input_grad`` flag.
     """
 
     def __init__(self, layers):
@@ -276,25 +287,36 @@ class Sequential(Layer):
         """Initial running statistics (mean 0, variance 1), as PyTorch."""
         return self._collect("init_state", dtype, like=like, xp=xp, dev=dev)
 
-    def forward(self, params, x, *, train: bool, state=None):
+    def _stop(self, input_grad: bool) -> int:
+        """Index of the last layer that backward visits: 0, or without ``input_grad``
+        the first layer with parameters (which then skips its own dx; none: past the end)."""
+        if input_grad:
+            return 0
+        return next((i for i, (_, layer) in enumerate(self.layers) if layer.param_shapes()), len(self.layers))
+
+    def forward(self, params, x, *, train: bool, state=None, input_grad: bool = True):
         _check_names("params", params, self.param_shapes())
         state = {} if state is None else state
         _check_names("state", state, self.state_shapes())
+        stop = self._stop(_validate.check_bool("input_grad", input_grad))
         caches = []
-        for name, layer in self.layers:
-            x, cache = layer.forward(subtree(params, name), x, train=train, state=subtree(state, name))
+        for i, (name, layer) in enumerate(self.layers):
+            flag = {} if input_grad or i != stop else {"input_grad": False}
+            x, cache = layer.forward(subtree(params, name), x, train=train, state=subtree(state, name), **flag)
             caches.append(cache)
-        return x, tuple(caches)
+        return x, (tuple(caches), input_grad)
 
     def backward(self, dout, cache):
+        caches, input_grad = cache
+        stop = self._stop(input_grad)
         grads = {}
-        for (name, layer), layer_cache in zip(reversed(self.layers), reversed(cache)):
+        for (name, layer), layer_cache in zip(self.layers[stop:][::-1], caches[stop:][::-1]):
             layer_grads, dout = layer.backward(dout, layer_cache)
             grads.update({f"{name}.{k}": v for k, v in layer_grads.items()})
-        return {k: grads[k] for k in self.param_shapes()}, dout
+        return {k: grads[k] for k in self.param_shapes()}, (dout if input_grad else None)
 
     def new_state(self, cache) -> dict:
-        return {f"{name}.{k}": v for (name, layer), c in zip(self.layers, cache)
+        return {f"{name}.{k}": v for (name, layer), c in zip(self.layers, cache[0])
                 for k, v in layer.new_state(c).items()}
 
 

@@ -36,6 +36,42 @@ def test_fast_equals_naive_forward_and_backward(g, f, bias):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@given(windows(), st.booleans())
+@example(dict(n=2, c=3, h=2, w=3, kh=3, kw=3, stride=3, padding=2), False)
+def test_without_input_grad_dx_is_none_and_dw_db_unchanged(g, bias):
+    x, w, b = _case(g, bias=bias)
+    for fwd, bwd in ((conv2d.forward, conv2d.backward), (conv2d.forward_naive, conv2d.backward_naive)):
+        out, cache = fwd(x, w, b, **_kw(g))
+        out_off, cache_off = fwd(x, w, b, **_kw(g), input_grad=False)
+        np.testing.assert_array_equal(out_off, out)
+        dout = np.random.default_rng(1).standard_normal(out.shape)
+        (_, dw, db), (dx_off, dw_off, db_off) = bwd(dout, cache), bwd(dout, cache_off)
+        assert dx_off is None
+        np.testing.assert_array_equal(dw_off, dw)
+        assert (db_off is None) if not bias else np.array_equal(db_off, db)
+
+
+def test_without_input_grad_the_window_scatter_is_skipped(monkeypatch):
+    x, w, b = _case(dict(n=2, c=2, h=5, w=5, kh=3, kw=3))
+    out, cache = conv2d.forward(x, w, b, padding=1, input_grad=False)
+
+    def scatter(*args, **kwargs):
+        raise AssertionError("col2im called although input_grad=False")
+    monkeypatch.setattr(conv2d._ops, "col2im", scatter)
+    assert conv2d.backward(np.ones(out.shape), cache)[0] is None
+
+
+def test_without_input_grad_on_every_backend(xpd):
+    x, w, b = _case(dict(n=2, c=3, h=6, w=5, kh=3, kw=2), f=4)
+    out, cache = conv2d.forward(xpd.put(x), xpd.put(w), xpd.put(b), stride=2, padding=1, input_grad=False)
+    dout = np.random.default_rng(1).standard_normal(tuple(out.shape))
+    dx, dw, db = conv2d.backward(xpd.put(dout), cache)
+    _, dw_ref, db_ref = conv2d.backward(dout, conv2d.forward(x, w, b, stride=2, padding=1)[1])
+    assert dx is None and backend.namespace(dw, db) is xpd.xp
+    np.testing.assert_allclose(host(dw), dw_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host(db), db_ref, rtol=1e-12, atol=1e-12)
+
+
 def test_full_gradient_check():
     x, w, b = _case(dict(n=2, c=2, h=4, w=5, kh=3, kw=2), f=2)
     fwd = lambda x, w, b: conv2d.forward(x, w, b, stride=2, padding=1)
@@ -130,10 +166,14 @@ def test_linear_in_x_and_w():
     (dict(b=np.zeros(3)), ValueError, r"b must have shape \(2\)"),
     (dict(w=np.zeros((2, 2, 3, 3), dtype=np.float32)), TypeError, "w has dtype float32"),
     (dict(x=[[[[1.0]]]]), TypeError, "x must be an array"),
+    (dict(input_grad=0), TypeError, "input_grad must be a bool, got int"),
+    (dict(input_grad=np.bool_(False)), TypeError, "input_grad must be a bool, got bool"),
 ])
 def test_bad_input_raises(change, error, match):
-    args = dict(x=np.zeros((1, 2, 4, 4)), w=np.zeros((2, 2, 3, 3)), b=np.zeros(2), stride=1, padding=1)
+    args = dict(x=np.zeros((1, 2, 4, 4)), w=np.zeros((2, 2, 3, 3)), b=np.zeros(2), stride=1, padding=1,
+                input_grad=True)
     args.update(change)
     for fn in (conv2d.forward, conv2d.forward_naive):
         with pytest.raises(error, match=match):
-            fn(args["x"], args["w"], args["b"], stride=args["stride"], padding=args["padding"])
+            fn(args["x"], args["w"], args["b"], stride=args["stride"], padding=args["padding"],
+               input_grad=args["input_grad"])

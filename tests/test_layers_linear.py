@@ -60,6 +60,20 @@ def test_on_every_backend(xpd):
         np.testing.assert_allclose(host(got), want, rtol=1e-13)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_without_input_grad_dx_is_none_and_dw_db_unchanged(bias):
+    x, w, b = _case(3, 4, 2)
+    b = b if bias else None
+    dout = np.random.default_rng(1).standard_normal((3, 2))
+    _, dw, db = linear.backward(dout, linear.forward(x, w, b)[1])
+    dx_off, dw_off, db_off = linear.backward(dout, linear.forward(x, w, b, input_grad=False)[1])
+    assert dx_off is None
+    np.testing.assert_array_equal(dw_off, dw)
+    assert db_off is None if not bias else np.array_equal(db_off, db)
+    with pytest.raises(TypeError, match="input_grad must be a bool, got str"):
+        linear.forward(x, w, b, input_grad="no")
+
+
 @pytest.mark.parametrize("change,error,match", [
     (dict(w=np.zeros((2, 5))), ValueError, "w has 5 input features"),
     (dict(x=np.zeros(4)), ValueError, "x must have 2 dimensions"),

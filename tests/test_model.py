@@ -189,6 +189,52 @@ def test_save_load_round_trip_and_checks(tmp_path, xpd):
         model.load_npz(path, net)
 
 
+@pytest.mark.parametrize("net", [
+    _net(**TINY),
+    _net(batchnorm=True, **TINY),
+    model.mlp_head(3, 4, 2),
+    # layers before the first layer with parameters get no backward pass
+    model.Sequential([("act", model.ReLU()), ("bn", model.BatchNorm2d(1)), ("conv", model.Conv2d(1, 2))]),
+], ids=["tinynet+head", "batchnorm", "linear first", "relu, batch norm first"])
+def test_without_input_grad_dx_is_none_and_grads_unchanged(net):
+    x = _image((3, 3) if isinstance(net.layers[0][1], model.Linear) else (2, 1, 16, 16))
+    params, state = net.init(0, "float64"), net.init_state("float64")
+    out, cache = net.forward(params, x, train=True, state=state)
+    out_off, cache_off = net.forward(params, x, train=True, state=state, input_grad=False)
+    np.testing.assert_array_equal(out_off, out)
+    dout = _image(out.shape, seed=1)
+    (grads, dx), (grads_off, dx_off) = net.backward(dout, cache), net.backward(dout, cache_off)
+    assert dx is not None and dx_off is None
+    assert list(grads_off) == list(grads)
+    for k in grads:
+        np.testing.assert_array_equal(grads_off[k], grads[k])
+    new, new_off = net.new_state(cache), net.new_state(cache_off)
+    for k in new:
+        np.testing.assert_array_equal(new_off[k], new[k])
+
+
+def test_without_input_grad_the_first_convolution_skips_its_scatter(monkeypatch):
+    from refimpl.layers import conv2d
+    net = _net(**TINY)
+    params, x = net.init(0, "float64"), _image((2, 1, 16, 16))
+    calls = []
+    scatter = conv2d._ops.col2im
+    monkeypatch.setattr(conv2d._ops, "col2im", lambda cols, shape, **kw: calls.append(shape) or scatter(
+        cols, shape, **kw))
+    for input_grad in (True, False):
+        out, cache = net.forward(params, x, train=True, input_grad=input_grad)
+        net.backward(np.ones_like(out), cache)
+    # the second pass scatters every window gradient of the first but conv1's (to the image)
+    first, second = calls[:len(calls) // 2 + 1], calls[len(calls) // 2 + 1:]
+    assert first[-1] == x.shape and first[:-1] == second and x.shape not in second
+
+
+def test_without_parameters_input_grad_false_runs_no_backward():
+    net = model.Sequential([("act", model.ReLU()), ("gap", model.GlobalAvgPool())])
+    out, cache = net.forward({}, _image((2, 3, 4, 4)), train=True, input_grad=False)
+    assert net.backward(np.ones_like(out), cache) == ({}, None)
+
+
 def test_bad_arguments_are_named():
     net = _net(batchnorm=True, **TINY)
     params, state = net.init(0, "float64"), net.init_state("float64")
@@ -199,6 +245,11 @@ def test_bad_arguments_are_named():
         net.forward(params, x, train=True)
     with pytest.raises(ValueError, match="running_mean and running_var"):
         model.BatchNorm2d(2).forward(params, x, train=True, state={})
+    with pytest.raises(TypeError, match="input_grad must be a bool, got int"):
+        net.forward(params, x, train=True, state=state, input_grad=0)
+    bn = model.BatchNorm2d(1)
+    with pytest.raises(TypeError, match="input_grad must be a bool, got NoneType"):
+        bn.forward(bn.init(0, "float64"), x, train=True, state=bn.init_state("float64"), input_grad=None)
     with pytest.raises(ValueError, match="distinct non-empty names"):
         model.Sequential([("a", model.ReLU()), ("a", model.ReLU())])
 

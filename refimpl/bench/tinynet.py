@@ -5,8 +5,8 @@ One step = forward of TinyNet and the 256-256-64 head on a batch of images
 (:mod:`refimpl.losses.kernel` with labels only), and the backward pass to every
 parameter gradient. The PyTorch side is the same network with the same
 parameters, written with ``torch.nn.functional`` and differentiated by
-autograd. The images get no gradient in PyTorch, while refimpl's first
-convolution computes one anyway (the layer contract always returns ``dx``). Both run
+autograd. Neither side computes the gradient with respect to the images
+(PyTorch: the input does not require grad; refimpl: ``input_grad=False``). Both run
 on the same number of threads, timed in alternating blocks in one process
 after a warm-up (:func:`refimpl.bench._timing.alternating_medians`); the two
 losses are compared first, so the benchmark never times different functions.
@@ -50,7 +50,7 @@ def refimpl_step(net, params, x, labels):
     """Forward and backward in refimpl; returns the loss (float) and the gradients."""
     from ..losses import kernel
 
-    z, cache = net.forward(params, x, train=True)
+    z, cache = net.forward(params, x, train=True, input_grad=False)
     loss, loss_cache = kernel.forward(z, labels=labels, temperature=0.1)
     (dz,) = kernel.backward(np.ones((), dtype=z.dtype), loss_cache)
     grads, _ = net.backward(dz, cache)
@@ -95,12 +95,14 @@ def profile_refimpl(net, params, x, labels, repeats: int) -> list:
     from ..model import subtree
 
     leaves = list(_leaves(net))
+    first = next(i for i, (_, layer) in enumerate(leaves) if layer.param_shapes())
     times = {name: ([], []) for name, _ in leaves + [("loss", None)]}
     for _ in range(repeats):
         caches, out = [], x
-        for name, layer in leaves:
+        for i, (name, layer) in enumerate(leaves):
+            flag = {"input_grad": False} if i == first else {}  # as in refimpl_step
             start = time.perf_counter()
-            out, cache = layer.forward(subtree(params, name), out, train=True, state={})
+            out, cache = layer.forward(subtree(params, name), out, train=True, state={}, **flag)
             times[name][0].append(time.perf_counter() - start)
             caches.append(cache)
         start = time.perf_counter()
@@ -109,7 +111,7 @@ def profile_refimpl(net, params, x, labels, repeats: int) -> list:
         start = time.perf_counter()
         (dout,) = kernel.backward(np.ones((), dtype=out.dtype), loss_cache)
         times["loss"][1].append(time.perf_counter() - start)
-        for (name, layer), cache in zip(reversed(leaves), reversed(caches)):
+        for (name, layer), cache in zip(leaves[first:][::-1], caches[first:][::-1]):
             start = time.perf_counter()
             _, dout = layer.backward(dout, cache)
             times[name][1].append(time.perf_counter() - start)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .. import _ops, _validate, backend
 
 
-def _check(x, w, b, stride, padding):
+def _check(x, w, b, stride, padding, input_grad):
     """Validate the arguments; returns (stride, padding) as ints."""
     _validate.check_array("x", x, ndim=4, finite=False)
     _validate.check_array("w", w, ndim=4, finite=False)
@@ -29,12 +29,13 @@ def _check(x, w, b, stride, padding):
         _validate.check_same_dtype("b", b, "x", x)
     stride = _validate.check_integer("stride", stride, minimum=1)
     padding = _validate.check_integer("padding", padding, minimum=0)
+    _validate.check_bool("input_grad", input_grad)
     for axis in (2, 3):
         _ops.window_output_size(x.shape[axis], w.shape[axis], stride, padding)
     return stride, padding
 
 
-def forward(x, w, b, *, stride: int = 1, padding: int = 0):
+def forward(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: bool = True):
     """Convolve ``x`` with the filters ``w`` (zero padding, PyTorch layout).
 
     Parameters
@@ -44,6 +45,9 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0):
     b : array (F,) or None
     stride, padding : int
         ``stride >= 1``; ``padding >= 0`` zero rows/columns on each side.
+    input_grad : bool
+        False: :func:`backward` returns ``dx = None`` and skips its product and
+        scatter (like ``requires_grad=False`` on the input in PyTorch, e.g. images).
 
     Returns
     -------
@@ -64,7 +68,7 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0):
     >>> out.tolist()
     [[[[-4.5, -4.5], [-4.5, -4.5]]]]
     """
-    stride, padding = _check(x, w, b, stride, padding)
+    stride, padding = _check(x, w, b, stride, padding, input_grad)
     xp = backend.namespace(x, w, b)
     n, c = x.shape[:2]
     f, _, kh, kw = w.shape
@@ -76,7 +80,7 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0):
         out += xp.reshape(b, (f, 1))
     # backward needs the columns (for dw) and w (for dx); x itself is not kept and
     # nothing is recomputed (the window gradients are a new product, not a cached one).
-    cache = (cols, w, tuple(x.shape), b is not None, stride, padding)
+    cache = (cols, w, tuple(x.shape), b is not None, stride, padding, input_grad)
     # (F, OH, OW, N) -> (N, F, OH, OW): a transposed view, no copy
     return _ops.batch_first(xp.reshape(out, (f, oh, ow, n))), cache
 
@@ -91,7 +95,7 @@ def backward(dout, cache):
 
     Returns
     -------
-    dx : array (N, C, H, W)
+    dx : array (N, C, H, W), or None when forward had ``input_grad=False``
     dw : array (F, C, KH, KW)
     db : array (F,), or None when ``b`` was None
 
@@ -108,8 +112,12 @@ def backward(dout, cache):
     >>> dx, dw, db = backward(np.ones_like(out), cache)
     >>> dw.tolist(), db is None, float(dx.sum())
     ([[[[20.0, 24.0], [36.0, 40.0]]]], True, 16.0)
+    >>> out, cache = forward(x, np.ones((1, 1, 2, 2)), None, stride=2, input_grad=False)
+    >>> dx, dw, db = backward(np.ones_like(out), cache)
+    >>> dx is None, dw.tolist()
+    (True, [[[[20.0, 24.0], [36.0, 40.0]]]])
     """
-    cols, w, x_shape, has_b, stride, padding = cache
+    cols, w, x_shape, has_b, stride, padding, input_grad = cache
     xp = backend.namespace(dout, w)
     n, f, oh, ow = dout.shape
     _, c, kh, kw = w.shape
@@ -118,10 +126,12 @@ def backward(dout, cache):
     # (CKK, P*N) @ (P*N, F) -> (CKK, F), then transposed: the same product as
     # dout2 @ cols.T, but OpenBLAS runs this operand order 2-7x faster here.
     dw = xp.permute_dims(cols @ xp.permute_dims(dout2, (1, 0)), (1, 0))
+    db = xp.sum(dout2, axis=1) if has_b else None
+    if not input_grad:
+        return None, xp.reshape(dw, w.shape), db
     # (CKK, F) @ (F, P*N) -> (CKK, P*N): gradient of every window, scattered back
     dcols = xp.permute_dims(xp.reshape(w, (f, c * kh * kw)), (1, 0)) @ dout2
     dx = _ops.col2im(xp.reshape(dcols, (c, kh, kw, oh, ow, n)), x_shape, stride=stride, padding=padding)
-    db = xp.sum(dout2, axis=1) if has_b else None
     return dx, xp.reshape(dw, w.shape), db
 
 
@@ -135,7 +145,7 @@ def _zero_pad(xp, x, padding):
     return xp.concat([column] * padding + [x] + [column] * padding, axis=3)
 
 
-def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
+def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: bool = True):
     """:func:`forward` as a loop over output positions, straight from the definition.
 
     Same arguments and output as :func:`forward`; slow, for tests. For every
@@ -151,7 +161,7 @@ def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
     >>> forward_naive(x, w, np.array([0.5]), stride=2)[0].tolist()
     [[[[-4.5, -4.5], [-4.5, -4.5]]]]
     """
-    stride, padding = _check(x, w, b, stride, padding)
+    stride, padding = _check(x, w, b, stride, padding, input_grad)
     xp = backend.namespace(x, w, b)
     xpad = _zero_pad(xp, x, padding)
     f, _, kh, kw = w.shape
@@ -165,14 +175,15 @@ def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0):
             value = xp.sum(window[:, None, ...] * w[None, ...], axis=(2, 3, 4))  # (N, F)
             row.append(value if b is None else value + b)
         rows.append(xp.stack(row, axis=-1))  # (N, F, OW)
-    return xp.stack(rows, axis=-2), (xpad, w, b is not None, stride, padding)  # (N, F, OH, OW)
+    cache = (xpad, w, b is not None, stride, padding, input_grad)
+    return xp.stack(rows, axis=-2), cache  # (N, F, OH, OW)
 
 
 def backward_naive(dout, cache):
     """:func:`backward` as a loop over output positions, straight from the definition.
 
     Every output position adds ``dout * window`` to ``dw`` and ``dout * w`` to
-    the window of ``dx`` it read:
+    the window of ``dx`` it read (``dx`` is None when forward had ``input_grad=False``):
 
     .. math::
         dw \\mathrel{+}= \\sum_n dout_{n,:,p,q} \\otimes (W_{pq})_{n},\\quad
@@ -183,7 +194,7 @@ def backward_naive(dout, cache):
     >>> [g.tolist() for g in backward_naive(np.array([[[[1.0, -1.0]]]]), cache)]
     [[[[[3.0, -3.0]]]], [[[[-1.0]]]], [0.0]]
     """
-    xpad, w, has_b, stride, padding = cache
+    xpad, w, has_b, stride, padding, input_grad = cache
     xp = backend.namespace(dout, w)
     _, _, kh, kw = w.shape
     dxpad = xp.zeros_like(xpad)
@@ -196,6 +207,6 @@ def backward_naive(dout, cache):
             dxpad[:, :, rows, columns] = dxpad[:, :, rows, columns] + xp.sum(
                 g[:, :, None, None, None] * w[None, ...], axis=1)
     h, wd = xpad.shape[2] - 2 * padding, xpad.shape[3] - 2 * padding
-    dx = dxpad[:, :, padding:padding + h, padding:padding + wd]
+    dx = dxpad[:, :, padding:padding + h, padding:padding + wd] if input_grad else None
     db = xp.sum(dout, axis=(0, 2, 3)) if has_b else None
     return dx, dw, db

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import _validate, backend
 
 
-def forward(x, w, b):
+def forward(x, w, b, *, input_grad: bool = True):
     """Affine map of each row of ``x``.
 
     Parameters
@@ -12,6 +12,9 @@ def forward(x, w, b):
     x : array (N, D_in)
     w : array (D_out, D_in), as ``torch.nn.Linear.weight``
     b : array (D_out,) or None
+    input_grad : bool
+        False: :func:`backward` returns ``dx = None`` without computing it
+        (like ``requires_grad=False`` on the input in PyTorch).
 
     Returns
     -------
@@ -35,11 +38,12 @@ def forward(x, w, b):
     if b is not None:
         _validate.check_array("b", b, shape=(w.shape[0],), finite=False)
         _validate.check_same_dtype("b", b, "x", x)
+    _validate.check_bool("input_grad", input_grad)
     xp = backend.namespace(x, w, b)
     out = x @ xp.permute_dims(w, (1, 0))  # (N, D_in) @ (D_in, D_out) -> (N, D_out)
     if b is not None:
         out = out + b
-    return out, (x, w, b is not None)
+    return out, (x, w, b is not None, input_grad)
 
 
 def backward(dout, cache):
@@ -52,7 +56,7 @@ def backward(dout, cache):
 
     Returns
     -------
-    dx : array (N, D_in)
+    dx : array (N, D_in), or None when forward had ``input_grad=False``
     dw : array (D_out, D_in)
     db : array (D_out,), or None when ``b`` was None
 
@@ -64,10 +68,13 @@ def backward(dout, cache):
     >>> dx, dw, db = backward(np.array([[1.0, 2.0]]), cache)
     >>> dx.tolist(), dw.tolist(), db
     ([[2.0, 0.0]], [[1.0, 2.0], [2.0, 4.0]], None)
+    >>> out, cache = forward(np.array([[1.0, 2.0]]), np.array([[1.0, -1.0]]), None, input_grad=False)
+    >>> backward(np.array([[3.0]]), cache)[:2]
+    (None, array([[3., 6.]]))
     """
-    x, w, has_b = cache
+    x, w, has_b, input_grad = cache
     xp = backend.namespace(dout, x)
-    dx = dout @ w                          # (N, D_out) @ (D_out, D_in) -> (N, D_in)
+    dx = dout @ w if input_grad else None  # (N, D_out) @ (D_out, D_in) -> (N, D_in)
     dw = xp.permute_dims(dout, (1, 0)) @ x  # (D_out, N) @ (N, D_in) -> (D_out, D_in)
     db = xp.sum(dout, axis=0) if has_b else None
     return dx, dw, db
