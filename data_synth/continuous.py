@@ -1,6 +1,6 @@
 """Continuous target: hip radiograph crops whose trabecular density follows a BMD value.
 
-Stands in for the BMD data of AdaCon (Dai et al., IEEE TMI, seed 004): 475
+Stands in for the BMD data of AdaCon (Dai et al., IEEE TMI): 475
 anteroposterior hip X-rays of 317 patients (1.31 films per patient), square
 crops around the femoral head and neck, labelled with the DXA bone mineral
 density (mean 0.697, sd 0.129 g/cm^2).

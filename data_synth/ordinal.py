@@ -1,6 +1,6 @@
 """Ordinal severity: disc-centred fundus photographs of optic-disc swelling.
 
-Stands in for the data of ConPro (Nguyen et al., CVPR-W 2024, seed 000): the
+Stands in for the data of ConPro (Nguyen et al., CVPR-W 2024): the
 Papilledema set (331 fundus images of 105 subjects, normal plus a five-level
 severity rating, i.e. six classes, split 70/15/15 *by subject*) and, with five
 levels, VinDr-Mammo BI-RADS 1-5 (four views per examination). Both are

@@ -1,6 +1,6 @@
 """Volumes: abdominal CT-like slices of a liver whose contour gets nodular with stage.
 
-Stands in for the data of WSP (Sarfati et al., MICCAI 2023, seeds 001/002):
+Stands in for the data of WSP (Sarfati et al., MICCAI 2023):
 D_radio, 2,799 portal-venous CT scans with a radiological (weak) cirrhosis
 stage, none / mild / moderate / severe in proportion 1880 / 385 / 415 / 119,
 and D_histo, ~100 scans with a histological (strong) METAVIR score binarised

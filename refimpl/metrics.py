@@ -1,6 +1,6 @@
 """Evaluation metrics: AUROC and the positive / negative pair-distance diagnostic.
 
-The pair-distance diagnostic follows seed 003 (Cheng et al., "Enhancing
+The pair-distance diagnostic follows Cheng et al. ("Enhancing
 Contrastive Learning for Retinal Imaging via Adjusted Augmentation Scales",
 arXiv 2501.02451), Sec. 2.1, Eq. 1-3 and Fig. 2: two augmented views
 ``x^1_i``, ``x^2_i`` of every image ``i``; positive pairs are the two views of
@@ -78,7 +78,7 @@ def _flat(name, v):
 
 
 def pair_distances(view1, view2, *, metric="euclidean"):
-    """Positive- and negative-pair distances of seed 003, Eq. 1 and Eq. 2.
+    """Positive- and negative-pair distances of Cheng et al., Eq. 1 and Eq. 2.
 
     .. math::
         \\mathrm{Dis}(P^+_i) = \\lVert x^1_i - x^2_i \\rVert \\quad (1), \\qquad
@@ -138,7 +138,7 @@ def pair_distances(view1, view2, *, metric="euclidean"):
 
 
 def distance_gap(positive, negative) -> float:
-    """The quantity seed 003, Eq. 3 maximises, averaged over pairs.
+    """The quantity Cheng et al.'s Eq. 3 maximises, averaged over pairs.
 
     .. math::
         f^* = \\arg\\max_f \\big(\\mathrm{Dis}(P^-) - \\mathrm{Dis}(P^+)\\big) \\quad (3),
@@ -176,7 +176,7 @@ def separation_score(positive, negative) -> float:
 
 
 def pair_distance_figure(groups, path, *, bins=40, title="Pair distances"):
-    """Histograms of positive- and negative-pair distances, one panel per group (Fig. 2a of seed 003).
+    """Histograms of positive- and negative-pair distances, one panel per group (Fig. 2a of Cheng et al.).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Tests of refimpl.metrics: AUROC against pair counts and the ROC trapezoid, pair distances of seed 003."""
+"""Tests of refimpl.metrics: AUROC against pair counts and the ROC trapezoid, pair distances of Cheng et al."""
 from __future__ import annotations
 
 import math

@@ -8,7 +8,7 @@ interpolation matrices and gathers), return new arrays, keep values finite
 and in [0, 1] (intensity changes are clipped by definition), and return their
 input exactly at strength 0.
 
-Presets ``strong``, ``weak``, ``weak+med``: seed 003 (Cheng et al., arXiv
+Presets ``strong``, ``weak``, ``weak+med``: the augmentation-scale paper (Cheng et al., arXiv
 2501.02451), Table 2; see :mod:`refimpl.augment.presets` for every number.
 
 >>> import numpy as np

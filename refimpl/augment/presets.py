@@ -1,4 +1,4 @@
-"""The strong / weak / weak+med presets of seed 003 (Table 2), and DINO-style views.
+"""The strong / weak / weak+med presets of Cheng et al. (arXiv 2501.02451, Table 2), and DINO-style views.
 
 Cheng et al., "Enhancing Contrastive Learning for Retinal Imaging via Adjusted
 Augmentation Scales" (arXiv 2501.02451), Table 2; crops and colour jitter of
@@ -81,7 +81,7 @@ class AugmentPreset:
 
 _WEAK = AugmentPreset("weak", global_scale=(0.5, 1.0), local_scale=(0.2, 0.5), brightness=0.2, contrast=0.2)
 
-#: The three strategies of seed 003, Table 2 (see the module docstring for each number's source).
+#: The three strategies of Cheng et al., Table 2 (see the module docstring for each number's source).
 PRESETS = {
     "strong": AugmentPreset("strong"),
     "weak": _WEAK,
@@ -147,7 +147,7 @@ def _sizes(x, pre, global_size, local_size):
 
 
 def two_views(x, preset, rng, *, size=None):
-    """Two global views per image: the positive pairs of seed 003, Eq. 1.
+    """Two global views per image: the positive pairs of Cheng et al., Eq. 1.
 
     Shapes: ``x`` (N, C, H, W) -> two arrays (N, C, size), ``size`` defaulting
     to (H, W).

@@ -100,7 +100,7 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
     divided by ``n`` here (their code multiplies by ``2 / n`` in the loss).
 
     Errata: Eq. 5 is written as a sum over the N training samples (Sec. III)
-    while PAPERS.md reads it as the batch ECDF; ``population=None`` (the batch
+    but is commonly read as the ECDF of the batch; ``population=None`` (the batch
     ``y`` itself) gives the batch reading, the training labels as
     ``population`` the other. The text calls F "the sample estimate of
     Pr(Y < y)" (strict), Eq. 5 uses <=; we follow Eq. 5.
@@ -245,7 +245,7 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
 
     Errata: Eq. 6 sums over anchors while the code averages; ``reduction``
     chooses ("sum" is Eq. 6 as printed, "mean" the code). Eq. 5 sums over the
-    training set (Sec. III) while PAPERS.md reads it as the batch ECDF (see
+    training set (Sec. III), read here as the batch ECDF by default (see
     :func:`ecdf`). The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
     [0, 2 - 2/n].
 

@@ -1,8 +1,8 @@
 """Softmax cross-entropy from logits, with optional class weights and label smoothing.
 
 The loss of classification heads and probes (e.g. the glaucoma and diabetic
-retinopathy diagnosis on DINO features of seed 003). Label smoothing is that
-of Szegedy et al. (CVPR 2016, Sec. 7). Values and gradients follow
+retinopathy diagnosis on DINO features in Cheng et al., arXiv 2501.02451).
+Label smoothing is that of Szegedy et al. (CVPR 2016, Sec. 7). Values and gradients follow
 ``torch.nn.functional.cross_entropy`` with integer targets, ``weight`` and
 ``label_smoothing`` (no ``ignore_index``).
 """

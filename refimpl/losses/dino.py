@@ -1,7 +1,7 @@
 """DINO self-distillation loss with its centring and teacher-temperature warm-up.
 
 DINO (Caron et al., ICCV 2021) is the self-supervised method of the
-augmentation-scale study on retinal images (seed 003, Sec. 2, Fig. 1c). The
+augmentation-scale study on retinal images (Cheng et al., arXiv 2501.02451, Sec. 2, Fig. 1c). The
 conventions follow ``DINOLoss`` of facebookresearch/dino (``main_dino.py``):
 student logits divided by ``student_temp = 0.1``; teacher probabilities
 ``softmax((t - C) / teacher_temp)`` without gradient; cross-entropy over every
