@@ -1,4 +1,4 @@
-"""Pieces shared by the losses: L2 normalisation, masked log-softmax, reductions.
+"""Pieces shared by the losses: L2 normalisation, log-softmax, reductions.
 
 Each piece follows the forward/backward contract so that a loss composes
 them and its backward calls their backwards in reverse order.
@@ -61,43 +61,6 @@ def maybe_normalize_backward(dz, cache):
     return dz if cache is None else l2_normalize_backward(dz, cache)
 
 
-def masked_log_softmax(logits, keep):
-    """Row-wise log-softmax over the entries where ``keep`` is True.
-
-    .. math:: \\ell_{tj} = s_{tj} - \\log \\sum_{k:\\,\\mathrm{keep}_{tk}} e^{s_{tk}}
-
-    Stabiliser: the row maximum over kept entries is subtracted before ``exp``
-    (exact: it cancels). Entries not kept are returned as 0 and get zero
-    gradient. Every row must keep at least one entry.
-
-    Shapes: ``logits`` (M, K), ``keep`` (M, K) bool -> (M, K).
-
-    >>> import numpy as np
-    >>> s = np.log(np.array([[1.0, 1.0, 2.0]]))
-    >>> out, _ = masked_log_softmax(s, np.array([[False, True, True]]))
-    >>> np.exp(out).round(4).tolist()
-    [[1.0, 0.3333, 0.6667]]
-    """
-    xp = backend.namespace(logits)
-    neg_inf = xp.full_like(logits, -xp.inf)  # full_like keeps the input's device
-    masked = xp.where(keep, logits, neg_inf)
-    row_max = xp.max(masked, axis=-1, keepdims=True)  # (M, 1)
-    shifted = masked - row_max
-    exp = xp.exp(shifted)  # exp(-inf) = 0 off the mask
-    denom = xp.sum(exp, axis=-1, keepdims=True)  # (M, 1)
-    log_prob = xp.where(keep, shifted - xp.log(denom), xp.zeros_like(logits))
-    softmax = exp / denom
-    return log_prob, (softmax, keep)
-
-
-def masked_log_softmax_backward(dlog_prob, cache):
-    """``ds_tj = dl_tj - p_tj sum_k dl_tk`` on kept entries, 0 elsewhere."""
-    softmax, keep = cache
-    xp = backend.namespace(dlog_prob)
-    dl = xp.where(keep, dlog_prob, xp.zeros_like(dlog_prob))
-    return dl - softmax * xp.sum(dl, axis=-1, keepdims=True)
-
-
 def reduce(values, reduction: str):
     """Apply ``reduction`` in {"mean", "sum", "none"} to per-sample ``values`` (N,)."""
     check_choice("reduction", reduction, REDUCTIONS)
@@ -146,9 +109,13 @@ def check_official(reduction: str, normalize: bool) -> None:
 
 
 def log_softmax(logits):
-    """Row-wise log-softmax over every entry (:func:`masked_log_softmax` with nothing masked).
+    """Row-wise log-softmax, with its cache (the softmax) for :func:`log_softmax_backward`.
 
-    Its backward is :func:`masked_log_softmax_backward` with the returned cache.
+    .. math:: \\ell_{tj} = s_{tj} - \\log \\sum_k e^{s_{tk}}
+
+    Stabiliser: the row maximum is subtracted before ``exp`` (exact: it cancels).
+
+    Shapes: ``logits`` (M, K) -> (M, K).
 
     >>> import numpy as np
     >>> out, _ = log_softmax(np.log(np.array([[1.0, 3.0]])))
@@ -156,4 +123,13 @@ def log_softmax(logits):
     [[0.25, 0.75]]
     """
     xp = backend.namespace(logits)
-    return masked_log_softmax(logits, xp.ones_like(logits, dtype=xp.bool))
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)  # (M, K)
+    exp = xp.exp(shifted)
+    denom = xp.sum(exp, axis=-1, keepdims=True)  # (M, 1)
+    return shifted - xp.log(denom), exp / denom
+
+
+def log_softmax_backward(dlog_prob, softmax):
+    """Gradient of :func:`log_softmax`: ``ds_tj = dl_tj - p_tj sum_k dl_tk``."""
+    xp = backend.namespace(dlog_prob)
+    return dlog_prob - softmax * xp.sum(dlog_prob, axis=-1, keepdims=True)

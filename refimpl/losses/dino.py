@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_positive
-from ._common import as_dout, log_softmax, masked_log_softmax_backward
+from ._common import as_dout, log_softmax, log_softmax_backward
 
 
 def _check_views(student, teacher, center, n_global: int) -> int:
@@ -109,9 +109,9 @@ def backward(dout, cache):
     """Gradient of :func:`forward`: ``(dstudent, None, None)``."""
     q_sum, scale, lcache, student_temp = cache
     xp = backend.namespace(q_sum)
-    softmax = lcache[0]
+    softmax = lcache
     dlog_p = xp.reshape(-q_sum * (as_dout(dout, q_sum) * scale), tuple(softmax.shape))  # (V*B, K)
-    dstudent = masked_log_softmax_backward(dlog_p, lcache) / student_temp
+    dstudent = log_softmax_backward(dlog_p, lcache) / student_temp
     return dstudent, None, None
 
 

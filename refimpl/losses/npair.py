@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_nonnegative, check_positive, check_same_length
-from ._common import (REDUCTIONS, as_dout, log_softmax, masked_log_softmax_backward, maybe_normalize,
+from ._common import (REDUCTIONS, as_dout, log_softmax, log_softmax_backward, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 
@@ -100,7 +100,7 @@ def backward(dout, cache):
     anchor, positive, za, zp, target, lcache, ca, cp, l2_reg, temperature, rcache = cache
     xp = backend.namespace(za)
     dvalues = reduce_backward(as_dout(dout, za), rcache)[:, None]  # (N, 1)
-    dlogits = masked_log_softmax_backward(-target * dvalues, lcache) / temperature  # (N, N)
+    dlogits = log_softmax_backward(-target * dvalues, lcache) / temperature  # (N, N)
     da = maybe_normalize_backward(dlogits @ zp, ca)  # (N, D)
     dp = maybe_normalize_backward(xp.permute_dims(dlogits, (1, 0)) @ za, cp)  # (N, D)
     if l2_reg > 0:
