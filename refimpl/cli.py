@@ -67,6 +67,7 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    args.argv = argv  # lets a command re-run itself in a fresh interpreter
     if hasattr(args, "func"):
         return args.func(args)
     return importlib.import_module(args.module).main(args)

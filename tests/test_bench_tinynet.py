@@ -1,19 +1,21 @@
 """Smoke test of ``refimpl bench tinynet`` (the timings themselves are not tested)."""
-import argparse
+import importlib.util
 import json
 
 import pytest
 
+import refimpl
 from refimpl import cli
-from refimpl.bench import _timing, tinynet
+from refimpl.bench import _timing
 
 
-def test_argv_repeats_the_arguments():
-    parser = argparse.ArgumentParser()
-    tinynet.add_arguments(parser)
-    args = parser.parse_args(["--dtypes", "float64", "--batch", "4", "--kernel-sizes", "3",
-                              "--profile", "--json", "out.json"])
-    assert parser.parse_args(tinynet._argv(args)) == args
+def test_relaunch_only_when_the_thread_variables_differ(monkeypatch, capfd):
+    for name in _timing.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "3")
+    if importlib.util.find_spec("threadpoolctl") is None:  # with it, threads are limited in-process
+        assert not _timing.needs_relaunch(3) and _timing.needs_relaunch(2)
+    assert _timing.relaunch(["--version"], threads=1) == 0
+    assert capfd.readouterr().out.strip() == f"refimpl {refimpl.__version__}"
 
 
 @pytest.mark.torch

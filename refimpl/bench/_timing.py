@@ -39,6 +39,25 @@ def limit_threads(n: int) -> str:
     return f"threadpoolctl: {libs}"
 
 
+def needs_relaunch(threads: int) -> bool:
+    """True when NumPy's BLAS cannot be limited in this process (no threadpoolctl, variables unset)."""
+    try:
+        import threadpoolctl  # noqa: F401
+        return False
+    except ImportError:
+        return any(os.environ.get(v) != str(threads) for v in THREAD_VARIABLES)
+
+
+def relaunch(argv, threads: int) -> int:
+    """Run ``refimpl *argv`` again in a fresh interpreter with the thread variables set.
+
+    NumPy's BLAS reads them once, when NumPy loads; the ``refimpl`` command has
+    loaded it already.
+    """
+    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES})
+    return subprocess.run([sys.executable, "-m", "refimpl", *argv], env=env).returncode
+
+
 def alternating_medians(candidates: dict, *, blocks: int = 5, per_block: int = 3, warmup: int = 2) -> dict:
     """Median seconds per call of each zero-argument callable, timed in alternating blocks."""
     for fn in candidates.values():

@@ -141,6 +141,8 @@ def main(args) -> int:
     except ImportError:
         print("refimpl bench losses needs torch: pip install 'refimpl[torch]'")
         return 2
+    if _timing.needs_relaunch(args.threads):
+        return _timing.relaunch(args.argv, args.threads)
     threads = _timing.limit_threads(args.threads)
     torch.set_num_threads(args.threads)
     print(f"threads: {threads}; torch {torch.__version__} on {args.threads} threads; {_timing.machine_load()}")

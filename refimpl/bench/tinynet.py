@@ -21,9 +21,6 @@ backward timed layer by layer) and PyTorch per operator (``torch.profiler``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -177,25 +174,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
 
-def _argv(args) -> list:
-    """Command line that repeats this run (for the re-launch with thread variables set)."""
-    argv = ["--dtypes", *args.dtypes, "--batch", str(args.batch), "--size", str(args.size),
-            "--kernel-sizes", *map(str, args.kernel_sizes),
-            "--threads", str(args.threads), "--blocks", str(args.blocks),
-            "--per-block", str(args.per_block)]
-    argv += ["--profile"] * args.profile + ["--quick"] * args.quick
-    return argv + (["--json", args.json] if args.json else [])
-
-
-def _needs_relaunch(threads: int) -> bool:
-    """True when NumPy's BLAS cannot be limited in this process (no threadpoolctl, variables unset)."""
-    try:
-        import threadpoolctl  # noqa: F401
-        return False
-    except ImportError:
-        return any(os.environ.get(v) != str(threads) for v in _timing.THREAD_VARIABLES)
-
-
 def main(args) -> int:
     """Run the benchmark; 0 on success, 2 without torch."""
     try:
@@ -203,12 +181,8 @@ def main(args) -> int:
     except ImportError:
         print("refimpl bench tinynet needs torch: pip install 'refimpl[torch]'")
         return 2
-    if _needs_relaunch(args.threads):
-        # NumPy is already loaded and its BLAS read the variables at load time:
-        # run again in a fresh interpreter that has them set.
-        env = dict(os.environ, **{v: str(args.threads) for v in _timing.THREAD_VARIABLES})
-        cmd = [sys.executable, "-m", "refimpl", "bench", "tinynet", *_argv(args)]
-        return subprocess.run(cmd, env=env).returncode
+    if _timing.needs_relaunch(args.threads):
+        return _timing.relaunch(args.argv, args.threads)
     if args.quick:
         args.batch, args.size, args.blocks, args.per_block = 4, 32, 1, 1
     how = _timing.limit_threads(args.threads)
