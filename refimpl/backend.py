@@ -148,11 +148,6 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def dtype_of(xp: ModuleType, name: str):
-    """The dtype object called ``name`` ("float32", "float64", ...) in ``xp``."""
-    return getattr(xp, name)
-
-
 def rng(seed) -> np.random.Generator:
     """Host-side seeded generator: every random draw in refimpl comes from one."""
     if isinstance(seed, np.random.Generator):
