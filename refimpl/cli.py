@@ -9,6 +9,7 @@ by the commands that need them.
     refimpl info                  versions and backends
     refimpl bench tinynet         one TinyNet training step, refimpl vs PyTorch
     refimpl bench losses          forward+backward of each loss, refimpl vs PyTorch
+    refimpl bench gpu             both, on CuPy vs PyTorch CUDA
     refimpl data gallery          PNG gallery of the synthetic data sets
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ COMMANDS = {
     "bench": {
         "tinynet": ("refimpl.bench.tinynet", "time one TinyNet+head training step vs PyTorch"),
         "losses": ("refimpl.bench.losses", "time and memory of each loss vs torch autograd"),
+        "gpu": ("refimpl.bench.gpu", "TinyNet step and losses on CuPy vs torch CUDA (needs a GPU)"),
     },
     "data": {
         "gallery": ("data_synth.gallery", "write a PNG gallery of the synthetic data sets"),

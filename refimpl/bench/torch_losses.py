@@ -39,7 +39,7 @@ def _mean_weighted_log_prob(logits, weights):
     refimpl and SupContrast.
     """
     m = logits.shape[0]
-    eye = torch.eye(m, dtype=torch.bool)
+    eye = torch.eye(m, dtype=torch.bool, device=logits.device)
     log_prob = torch.log_softmax(logits.masked_fill(eye, float("-inf")), dim=1)
     return -(weights * log_prob.masked_fill(eye, 0.0)).sum(dim=1).mean()
 
@@ -50,7 +50,7 @@ def kernel(z, labels, depth, sigma=0.1, temperature=0.1):
     m = z.shape[0]
     w = (labels[:, None] == labels[None, :]).to(z.dtype)
     w = w * torch.exp(-((depth[:, None] - depth[None, :]) ** 2) / (2 * sigma**2))
-    w = w.masked_fill(torch.eye(m, dtype=torch.bool), 0.0)
+    w = w.masked_fill(torch.eye(m, dtype=torch.bool, device=z.device), 0.0)
     return _mean_weighted_log_prob(z @ z.T / temperature, _per_anchor(w))
 
 
@@ -61,5 +61,5 @@ def adacon(z, y, scale=10.0):
     cdf = (y[None, :] <= y[:, None]).to(z.dtype).mean(dim=1)  # F(y_a) = #{y_k <= y_a} / M
     same = y[:, None] == y[None, :]
     margin = torch.where(same, 0.0, 2 * (cdf[:, None] - cdf[None, :]).abs())
-    pos = same & ~torch.eye(m, dtype=torch.bool)
+    pos = same & ~torch.eye(m, dtype=torch.bool, device=z.device)
     return _mean_weighted_log_prob(scale * (z @ z.T + margin), _per_anchor(pos.to(z.dtype)))

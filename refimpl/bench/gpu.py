@@ -1,0 +1,165 @@
+"""``refimpl bench gpu``: refimpl on CuPy vs PyTorch CUDA, on one GPU.
+
+The same two workloads as the CPU benchmarks, on the device: one TinyNet +
+head + SupCon training step (:mod:`refimpl.bench.tinynet`), and forward +
+backward of each loss (:mod:`refimpl.bench.losses`). Before timing, each
+workload is run once on NumPy (losses up to N = 4096), on CuPy and on torch
+CUDA and the losses are compared (float64: 1e-10 relative, float32: 1e-4), so the benchmark never
+times different functions and also checks that the CuPy path computes what the
+NumPy path does.
+
+Timing: device work is asynchronous, so every timed call ends with a device
+synchronisation (the refimpl step also reads the loss back as a float, as a
+training loop printing its loss would). The two sides alternate call by call
+after a warm-up, and the median per call is reported; the ratio is refimpl /
+torch (lower is better).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+
+from .. import backend
+
+#: largest loss batch whose NumPy value is computed as a check of the CuPy one
+HOST_CHECK_MAX_N = 4096
+
+
+def _sync_cupy():
+    backend.cupy().cuda.Device().synchronize()
+
+
+def alternating_gpu_medians(calls: dict, syncs: dict, *, repeats: int, warmup: int = 3) -> dict:
+    """Median seconds per call of each candidate, alternating call by call, synchronised."""
+    for name, call in calls.items():
+        for _ in range(warmup):
+            call()
+        syncs[name]()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            syncs[name]()
+            start = time.perf_counter()
+            call()
+            syncs[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _close(a: float, b: float, dtype: str) -> bool:
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def tinynet_row(dtype: str, *, batch: int, size: int, kernel_size: int, repeats: int) -> dict:
+    """One TinyNet step on NumPy (checked only), CuPy and torch CUDA."""
+    import torch
+
+    from . import tinynet
+
+    cp = backend.cupy()
+    net = tinynet._network(kernel_size)
+    params = net.init(0, dtype)
+    x, labels = tinynet._inputs(batch, size, dtype)
+    g_params = {k: cp.asarray(v) for k, v in params.items()}
+    g_x, g_labels = cp.asarray(x), cp.asarray(labels)
+    t_params = {k: torch.from_numpy(np.array(v)).cuda().requires_grad_() for k, v in params.items()}
+    t_x, t_labels = torch.from_numpy(x).cuda(), torch.from_numpy(labels).cuda()
+    t_depth = torch.zeros(batch, dtype=t_x.dtype, device="cuda")
+    host, _ = tinynet.refimpl_step(net, params, x, labels)
+    ours, _ = tinynet.refimpl_step(net, g_params, g_x, g_labels)
+    theirs = tinynet.torch_step(t_params, t_x, t_labels, t_depth)
+    if not (_close(ours, host, dtype) and _close(ours, theirs, dtype)):
+        raise RuntimeError(f"TinyNet {dtype}: cupy {ours!r}, numpy {host!r}, torch {theirs!r}")
+    med = alternating_gpu_medians(
+        {"refimpl": lambda: tinynet.refimpl_step(net, g_params, g_x, g_labels),
+         "torch": lambda: tinynet.torch_step(t_params, t_x, t_labels, t_depth)},
+        {"refimpl": _sync_cupy, "torch": torch.cuda.synchronize}, repeats=repeats)
+    return {"workload": f"tinynet {kernel_size}x{kernel_size} batch {batch}x1x{size}x{size}",
+            "dtype": dtype, "loss": ours, "refimpl_s": med["refimpl"], "torch_s": med["torch"],
+            "ratio": med["refimpl"] / med["torch"]}
+
+
+def loss_row(name: str, n: int, dtype: str, *, dim: int, repeats: int) -> dict:
+    """Forward + backward of one loss on NumPy (checked only), CuPy and torch CUDA."""
+    import torch
+
+    from .losses import Case
+
+    case = Case(name, n, dim, dtype)
+    x = case.host_inputs()
+    g = {k: backend.cupy().asarray(v) for k, v in x.items()}
+    t = {k: torch.from_numpy(v).cuda() for k, v in x.items()}
+    ours, theirs = case.refimpl_step(g), case.torch_step(t)
+    host = case.refimpl_step(x) if n <= HOST_CHECK_MAX_N else ours  # NumPy takes seconds beyond
+    if not (_close(ours, host, dtype) and _close(ours, theirs, dtype)):
+        raise RuntimeError(f"{name} N={n} {dtype}: cupy {ours!r}, numpy {host!r}, torch {theirs!r}")
+    med = alternating_gpu_medians(
+        {"refimpl": lambda: case.refimpl_step(g), "torch": lambda: case.torch_step(t)},
+        {"refimpl": _sync_cupy, "torch": torch.cuda.synchronize}, repeats=repeats)
+    return {"workload": f"{name} N={n} D={dim}", "dtype": dtype, "loss": ours,
+            "refimpl_s": med["refimpl"], "torch_s": med["torch"], "ratio": med["refimpl"] / med["torch"]}
+
+
+def describe() -> dict:
+    """GPU name, driver/runtime and library versions."""
+    import torch
+
+    cp = backend.cupy()
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    return {"gpu": props["name"].decode(), "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
+            "cuda_driver": cp.cuda.runtime.driverGetVersion(), "cupy": cp.__version__,
+            "numpy": np.__version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda}
+
+
+def add_arguments(parser) -> None:
+    """Options of ``refimpl bench gpu``."""
+    parser.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[64, 256], help="TinyNet batch sizes")
+    parser.add_argument("--size", type=int, default=64, help="image height and width (multiple of 32)")
+    parser.add_argument("--kernel-sizes", nargs="+", type=int, default=[5, 3])
+    parser.add_argument("--losses", nargs="+", default=["margin", "preference", "kernel", "adacon"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1024, 4096, 16384], help="loss batch sizes N")
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")
+    parser.add_argument("--repeats", type=int, default=21, help="timed calls per side")
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, 3 repeats")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+
+def main(args) -> int:
+    """Run the benchmark; 0 on success, 2 without CuPy or torch CUDA."""
+    try:
+        import torch
+    except ImportError:
+        print("refimpl bench gpu needs torch with CUDA")
+        return 2
+    if not (backend.cupy_available() and torch.cuda.is_available()):
+        print("refimpl bench gpu needs CuPy and torch, both with a CUDA device")
+        return 2
+    if args.quick:
+        args.batches, args.size, args.sizes, args.repeats = [8], 32, [256], 3
+    info = describe()
+    print(" ".join(f"{k} {v};" for k, v in info.items()))
+    print(f"{'workload':<40}{'dtype':>8}  {'refimpl ms':>10}  {'torch ms':>9}  {'ratio':>6}")
+    rows = []
+
+    def show(row):
+        rows.append(row)
+        print(f"{row['workload']:<40}{row['dtype']:>8}  {row['refimpl_s'] * 1e3:>10.2f}  "
+              f"{row['torch_s'] * 1e3:>9.2f}  {row['ratio']:>5.2f}x", flush=True)
+
+    for dtype in args.dtypes:
+        for kernel_size in args.kernel_sizes:
+            for batch in args.batches:
+                show(tinynet_row(dtype, batch=batch, size=args.size, kernel_size=kernel_size,
+                                 repeats=args.repeats))
+        for name in args.losses:
+            for n in args.sizes:
+                show(loss_row(name, n, dtype, dim=args.dim, repeats=args.repeats))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": info, "rows": rows}, f, indent=2)
+    return 0
