@@ -288,3 +288,31 @@ def argsort_stable(x):
     if kind == "cupy":
         return xp.argsort(x)
     return xp.argsort(x, stable=True)
+
+
+def floor_divide(x, divisor: float):
+    """``x // divisor`` for a float array and a positive float, as Python's ``//`` and NumPy.
+
+    Python and NumPy round the *exact* quotient down: ``0.25 // 0.05 == 4.0``,
+    because the double nearest 0.05 is slightly above 0.05. CuPy's float
+    ``//`` is ``floor(x / divisor)``, and the rounded quotient ``0.25 / 0.05``
+    is exactly 5.0, so CuPy gives 5.0: label buckets would differ by backend.
+    NumPy and the standard fallback (whose libraries follow Python) use
+    ``//``; CuPy uses :func:`_floor_divide_by_fmod`.
+
+    >>> floor_divide(np.array([0.15, 0.25, -0.25]), 0.05).tolist()
+    [2.0, 4.0, -5.0]
+    """
+    xp = backend.namespace(x)
+    if _kind(xp) == "cupy":
+        return _floor_divide_by_fmod(xp, x, divisor)
+    return x // divisor
+
+
+def _floor_divide_by_fmod(xp, x, divisor: float):
+    """CPython's float floor division (``float_floor_div``) from the exact C ``fmod``."""
+    mod = xp.fmod(x, divisor)  # exact: x - mod is a multiple of divisor
+    div = (x - mod) / divisor
+    div = xp.where((mod != 0) & ((mod < 0) != (divisor < 0)), div - 1, div)
+    floor = xp.floor(div)
+    return xp.where(div - floor > 0.5, floor + 1, floor)  # div is an integer up to rounding

@@ -98,3 +98,24 @@ def test_dtype_is_kept(dtype):
 def test_kernel_larger_than_padded_input_raises():
     with pytest.raises(ValueError, match="kernel size 4 is larger than the padded input size 3"):
         _ops.im2col(np.zeros((1, 1, 1, 5)), (4, 1), padding=1)
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@given(st.lists(finite, min_size=1, max_size=20), st.floats(1e-3, 10.0))
+@example([0.25, 0.15, -0.25, 0.0, -0.0, 0.35], 0.05)  # the quotients CuPy's floor(x / d) gets wrong
+@example([1.0, 0.7, 0.1], 0.1)
+def test_floor_divide_by_fmod_is_pythons_floor_division(values, divisor):
+    """The CuPy path (fmod-based, run here on NumPy) equals Python's and NumPy's ``//`` bit for bit."""
+    x = np.array(values)
+    want = np.array([v // divisor for v in values])
+    np.testing.assert_array_equal(_ops._floor_divide_by_fmod(np, x, divisor), want)
+    np.testing.assert_array_equal(_ops.floor_divide(x, divisor), want)
+
+
+def test_floor_divide_on_every_backend(xpd):
+    x = np.array([0.25, 0.15, -0.25, 0.6, 1.0])
+    got = _ops.floor_divide(xpd.put(x), 0.05)
+    assert backend.namespace(got) is xpd.xp
+    np.testing.assert_array_equal(backend.to_numpy(got), x // 0.05)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length
 from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
@@ -67,7 +67,7 @@ def _keys(y, population, bucket):
     bucket = check_positive("bucket", bucket)
     # Floating floor division as numpy.floor_divide (and Python's //): 0.15 // 0.05 == 2.0,
     # while floor(0.15 / 0.05) == 2.0 but floor(0.25 / 0.05) == 5.0 != 0.25 // 0.05 == 4.0.
-    return y // bucket, pop // bucket
+    return _ops.floor_divide(y, bucket), _ops.floor_divide(pop, bucket)
 
 
 def _counts(keys, pop_keys, kind):
