@@ -115,6 +115,36 @@ def describe() -> dict:
             "numpy": np.__version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda}
 
 
+def ranges(results: list) -> list:
+    """Per workload and dtype, the (min, max) of refimpl ms, torch ms and the ratio over runs.
+
+    ``results`` are the dicts that ``--json`` writes, one per run.
+
+    >>> run = lambda r: {"rows": [{"workload": "w", "dtype": "float32", "refimpl_s": r, "torch_s": 0.002,
+    ...                            "ratio": r / 0.002}]}
+    >>> ranges([run(0.003), run(0.004)])
+    [('w', 'float32', (3.0, 4.0), (2.0, 2.0), (1.5, 2.0))]
+    """
+    rows = {}
+    for result in results:
+        for row in result["rows"]:
+            rows.setdefault((row["workload"], row["dtype"]), []).append(row)
+    span = lambda values: (round(min(values), 6), round(max(values), 6))  # noqa: E731
+    return [(workload, dtype, span([r["refimpl_s"] * 1e3 for r in rs]), span([r["torch_s"] * 1e3 for r in rs]),
+             span([r["ratio"] for r in rs])) for (workload, dtype), rs in rows.items()]
+
+
+def print_ranges(paths) -> None:
+    """The table of :func:`ranges` over the JSON files ``paths`` (markdown, as in the README)."""
+    results = [json.load(open(p)) for p in paths]
+    devices = sorted({r["device"]["gpu"] for r in results})
+    print(f"{len(results)} runs on {', '.join(devices)}\n")
+    print("| workload | dtype | refimpl ms | torch ms | refimpl / torch |\n|---|---|---|---|---|")
+    for workload, dtype, ours, theirs, ratio in ranges(results):
+        print(f"| {workload} | {dtype} | {ours[0]:.1f}-{ours[1]:.1f} | {theirs[0]:.1f}-{theirs[1]:.1f} "
+              f"| {ratio[0]:.2f}-{ratio[1]:.2f} |")
+
+
 def add_arguments(parser) -> None:
     """Options of ``refimpl bench gpu``."""
     parser.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
@@ -127,10 +157,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=21, help="timed calls per side")
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, 3 repeats")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--ranges", nargs="+", metavar="JSON",
+                        help="print the ranges over earlier runs' --json files instead of running (no GPU needed)")
 
 
 def main(args) -> int:
     """Run the benchmark; 0 on success, 2 without CuPy or torch CUDA."""
+    if args.ranges:
+        print_ranges(args.ranges)
+        return 0
     try:
         import torch
     except ImportError:
