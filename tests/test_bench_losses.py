@@ -11,7 +11,7 @@ def test_bench_losses_runs_and_writes_json(tmp_path, torch, capsys, monkeypatch)
     for name in _timing.THREAD_VARIABLES:  # as if set before NumPy loaded: no re-launch
         monkeypatch.setenv(name, "2")
     out = tmp_path / "bench.json"
-    code = cli.main(["bench", "losses", "--sizes", "32", "--dim", "8", "--blocks", "1",
+    code = cli.main(["bench", "losses", "--sizes", "32", "--dim", "8", "--rounds", "1", "--pause", "0",
                      "--dtype", "float64", "--no-memory", "--json", str(out)])
     assert code == 0
     rows = json.loads(out.read_text())["rows"]
@@ -35,3 +35,31 @@ def test_peak_memory_probe_sees_a_large_allocation():
             "print(json.dumps(measure_peak_in_this_process(lambda: np.ones(4 * 2**20).sum())))\n")
     kib = _timing.peak_rss_kib(code, threads=1)
     assert 30 * 1024 <= kib <= 40 * 1024  # 32 MiB of float64 ones
+
+
+def test_undisturbed_rounds_alternate_and_pair_calls(monkeypatch):
+    """A fake clock: each call of "a" takes 0.2 s and of "b" 0.1 s; every pause is taken."""
+    clock, calls, pauses = [0.0], [], []
+    monkeypatch.setattr(_timing.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(_timing.time, "sleep", pauses.append)
+
+    def call(name, seconds):
+        def run():
+            calls.append(name)
+            clock[0] += seconds
+        return run
+
+    timing = _timing.undisturbed_rounds({"a": call("a", 0.2), "b": call("b", 0.1)}, rounds=3, pause=0.5,
+                                        warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then the order alternates
+    assert pauses == [0.5] * 6
+    assert timing.seconds == {"a": [pytest.approx(0.2)] * 3, "b": [pytest.approx(0.1)] * 3}
+    assert timing.ratio == pytest.approx(2.0) and len(timing.ratios) == 3
+    with pytest.raises(ValueError, match="two callables"):
+        _timing.undisturbed_rounds({"a": call("a", 0.1)})
+
+
+def test_machine_facts_are_printable():
+    info = _timing.machine()
+    assert info["cores"] >= 1 and info["cpu"]
+    assert info["cpu"] in _timing.describe(info)

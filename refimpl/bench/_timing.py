@@ -1,17 +1,20 @@
 """Timing and memory tools shared by the benchmarks.
 
-Fair comparisons need the same thread count on both sides and interleaved
-measurements (a machine that slows down half-way then slows both sides):
-:func:`alternating_medians` runs the candidates in alternating blocks after a
-warm-up and reports per-call medians. Peak memory is measured in a fresh
+Fair comparisons need the same thread count on both sides, each call timed
+undisturbed by the other side's threads, and interleaved measurements (a
+machine that slows down half-way then slows both sides):
+:func:`undisturbed_rounds` times one call of each per round after a pause and
+reports the median of the per-round ratios. Peak memory is measured in a fresh
 subprocess per case (:func:`peak_rss_kib`) from the kernel's high-water mark
 of resident memory, reset just before the measured call, so that imports and
 earlier cases do not count and NumPy and PyTorch are measured the same way.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -58,19 +61,73 @@ def relaunch(argv, threads: int) -> int:
     return subprocess.run([sys.executable, "-m", "refimpl", *argv], env=env).returncode
 
 
-def alternating_medians(candidates: dict, *, blocks: int = 5, per_block: int = 3, warmup: int = 2) -> dict:
-    """Median seconds per call of each zero-argument callable, timed in alternating blocks."""
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Seconds per call of two candidates over rounds, and their per-round ratio first / second."""
+
+    seconds: dict      # name -> list of seconds, one per round
+    ratios: list       # per round: seconds[first] / seconds[second]
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.seconds[name])
+
+    @property
+    def ratio(self) -> float:
+        """Median of the per-round ratios (not the ratio of medians: rounds pair up neighbours in time)."""
+        return statistics.median(self.ratios)
+
+
+def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3, warmup: int = 2) -> Timing:
+    """Time two zero-argument callables one call each per round, each after a pause.
+
+    The pause lets the other side's threads go idle first: OpenBLAS threads
+    spin for a while after a NumPy call, and a PyTorch call timed right after
+    one ran measurably slower (150 -> 190-215 ms for the TinyNet step), which
+    flattered whichever side ran first. The order alternates between rounds,
+    and the ratio of each round compares calls made seconds apart, so a
+    machine that slows down part-way slows both sides of a round.
+    """
+    if len(candidates) != 2:
+        raise ValueError(f"candidates must be two callables, got {len(candidates)}")
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
-    times = {name: [] for name in candidates}
-    for _ in range(blocks):
-        for name, fn in candidates.items():
-            for _ in range(per_block):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    names = list(candidates)
+    seconds = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            time.sleep(pause)
+            start = time.perf_counter()
+            candidates[name]()
+            seconds[name].append(time.perf_counter() - start)
+    first, second = names
+    return Timing(seconds, [a / b for a, b in zip(seconds[first], seconds[second])])
+
+
+def machine() -> dict:
+    """The CPU model, cores, load and the settings that move timings, to print and store beside them."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    env = {v: os.environ[v] for v in sorted(os.environ) if v in THREAD_VARIABLES or v.startswith("MALLOC_")}
+    return {"cpu": model, "cores": os.cpu_count(), "load_1min": _load(), "environment": env}
+
+
+def describe(info: dict) -> str:
+    """One line of :func:`machine`'s facts."""
+    env = " ".join(f"{k}={v}" for k, v in info["environment"].items()) or "none set"
+    return (f"CPU {info['cpu']}, {info['cores']} cores, load average {info['load_1min']:.2f}; "
+            f"environment: {env}")
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
 
 
 def _status_kib(field: str) -> int:
@@ -94,12 +151,3 @@ def peak_rss_kib(code: str, threads: int) -> int | None:
     if done.returncode != 0:
         raise RuntimeError(f"memory probe failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def machine_load() -> str:
-    """The 1-minute load average and core count, to print beside timings."""
-    try:
-        one = os.getloadavg()[0]
-    except OSError:
-        return f"{os.cpu_count()} cores"
-    return f"load average {one:.2f} on {os.cpu_count()} cores"

@@ -2,8 +2,10 @@
 
 For each loss (paper variant, mean reduction, normalisation inside) and each
 batch size N (D = 128 by default), one call = forward and backward from raw
-embeddings to their gradients. Time: median per call, refimpl and torch in
-alternating blocks in one process, both on the same number of threads. Memory:
+embeddings to their gradients. Time: both on the same number of threads in one
+process, one call each per round after a pause
+(:func:`refimpl.bench._timing.undisturbed_rounds`), medians per call and the
+median of the per-round ratios. Memory:
 peak resident memory added by one call, each measured in a fresh interpreter
 (:func:`refimpl.bench._timing.peak_rss_kib`). Before timing, the two values of
 the loss are compared, so the benchmark never compares different functions.
@@ -101,7 +103,7 @@ def _probe_code(case: Case, library: str, threads: int) -> str:
     )
 
 
-def run_case(case: Case, *, threads: int, blocks: int, memory: bool) -> dict:
+def run_case(case: Case, *, threads: int, rounds: int, pause: float, memory: bool) -> dict:
     import torch
 
     x = case.host_inputs()
@@ -110,12 +112,12 @@ def run_case(case: Case, *, threads: int, blocks: int, memory: bool) -> dict:
     tol = 1e-4 if case.dtype == "float32" else 1e-10
     if abs(ours - theirs) > tol * max(1.0, abs(theirs)):
         raise RuntimeError(f"{case.name} N={case.n}: refimpl {ours!r} != torch {theirs!r}")
-    med = _timing.alternating_medians(
+    timing = _timing.undisturbed_rounds(
         {"refimpl": lambda: case.refimpl_step(x), "torch": lambda: case.torch_step(t)},
-        blocks=blocks, per_block=2 if case.n >= 4096 else 5)
+        rounds=rounds, pause=pause)
     row = {"loss": case.name, "n": case.n, "d": case.d, "dtype": case.dtype, "value": ours,
-           "refimpl_s": med["refimpl"], "torch_s": med["torch"],
-           "time_ratio": med["refimpl"] / med["torch"]}
+           "refimpl_s": timing.median("refimpl"), "torch_s": timing.median("torch"),
+           "time_ratio": timing.ratio, "time_ratio_range": [min(timing.ratios), max(timing.ratios)]}
     if memory:
         row["refimpl_kib"] = _timing.peak_rss_kib(_probe_code(case, "refimpl", threads), threads)
         row["torch_kib"] = _timing.peak_rss_kib(_probe_code(case, "torch", threads), threads)
@@ -130,7 +132,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--blocks", type=int, default=5, help="alternating timing blocks")
+    parser.add_argument("--rounds", type=int, default=11, help="timed rounds, one call of each side per round")
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before every timed call")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
 
@@ -145,7 +148,10 @@ def main(args) -> int:
         return _timing.relaunch(args.argv, args.threads)
     threads = _timing.limit_threads(args.threads)
     torch.set_num_threads(args.threads)
-    print(f"threads: {threads}; torch {torch.__version__} on {args.threads} threads; {_timing.machine_load()}")
+    machine = _timing.machine()
+    print(f"threads: {threads}; torch {torch.__version__} on {args.threads} threads")
+    print(_timing.describe(machine))
+    print(f"{args.rounds} rounds, {args.pause} s pause before every call; time = median of per-round ratios")
     header = f"{'loss':<11}{'N':>6}  {'refimpl ms':>10}  {'torch ms':>9}  {'time':>6}  " \
              f"{'refimpl MiB':>11}  {'torch MiB':>9}  {'memory':>6}"
     print(header)
@@ -153,7 +159,7 @@ def main(args) -> int:
     for name in args.losses:
         for n in args.sizes:
             row = run_case(Case(name, n, args.dim, args.dtype), threads=args.threads,
-                           blocks=args.blocks, memory=not args.no_memory)
+                           rounds=args.rounds, pause=args.pause, memory=not args.no_memory)
             rows.append(row)
             mem = ""
             if "refimpl_kib" in row:
@@ -163,5 +169,6 @@ def main(args) -> int:
                   f"{row['time_ratio']:>5.2f}x  {mem}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": threads, "rows": rows}, f, indent=2)
+            json.dump({"threads": threads, "machine": machine, "rounds": args.rounds, "pause_s": args.pause,
+                       "rows": rows}, f, indent=2)
     return 0
