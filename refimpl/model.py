@@ -20,7 +20,8 @@ passed in and returned.
   Nothing is mutated; a training loop carries ``state`` forward explicitly.
 
 :func:`save_npz` / :func:`load_npz` store parameters and state in one ``.npz``
-(no pickle) and check names and shapes on load.
+with the sha256 of its arrays (no pickle), and check the file, the checksum,
+names, dtypes and shapes on load.
 
 >>> import numpy as np
 >>> net = Sequential([("fc1", Linear(3, 4)), ("act", ReLU()), ("fc2", Linear(4, 2))])
@@ -38,7 +39,10 @@ True
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import os
+import zipfile
 
 import numpy as np
 
@@ -373,23 +377,41 @@ def mlp_head(in_dim: int = 256, hidden: int = 256, out_dim: int = 64) -> Sequent
     return Sequential([("fc1", Linear(in_dim, hidden)), ("relu", ReLU()), ("fc2", Linear(hidden, out_dim))])
 
 
+#: the entry of a parameter file that holds :func:`_checksum` of its arrays
+CHECKSUM_KEY = "sha256"
+PARAM_DTYPES = ("float32", "float64")
+
+
 def save_npz(path, params: dict, state: dict | None = None) -> None:
-    """Write parameters (``params/<name>``) and state (``state/<name>``) to an ``.npz``."""
+    """Write parameters (``params/<name>``), state (``state/<name>``) and their sha256 to an ``.npz``.
+
+    Every array must be finite float32 or float64; the sha256 covers the
+    names, dtypes, shapes and bytes of all of them, and :func:`load_npz`
+    checks it.
+    """
     arrays = {f"params/{k}": backend.to_numpy(v) for k, v in params.items()}
     arrays.update({f"state/{k}": backend.to_numpy(v) for k, v in (state or {}).items()})
-    np.savez(path, **arrays)
+    for key, value in arrays.items():
+        _check_stored(key, value)
+    np.savez(path, **arrays, **{CHECKSUM_KEY: np.array(_checksum(arrays))})
 
 
 def load_npz(path, net: Layer, *, dtype=None, like=None, xp=None, dev=None):
-    """Read ``(params, state)`` saved by :func:`save_npz` for ``net``, checking names and shapes.
+    """Read ``(params, state)`` saved by :func:`save_npz` for ``net``, checking the file first.
 
-    No pickle is allowed. Arrays are placed with ``like=`` or ``xp``/``dev``
-    and cast to ``dtype`` when given (else the stored dtype is kept).
+    No pickle is ever loaded. Arrays are placed with ``like=`` or ``xp``/``dev``
+    and cast to ``dtype`` (``"float32"`` or ``"float64"``) when given, else
+    the stored dtype is kept.
 
     Raises
     ------
     ValueError
-        If a name is missing or unexpected, or a shape differs from the network's.
+        If the file is not a readable ``.npz`` (damaged, truncated, another
+        format), its sha256 does not match its arrays, an array is not finite
+        float32/float64, or a name is missing or unexpected, or a shape
+        differs from the network's.
+    TypeError
+        If ``dtype`` is not a float type.
 
     >>> import io
     >>> net = mlp_head(2, 3, 1)
@@ -405,10 +427,15 @@ def load_npz(path, net: Layer, *, dtype=None, like=None, xp=None, dev=None):
     ...
     ValueError: stored params 'fc1.w' has shape (3, 2), the network expects (4, 2)
     """
+    if dtype is not None and _dtype_name(dtype) not in PARAM_DTYPES:
+        raise TypeError(f"dtype must be one of {PARAM_DTYPES} or None, got {dtype!r}")
     xp, dev = _placement(like, xp, dev)
-    with np.load(path, allow_pickle=False) as stored:
-        loaded = {kind: {k[len(kind) + 1:]: stored[k] for k in stored.files if k.startswith(kind + "/")}
-                  for kind in ("params", "state")}
+    stored = _read_npz(path)
+    for key, value in stored.items():
+        if key != CHECKSUM_KEY:
+            _check_stored(key, value, source=path)
+    loaded = {kind: {k[len(kind) + 1:]: v for k, v in stored.items() if k.startswith(kind + "/")}
+              for kind in ("params", "state")}
     result = []
     for kind, expected in (("params", net.param_shapes()), ("state", net.state_shapes())):
         _check_names(f"stored {kind}", loaded[kind], expected)
@@ -418,3 +445,59 @@ def load_npz(path, net: Layer, *, dtype=None, like=None, xp=None, dev=None):
                                  f"the network expects {tuple(shape)}")
         result.append({k: backend.asarray(v, xp=xp, dev=dev, dtype=dtype) for k, v in loaded[kind].items()})
     return tuple(result)
+
+
+def _read_npz(path) -> dict:
+    """Every array of a parameter file, its checksum verified; one clear ValueError for any damage."""
+    where = str(path) if isinstance(path, (str, os.PathLike)) else getattr(path, "name", "the parameter file")
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array (.npy), not the .npz that save_npz writes")
+        with npz:
+            stored = {k: npz[k] for k in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e):  # NumPy's advice to allow pickles is never what a damaged file needs
+            e = "its header is not an array header"
+        raise ValueError(f"{where} is not a parameter file written by save_npz: {e}") from None
+    except (OSError, EOFError, NotImplementedError, KeyError, RuntimeError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{where} is not a readable parameter file (damaged, truncated or another "
+                         f"format): {type(e).__name__}: {e}") from None
+    if stored.get(CHECKSUM_KEY, np.array(0)).dtype.kind != "U":
+        raise ValueError(f"{where} has no sha256 entry: not a parameter file written by save_npz")
+    arrays = {k: v for k, v in stored.items() if k != CHECKSUM_KEY}
+    if str(stored[CHECKSUM_KEY]) != _checksum(arrays):
+        raise ValueError(f"{where}: the sha256 of its arrays does not match the one stored with them "
+                         "(the file was changed or damaged)")
+    return stored
+
+
+def _dtype_name(dtype) -> str:
+    """``"float32"`` for "float32", np.float32, np.dtype("float32") and other namespaces' float32."""
+    if isinstance(dtype, str):
+        return dtype
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
+
+
+def _checksum(arrays: dict) -> str:
+    """sha256 over the sorted names, dtypes, shapes and C-order bytes of ``arrays``."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _check_stored(key: str, value, *, source=None) -> None:
+    """A stored array must be finite float32 / float64 under ``params/`` or ``state/``."""
+    where = f"{source}: " if source is not None else ""
+    if not key.startswith(("params/", "state/")):
+        raise ValueError(f"{where}unexpected entry {key!r} (entries are params/<name> and state/<name>)")
+    if str(value.dtype) not in PARAM_DTYPES:
+        raise ValueError(f"{where}{key} must be float32 or float64, got {value.dtype}")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{where}{key} must be finite (no NaN or inf)")

@@ -296,3 +296,118 @@ def test_equals_torch_value_gradients_and_running_stats(torch, batchnorm, train)
     new = net.new_state(cache)
     for k in state:
         np.testing.assert_allclose(new[k], t_running[k].numpy(), rtol=1e-12, err_msg=k)
+
+
+# --- parameter files: every damage gets one clear ValueError ---------------------------------
+
+def _saved(tmp_path):
+    net = model.mlp_head(3, 4, 2)
+    path = tmp_path / "head.npz"
+    model.save_npz(path, net.init(0, "float64"))
+    return net, path
+
+
+def _damaged(tmp_path, name, edit):
+    net, path = _saved(tmp_path)
+    data = bytearray(path.read_bytes())
+    edit(data)
+    bad = tmp_path / name
+    bad.write_bytes(bytes(data))
+    return net, bad
+
+
+def _flip(position):
+    def edit(data):
+        data[position(len(data))] ^= 0xFF
+    return edit
+
+
+@pytest.mark.parametrize("name, edit", [
+    ("truncated.npz", lambda d: d.__delitem__(slice(len(d) // 2, None))),
+    ("empty.npz", lambda d: d.clear()),
+    ("first-byte.npz", _flip(lambda n: 0)),
+    ("middle-byte.npz", _flip(lambda n: n // 2)),
+    ("text.npz", lambda d: d.__setitem__(slice(None), b"weights = [1, 2, 3]\n")),
+])
+def test_damaged_files_raise_one_clear_error(tmp_path, name, edit):
+    net, bad = _damaged(tmp_path, name, edit)
+    with pytest.raises(ValueError, match=name) as info:
+        model.load_npz(bad, net)
+    assert "pickle" not in str(info.value)
+
+
+def test_no_flipped_byte_gives_other_weights(tmp_path):
+    """Any single flipped bit: a clear ValueError naming the file, or (a byte no array depends on,
+    such as a zip timestamp) exactly the saved weights; never other numbers."""
+    net, path = _saved(tmp_path)
+    want, _ = model.load_npz(path, net)
+    size, caught = path.stat().st_size, 0
+    for offset in range(0, size, max(1, size // 300)):
+        data = bytearray(path.read_bytes())
+        data[offset] ^= 0x01
+        bad = tmp_path / f"flip{offset}.npz"
+        bad.write_bytes(bytes(data))
+        try:
+            got, _ = model.load_npz(bad, net)
+        except ValueError as e:
+            assert f"flip{offset}" in str(e) and "pickle" not in str(e)
+            caught += 1
+            continue
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    assert caught > 0.8 * len(range(0, size, max(1, size // 300)))  # the data bytes are most of the file
+
+
+def _forged(tmp_path, arrays):
+    """A file with the right layout and a valid checksum, holding ``arrays``."""
+    path = tmp_path / "forged.npz"
+    np.savez(path, **arrays, sha256=np.array(model._checksum(arrays)))
+    return path
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.array([np.nan, 0.0]), "must be finite"),
+    (np.array([np.inf, 0.0]), "must be finite"),
+    (np.array([1, 2]), "must be float32 or float64, got int64"),
+    (np.array([1 + 2j, 0]), "must be float32 or float64, got complex128"),
+    (np.array(["a", "b"]), "must be float32 or float64, got <U1"),
+    (np.array([1.0, 2.0], dtype=np.float16), "must be float32 or float64, got float16"),
+])
+def test_stored_arrays_must_be_finite_floats(tmp_path, value, message):
+    net = model.mlp_head(3, 4, 2)
+    arrays = {f"params/{k}": v for k, v in net.init(0, "float64").items()}
+    arrays["params/fc2.b"] = value
+    with pytest.raises(ValueError, match=f"params/fc2.b {message}"):
+        model.load_npz(_forged(tmp_path, arrays), net)
+    with pytest.raises(ValueError, match=f"params/fc2.b {message}"):
+        model.save_npz(tmp_path / "x.npz", {"fc2.b": value})
+
+
+def test_checksum_mismatch_and_foreign_files(tmp_path):
+    net, path = _saved(tmp_path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files if k != "sha256"}
+    arrays["params/fc1.b"] = arrays["params/fc1.b"] + 1.0
+    np.savez(tmp_path / "edited.npz", **arrays, sha256=np.load(path)["sha256"])
+    with pytest.raises(ValueError, match="edited.npz: the sha256 of its arrays does not match"):
+        model.load_npz(tmp_path / "edited.npz", net)
+    np.savez(tmp_path / "plain.npz", **arrays)
+    with pytest.raises(ValueError, match="plain.npz has no sha256 entry"):
+        model.load_npz(tmp_path / "plain.npz", net)
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"one.npy .*one array \(.npy\)"):
+        model.load_npz(tmp_path / "one.npy", net)
+    with pytest.raises(ValueError, match="missing.npz is not a readable parameter file"):
+        model.load_npz(tmp_path / "missing.npz", net)
+    extra = dict(arrays, **{"notes": np.zeros(1)})
+    with pytest.raises(ValueError, match="unexpected entry 'notes'"):
+        model.load_npz(_forged(tmp_path, extra), net)
+
+
+@pytest.mark.parametrize("dtype", ["int32", np.int64, "float16", "complex128", bool])
+def test_load_dtype_must_be_a_float_type(tmp_path, dtype):
+    net, path = _saved(tmp_path)
+    with pytest.raises(TypeError, match="dtype must be one of"):
+        model.load_npz(path, net, dtype=dtype)
+    params, _ = model.load_npz(path, net, dtype=np.float32)
+    assert params["fc1.w"].dtype == np.float32
