@@ -36,6 +36,12 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
         Added to the variance inside the square root, so that a constant
         channel does not divide by zero (as PyTorch, default 1e-5).
 
+    Stabiliser: the batch variance is never formed by squaring ``x``, which
+    overflows float32 from about 1.8e19: it is kept as ``s**2 * v`` with
+    ``s`` the channel's largest absolute deviation (:func:`_scaled_variance`),
+    and the standard deviation is taken from that pair (:func:`_std`).
+    :func:`new_running_stats` refuses a variance too large for the dtype.
+
     Returns
     -------
     out : array (N, C, H, W)
@@ -60,6 +66,8 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
     """
     _validate.check_array("x", x, ndim=4, finite=False)
     c = x.shape[1]
+    if c == 0:
+        raise ValueError(f"x must have at least one channel, got shape {tuple(x.shape)}")
     for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
                     ("running_var", running_var)):
         _validate.check_array(name, v, shape=(c,), finite=False)
@@ -71,22 +79,51 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
         raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
     eps = _validate.check_positive("eps", eps)
     xp = backend.namespace(x, gamma, beta, running_mean, running_var)
+    if not train and bool(xp.any(running_var < 0)):
+        raise ValueError("running_var must be >= 0 (a variance)")
     m = x.shape[0] * x.shape[2] * x.shape[3]
     if train:
         if m < 2:
             raise ValueError(f"x must hold more than 1 value per channel in training mode, got shape {tuple(x.shape)}")
         mean = xp.mean(x, axis=_AXES)
         centred = x - _channel(xp, mean)
-        var = xp.mean(centred * centred, axis=_AXES)  # biased: normalises the batch
+        s, v = _scaled_variance(centred)  # biased variance s**2 v: normalises the batch
+        inv_std = 1.0 / _std(s, v, eps)
+        stats = (mean, s, v, m, running_mean, running_var, momentum)
     else:
-        mean, var = running_mean, running_var
-        centred = x - _channel(xp, mean)
-    inv_std = 1.0 / xp.sqrt(var + eps)
+        centred = x - _channel(xp, running_mean)
+        inv_std = 1.0 / xp.sqrt(running_var + eps)
+        stats = (running_mean, None, None, m, running_mean, running_var, momentum)
     x_hat = centred * _channel(xp, inv_std)
     out = x_hat * _channel(xp, gamma) + _channel(xp, beta)
     # backward needs x_hat, gamma and 1/std; the running update needs the batch statistics.
-    stats = (mean, var * (m / (m - 1)) if train else var, running_mean, running_var, momentum)
     return out, (x_hat, gamma, inv_std, train, stats)
+
+
+def _scaled_variance(centred):
+    """Per channel ``(s, v)``, the biased variance of ``centred`` being ``s**2 * v``.
+
+    .. math:: s_c = \\max |x - \\mu_c|, \\quad v_c = \\mathrm{mean}\\big(((x - \\mu_c) / s_c)^2\\big)
+
+    (``s = 0``: a constant channel, ``v = 0``.) Both are (C,) and never overflow.
+    """
+    xp = backend.namespace(centred)
+    s = xp.max(xp.abs(centred), axis=_AXES)  # (C,)
+    scaled = centred / _channel(xp, xp.where(s > 0, s, xp.ones_like(s)))
+    return s, xp.mean(scaled * scaled, axis=_AXES)
+
+
+def _std(s, v, eps: float):
+    """``sqrt(s**2 v + eps)`` without forming ``s**2`` where it could overflow.
+
+    ``s >= 1``: ``s sqrt(v + eps / s / s)``; ``s < 1``: the plain formula (no
+    overflow, and ``eps / s / s`` could overflow there instead).
+    """
+    xp = backend.namespace(s)
+    large = s >= 1
+    s_large = xp.where(large, s, xp.ones_like(s))
+    s_small = xp.where(large, xp.zeros_like(s), s)
+    return xp.where(large, s_large * xp.sqrt(v + eps / s_large / s_large), xp.sqrt(s_small * s_small * v + eps))
 
 
 def backward(dout, cache):
@@ -140,8 +177,14 @@ def new_running_stats(cache):
     >>> [v.tolist() for v in new_running_stats(cache)]
     [[0.5], [1.5]]
     """
-    mean, var_unbiased, running_mean, running_var, momentum = cache[4]
+    mean, s, v, m, running_mean, running_var, momentum = cache[4]
     if not cache[3]:
         return running_mean, running_var
+    xp = backend.namespace(v)
+    unbiased = v * (m / (m - 1))  # var = s * (s * unbiased), formed only if it fits the dtype
+    s_large = xp.where(s >= 1, s, xp.ones_like(s))  # below 1, s * s * unbiased < 2 fits any dtype
+    if bool(xp.any(s_large * unbiased > xp.finfo(v.dtype).max / s_large)):
+        raise ValueError(f"the batch variance of a channel exceeds the largest {v.dtype} value, so the "
+                         "running variance cannot be stored: rescale the input or use float64")
     return ((1 - momentum) * running_mean + momentum * mean,
-            (1 - momentum) * running_var + momentum * var_unbiased)
+            (1 - momentum) * running_var + momentum * (s * (s * unbiased)))

@@ -20,9 +20,13 @@ def l2_normalize(x, *, eps: float = NORM_EPS):
 
     .. math:: z_i = x_i / \\max(\\lVert x_i \\rVert_2, \\epsilon)
 
-    Stabiliser: the norm is floored at ``eps`` = 1e-12 so that a zero row gives
+    Stabilisers: the norm is floored at ``eps`` = 1e-12 so that a zero row gives
     a zero row instead of NaN; backward is the exact derivative of this
-    floored map (above the floor it is the usual projection).
+    floored map (above the floor it is the usual projection). The norm is
+    computed as LAPACK's ``nrm2`` does, from the row scaled by its largest
+    absolute value (:func:`_row_norm`): squaring float32 values overflows from
+    about 1.8e19 (and underflows below 1e-19), which would make finite rows
+    normalise to 0 or NaN.
 
     Shapes: ``x`` (..., D) -> ``z`` (..., D).
 
@@ -32,11 +36,27 @@ def l2_normalize(x, *, eps: float = NORM_EPS):
     [[0.6, 0.8]]
     """
     xp = backend.namespace(x)
-    norm = xp.sqrt(xp.sum(x * x, axis=-1, keepdims=True))  # (..., 1)
+    norm = _row_norm(x)  # (..., 1)
     floored = norm <= eps
     denom = xp.where(floored, xp.full_like(norm, eps), norm)
     z = x / denom
     return z, (z, denom, floored)
+
+
+def _row_norm(x):
+    """``||x||_2`` over the last axis, (..., 1), without squaring ``x`` itself.
+
+    .. math:: \\lVert x \\rVert_2 = s \\, \\lVert x / s \\rVert_2, \\quad s = \\max_k |x_k|
+
+    >>> import numpy as np
+    >>> x = np.array([[3e30, 4e30], [0.0, 0.0]], dtype=np.float32)   # x * x overflows float32
+    >>> (_row_norm(x) / 1e30).ravel().round(4).tolist()
+    [5.0, 0.0]
+    """
+    xp = backend.namespace(x)
+    s = xp.max(xp.abs(x), axis=-1, keepdims=True)  # (..., 1)
+    scaled = x / xp.where(s > 0, s, xp.ones_like(s))  # entries in [-1, 1]; zero rows stay 0
+    return s * xp.sqrt(xp.sum(scaled * scaled, axis=-1, keepdims=True))
 
 
 def l2_normalize_backward(dz, cache):
