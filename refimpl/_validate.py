@@ -24,8 +24,10 @@ from . import backend
 def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, finite: bool = True):
     """Check that ``x`` is an array with the given number of dimensions / shape.
 
-    ``shape`` may hold ``None`` for free axes. ``floating`` requires a real
-    floating dtype; ``finite`` rejects NaN and infinity (one reduction: a
+    ``shape`` may hold ``None`` for free axes. ``floating`` requires float32 or
+    float64 (the dtype rule: every floating input of a layer or loss is one of
+    the two, all of them the same, checked with :func:`check_same_dtype`;
+    nothing is promoted); ``finite`` rejects NaN and infinity (one reduction: a
     device sync on GPUs, which we accept for input validation).
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -39,6 +41,9 @@ def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, f
             raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
     if floating and not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    if floating and x.dtype not in (xp.float32, xp.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype} (too few bits for the "
+                        "stabilisers, e.g. the 1e-12 norm floor; compute in float32)")
     if finite and xp.isdtype(x.dtype, ("real floating", "complex floating")):
         if not bool(xp.all(xp.isfinite(x))):
             raise ValueError(f"{name} must be finite (no NaN or inf)")

@@ -97,3 +97,42 @@ def test_batchnorm_refuses_negative_running_variance():
     x = GEN.standard_normal((2, 2, 3, 3))
     with pytest.raises(ValueError, match="running_var must be >= 0"):
         batchnorm2d.forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.array([1.0, -1.0]), train=False)
+
+
+# --- the dtype rule: float32 or float64, one of them per call -----------------------------
+
+F32 = np.ones((4, 3), np.float32)
+F64 = np.ones((4, 3))
+Y4 = np.array([0.1, 0.1, 0.2, 0.2])
+MIXED = {
+    "b": lambda: margin.forward(F32, F64, np.array([1, 0, 1, 0])),
+    "refs": lambda: preference.forward(F32, F32, F64[:2], np.array([1, 0, 1, 0])),
+    "u_j": lambda: preference.forward(F32, F64, F32[:2], np.array([1, 0, 1, 0])),
+    "positive": lambda: npair.forward(F32, F64),
+    "negative": lambda: triplet.forward(F32, F32, F64, Y4, Y4, Y4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIXED))
+def test_mixed_precision_is_refused_naming_the_argument(name):
+    with pytest.raises(TypeError, match=f"^{name} has dtype float64, expected the dtype of"):
+        MIXED[name]()
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: margin.forward(x, x, np.array([1, 0, 1, 0])),
+    lambda x: kernel.forward(x, labels=np.array([0, 0, 1, 1])),
+    lambda x: adacon.forward(x, Y4, scale=2.0),
+    lambda x: batchnorm2d.forward(x[:, :, None, None], *(np.ones(3, x.dtype),) * 4, train=True),
+], ids=["margin", "kernel", "adacon", "batchnorm2d"])
+def test_float16_is_refused(call):
+    with pytest.raises(TypeError, match="must be float32 or float64, got float16"):
+        call(np.ones((4, 3), np.float16))
+
+
+def test_float_labels_do_not_promote_float32_embeddings():
+    """Labels (0/1, preferences, depths, targets) are data, not operands: the loss keeps z's dtype."""
+    loss, cache = margin.forward(F32, F32 * 2, np.array([1.0, 0.0, 1.0, 0.0]))
+    assert loss.dtype == np.float32 and all(g.dtype == np.float32 for g in margin.backward(1.0, cache))
+    loss, cache = kernel.forward(F32, labels=np.array([0, 0, 1, 1]), depth=Y4, sigma=0.1)
+    assert loss.dtype == np.float32 and kernel.backward(1.0, cache)[0].dtype == np.float32

@@ -9,7 +9,7 @@ Label smoothing is that of Szegedy et al. (CVPR 2016, Sec. 7). Values and gradie
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_same_length
+from .._validate import check_array, check_choice, check_same_dtype, check_same_length
 from ._common import (REDUCTIONS, as_dout, log_softmax, log_softmax_backward, reduce,
                       reduce_backward)
 
@@ -31,9 +31,10 @@ def _check_targets(targets, n: int, n_classes: int):
         raise ValueError(f"targets must be class indices in [0, {n_classes}), got values outside")
 
 
-def _check_weight(weight, n_classes: int):
+def _check_weight(weight, n_classes: int, logits):
     xp = backend.namespace(weight)
     check_array("weight", weight, shape=(n_classes,))
+    check_same_dtype("weight", weight, "logits", logits)
     if bool(xp.any(weight < 0)):
         raise ValueError("weight must be >= 0 for every class")
 
@@ -86,7 +87,7 @@ def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduc
     n, n_classes = logits.shape
     _check_targets(targets, n, n_classes)
     if weight is not None:
-        _check_weight(weight, n_classes)
+        _check_weight(weight, n_classes, logits)
     classes = backend.asarray(list(range(n_classes)), like=targets, dtype=targets.dtype)
     one_hot = xp.astype(targets[:, None] == classes[None, :], logits.dtype)  # (N, C)
     w = xp.ones_like(logits[0, :]) if weight is None else weight  # (C,)

@@ -15,7 +15,7 @@ view ``v`` of the ``B`` images, the ``n_global`` global views first.
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_positive
+from .._validate import check_array, check_positive, check_same_dtype
 from ._common import as_dout, log_softmax, log_softmax_backward
 
 
@@ -29,6 +29,7 @@ def _check_views(student, teacher, center, n_global: int) -> int:
         raise ValueError(f"teacher has {rows} rows, expected a multiple of n_global={n_global}")
     b = rows // n_global
     check_array("student", student, shape=(None, k))
+    check_same_dtype("teacher", teacher, "student", student)
     if student.shape[0] % b or student.shape[0] // b < max(n_global, 2):
         raise ValueError(
             f"student has {student.shape[0]} rows, expected ncrops * B with B={b} and "
@@ -37,6 +38,7 @@ def _check_views(student, teacher, center, n_global: int) -> int:
     check_array("center", center)
     if tuple(center.shape) not in ((k,), (1, k)):
         raise ValueError(f"center must have shape ({k},) or (1, {k}), got {tuple(center.shape)}")
+    check_same_dtype("center", center, "student", student)
     return b
 
 
@@ -142,6 +144,7 @@ def update_center(center, teacher, momentum: float = 0.9):
     check_array("center", center)
     if tuple(center.shape) not in ((k,), (1, k)):
         raise ValueError(f"center must have shape ({k},) or (1, {k}), got {tuple(center.shape)}")
+    check_same_dtype("center", center, "teacher", teacher)
     batch_mean = xp.reshape(xp.mean(teacher, axis=0), tuple(center.shape))
     return m * center + (1 - m) * batch_mean
 

@@ -23,7 +23,8 @@ is differentiable there (slope 0 on both sides). ``d = 1 - cos`` has no kink at
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_positive, check_same_length, check_unit_interval
+from .._validate import (check_array, check_choice, check_positive, check_same_dtype,
+                         check_same_length, check_unit_interval)
 from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -130,6 +131,7 @@ def _check_inputs(a, b, same, margin, variant, reduction, normalize) -> float:
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"a must have shape (N, D) with N, D >= 1, got {tuple(a.shape)}")
     check_array("b", b, shape=tuple(a.shape))
+    check_same_dtype("b", b, "a", a)
     check_unit_interval("same", same, binary=True)
     check_same_length("same", same, "a", a.shape[0])
     margin = check_positive("margin", margin)

@@ -10,7 +10,8 @@ with the target spread uniformly over them (the convention of TensorFlow's
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_nonnegative, check_positive, check_same_length
+from .._validate import (check_array, check_choice, check_nonnegative, check_positive,
+                         check_same_dtype, check_same_length)
 from ._common import (REDUCTIONS, as_dout, log_softmax, log_softmax_backward, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -76,6 +77,7 @@ def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: 
     check_array("anchor", anchor, ndim=2)
     n = anchor.shape[0]
     check_array("positive", positive, shape=tuple(anchor.shape))
+    check_same_dtype("positive", positive, "anchor", anchor)
     if labels is None:  # every pair its own class
         labels = backend.asarray(list(range(n)), like=anchor, dtype=xp.int64)
     else:

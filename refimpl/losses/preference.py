@@ -34,7 +34,7 @@ the plain mean of the references.
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_same_length, check_unit_interval
+from .._validate import check_array, check_choice, check_same_dtype, check_same_length, check_unit_interval
 from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -196,7 +196,9 @@ def _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize) -> No
     if n < 1 or d < 1:
         raise ValueError(f"u_i must have shape (N, D) with N, D >= 1, got {tuple(u_i.shape)}")
     check_array("u_j", u_j, shape=(n, d))
+    check_same_dtype("u_j", u_j, "u_i", u_i)
     check_array("refs", refs)
+    check_same_dtype("refs", refs, "u_i", u_i)
     if refs.ndim not in (2, 3):
         raise ValueError(f"refs must have 2 dimensions (R, D) or 3 (N, R, D), got shape {tuple(refs.shape)}")
     want = (None, d) if refs.ndim == 2 else (n, None, d)

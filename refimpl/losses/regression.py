@@ -11,7 +11,7 @@ with delta 0.05 for BMD, 4 for LVEF). Values, reductions and gradients follow
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_positive
+from .._validate import check_array, check_choice, check_positive, check_same_dtype
 from ._common import as_dout, reduce, reduce_backward
 
 KINDS = ("mse", "l1", "huber")
@@ -66,6 +66,7 @@ def forward(pred, target, *, kind: str = "mse", delta: float = 1.0, reduction: s
     if pred.ndim not in (1, 2):
         raise ValueError(f"pred must have shape (N,) or (N, K), got {tuple(pred.shape)}")
     check_array("target", target, shape=tuple(pred.shape))
+    check_same_dtype("target", target, "pred", pred)
     r = pred - target
     if kind == "mse":
         values, slope = r * r, 2 * r

@@ -42,7 +42,7 @@ then no longer holds).
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_same_length
+from .._validate import check_array, check_choice, check_same_dtype, check_same_length
 from ._common import REDUCTIONS, as_dout, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
 from .adacon import ecdf
 
@@ -96,6 +96,7 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
     n = anchor.shape[0]
     for name, z in (("positive", positive), ("negative", negative)):
         check_array(name, z, shape=tuple(anchor.shape))
+        check_same_dtype(name, z, "anchor", anchor)
     for name, y in (("y_anchor", y_anchor), ("y_positive", y_positive), ("y_negative", y_negative)):
         check_array(name, y, ndim=1, floating=False)
         check_same_length(name, y, "anchor", n)
