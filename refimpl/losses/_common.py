@@ -5,6 +5,8 @@ them and its backward calls their backwards in reverse order.
 """
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from .._validate import check_choice
 
@@ -91,15 +93,17 @@ def reduce(values, reduction: str):
         out = xp.sum(values)
     else:
         out = xp.mean(values)
-    return out, (reduction, tuple(values.shape))
+    return out, (reduction, values)
 
 
 def reduce_backward(dout, cache):
-    """Gradient of :func:`reduce` with respect to the per-sample values."""
-    reduction, shape = cache
-    xp = backend.namespace(dout)
+    """Gradient of :func:`reduce` with respect to the per-sample values; checks ``dout`` first."""
+    reduction, values = cache
+    xp = backend.namespace(values)
+    shape = tuple(values.shape)
     if reduction == "none":
-        return dout
+        return check_dout(dout, values, shape)
+    dout = check_dout(dout, values, ())
     n = 1
     for s in shape:
         n *= s
@@ -107,13 +111,39 @@ def reduce_backward(dout, cache):
     return xp.broadcast_to(dout * scale, shape)
 
 
-def as_dout(dout, like):
-    """Upstream gradient as an array of ``like``'s namespace, device and dtype.
+def check_dout(dout, like, shape: tuple):
+    """The upstream gradient of an output of ``shape`` with ``like``'s namespace, device and dtype.
 
-    Scalar reductions accept a Python number as ``dout``; arrays pass through.
+    A Python number is accepted for a scalar output (and moved there); an
+    array must match exactly (nothing is broadcast or cast) and be finite.
+
+    >>> import numpy as np
+    >>> check_dout(np.ones(6), np.zeros(()), ())
+    Traceback (most recent call last):
+    ...
+    ValueError: dout must have shape (), the shape of the loss, got (6,)
     """
-    if isinstance(dout, (int, float)):
+    if isinstance(dout, (int, float)) and not isinstance(dout, bool):
+        if shape != ():
+            raise ValueError(f"dout must be an array of shape {shape}, the shape of the loss, got a number")
+        if not math.isfinite(dout):
+            raise ValueError(f"dout must be finite, got {dout!r}")
         return backend.asarray(dout, like=like, dtype=like.dtype)
+    if not hasattr(dout, "shape") or not hasattr(dout, "dtype"):
+        raise TypeError(f"dout must be an array or a Python number, got {type(dout).__name__}")
+    try:
+        xp = backend.namespace(dout, like)
+    except TypeError:
+        raise TypeError(f"dout must be an array of the loss's namespace ({backend.namespace(like).__name__}), "
+                        f"got {type(dout).__module__}.{type(dout).__name__}") from None
+    if backend.device(dout) != backend.device(like):
+        raise ValueError(f"dout is on device {backend.device(dout)}, the loss on {backend.device(like)}")
+    if tuple(dout.shape) != shape:
+        raise ValueError(f"dout must have shape {shape}, the shape of the loss, got {tuple(dout.shape)}")
+    if dout.dtype != like.dtype:
+        raise TypeError(f"dout has dtype {dout.dtype}, expected the dtype of the loss ({like.dtype})")
+    if not bool(xp.all(xp.isfinite(dout))):
+        raise ValueError("dout must be finite (no NaN or inf)")
     return dout
 
 

@@ -34,7 +34,7 @@ import math
 
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length
-from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 ECDF_KINDS = ("paper", "official")
@@ -351,7 +351,7 @@ def backward(dout, cache):
     """
     exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache = cache
     xp = backend.namespace(exp)
-    g = reduce_backward(as_dout(dout, exp), reduce_cache)  # (M,)
+    g = reduce_backward(dout, reduce_cache)  # (M,)
     g = xp.where(has_pos, g, xp.zeros_like(denom))
     u = (g / denom)[:, None]  # (M, 1) softmax rows as exp / denom
     k = (g / n_pos_safe)[:, None]  # (M, 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_same_dtype, check_same_length
-from ._common import (REDUCTIONS, as_dout, log_softmax, log_softmax_backward, reduce,
+from ._common import (REDUCTIONS, log_softmax, log_softmax_backward, reduce,
                       reduce_backward)
 
 
@@ -108,6 +108,6 @@ def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduc
 def backward(dout, cache):
     """Gradient of :func:`forward`: ``(dlogits, None, None)`` (targets and weights get none)."""
     coef, lcache, rcache = cache
-    dvalues = reduce_backward(as_dout(dout, coef), rcache)  # (N,)
+    dvalues = reduce_backward(dout, rcache)  # (N,)
     dlogits = log_softmax_backward(-coef * dvalues[:, None], lcache)
     return dlogits, None, None

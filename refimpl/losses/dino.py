@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_positive, check_same_dtype
-from ._common import as_dout, log_softmax, log_softmax_backward
+from ._common import check_dout, log_softmax, log_softmax_backward
 
 
 def _check_views(student, teacher, center, n_global: int) -> int:
@@ -112,7 +112,7 @@ def backward(dout, cache):
     q_sum, scale, lcache, student_temp = cache
     xp = backend.namespace(q_sum)
     softmax = lcache
-    dlog_p = xp.reshape(-q_sum * (as_dout(dout, q_sum) * scale), tuple(softmax.shape))  # (V*B, K)
+    dlog_p = xp.reshape(-q_sum * (check_dout(dout, q_sum, ()) * scale), tuple(softmax.shape))  # (V*B, K)
     dstudent = log_softmax_backward(dlog_p, lcache) / student_temp
     return dstudent, None, None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length
-from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 #: the paper's sigma (WSP Sec. 2) and temperature (its code's default; the paper names none).
@@ -145,7 +145,7 @@ def backward(dout, cache):
     """
     dlogits, zn, tau, scale, norm_cache, reduce_cache = cache
     xp = backend.namespace(zn)
-    g = reduce_backward(as_dout(dout, zn) * scale, reduce_cache)[:, None]  # (M, 1)
+    g = (reduce_backward(dout, reduce_cache) * scale)[:, None]  # (M, 1)
     dzn = (g * (dlogits @ zn) + xp.permute_dims(dlogits, (1, 0)) @ (g * zn)) / tau  # (M, D)
     return (maybe_normalize_backward(dzn, norm_cache),)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from .. import backend
 from .._validate import (check_array, check_choice, check_positive, check_same_dtype,
                          check_same_length, check_unit_interval)
-from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 #: ConPro Sec. 3.1: "m is maximum margin, ranging from 0 to 2 (here we choose m = 2)".
@@ -117,7 +117,7 @@ def backward(dout, cache):
     """
     a_hat, b_hat, a_cache, b_cache, dper_dcos, reduce_cache = cache
     xp = backend.namespace(a_hat)
-    dper = reduce_backward(as_dout(dout, a_hat), reduce_cache)  # (N,)
+    dper = reduce_backward(dout, reduce_cache)  # (N,)
     dcos = xp.expand_dims(dper * dper_dcos, axis=-1)  # (N, 1)
     da = maybe_normalize_backward(dcos * b_hat, a_cache)
     db = maybe_normalize_backward(dcos * a_hat, b_cache)

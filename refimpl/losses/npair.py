@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import backend
 from .._validate import (check_array, check_choice, check_nonnegative, check_positive,
                          check_same_dtype, check_same_length)
-from ._common import (REDUCTIONS, as_dout, log_softmax, log_softmax_backward, maybe_normalize,
+from ._common import (REDUCTIONS, log_softmax, log_softmax_backward, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 
@@ -101,7 +101,7 @@ def backward(dout, cache):
     """Gradient of :func:`forward`: ``(danchor, dpositive, None)``."""
     anchor, positive, za, zp, target, lcache, ca, cp, l2_reg, temperature, rcache = cache
     xp = backend.namespace(za)
-    dvalues = reduce_backward(as_dout(dout, za), rcache)[:, None]  # (N, 1)
+    dvalues = reduce_backward(dout, rcache)[:, None]  # (N, 1)
     dlogits = log_softmax_backward(-target * dvalues, lcache) / temperature  # (N, N)
     da = maybe_normalize_backward(dlogits @ zp, ca)  # (N, D)
     dp = maybe_normalize_backward(xp.permute_dims(dlogits, (1, 0)) @ za, cp)  # (N, D)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_same_dtype, check_same_length, check_unit_interval
-from ._common import (REDUCTIONS, VARIANTS, as_dout, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 
@@ -145,7 +145,7 @@ def backward(dout, cache):
     (ui_hat, uj_hat, anchor, refs_hat, ui_cache, uj_cache, anchor_cache, refs_cache,
      dper_dgap, reduce_cache) = cache
     xp = backend.namespace(ui_hat)
-    dgap = reduce_backward(as_dout(dout, ui_hat), reduce_cache) * dper_dgap  # (N,)
+    dgap = reduce_backward(dout, reduce_cache) * dper_dgap  # (N,)
     dgap = xp.expand_dims(dgap, axis=-1)  # (N, 1)
     du_i = maybe_normalize_backward(-dgap * anchor, ui_cache)
     du_j = maybe_normalize_backward(dgap * anchor, uj_cache)

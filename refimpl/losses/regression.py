@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_positive, check_same_dtype
-from ._common import as_dout, reduce, reduce_backward
+from ._common import reduce, reduce_backward
 
 KINDS = ("mse", "l1", "huber")
 
@@ -84,4 +84,4 @@ def forward(pred, target, *, kind: str = "mse", delta: float = 1.0, reduction: s
 def backward(dout, cache):
     """Gradient of :func:`forward`: ``(dpred,)`` (the target gets none)."""
     slope, rcache = cache
-    return (reduce_backward(as_dout(dout, slope), rcache) * slope,)
+    return (reduce_backward(dout, rcache) * slope,)

@@ -55,7 +55,8 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
 def backward(dout, cache):
     """Gradient of :func:`forward` (or :func:`ntxent_forward`) w.r.t. ``z``; returns ``(dz,)``."""
     kernel_cache, factor = cache
-    return kernel.backward(dout * factor, kernel_cache)
+    (dz,) = kernel.backward(dout, kernel_cache)  # checks dout; the loss is linear in it
+    return (dz * factor,)
 
 
 def ntxent_forward(z, *, temperature=0.1, reduction="mean", normalize=True):

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import check_array, check_choice, check_same_dtype, check_same_length
-from ._common import REDUCTIONS, as_dout, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
+from ._common import REDUCTIONS, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
 from .adacon import ecdf
 
 
@@ -118,7 +118,7 @@ def backward(dout, cache):
     """Gradient of :func:`forward`: ``(danchor, dpositive, dnegative, None, None, None)``."""
     to_pos, to_neg, active, ca, cp, cn, rcache = cache
     xp = backend.namespace(to_pos)
-    dh = reduce_backward(as_dout(dout, to_pos), rcache)  # (N,)
+    dh = reduce_backward(dout, rcache)  # (N,)
     dh = 2 * xp.where(active, dh, xp.zeros_like(dh))[:, None]  # (N, 1), d|u|^2 = 2u
     da = maybe_normalize_backward(dh * (to_pos - to_neg), ca)
     dp = maybe_normalize_backward(-dh * to_pos, cp)
