@@ -18,7 +18,35 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import backend
+
+
+def namespace(**arrays):
+    """The array namespace shared by the named arguments (``None`` skipped), naming any that is not an array.
+
+    >>> import numpy as np
+    >>> namespace(z=np.zeros(2), labels=[0, 1])
+    Traceback (most recent call last):
+    ...
+    TypeError: labels must be an array (NumPy, CuPy or another Array-API library), got list: convert it with numpy.asarray
+    """
+    for name, a in arrays.items():
+        if a is not None and not _is_array(a):
+            kind = f"{type(a).__module__}.{type(a).__name__}" if type(a).__module__ != "builtins" else type(a).__name__
+            hint = ("convert it with tensor.detach().cpu().numpy(), or share GPU memory with cupy.from_dlpack"
+                    if kind.startswith("torch.") else "convert it with numpy.asarray")
+            raise TypeError(f"{name} must be an array (NumPy, CuPy or another Array-API library), got {kind}: {hint}")
+    try:
+        return backend.namespace(*arrays.values())
+    except TypeError as e:
+        given = ", ".join(name for name, a in arrays.items() if a is not None)
+        raise TypeError(f"{given}: {e}") from None
+
+
+def _is_array(a) -> bool:
+    return hasattr(a, "__array_namespace__") or type(a).__module__.split(".")[0] in ("numpy", "cupy")
 
 
 def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, finite: bool = True):
@@ -50,23 +78,30 @@ def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, f
     return x
 
 
+def _real(name: str, value) -> float:
+    """A real number (Python or NumPy int/float, not bool, str or array) as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
 def check_positive(name: str, value) -> float:
-    """A finite Python number ``> 0``; returned as float."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    """A finite real number ``> 0``; returned as float.
+
+    >>> check_positive("temperature", "0.1")
+    Traceback (most recent call last):
+    ...
+    TypeError: temperature must be a real number, got str '0.1'
+    """
+    v = _real(name, value)
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
 
 
 def check_nonnegative(name: str, value) -> float:
-    """A finite Python number ``>= 0``; returned as float."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    """A finite real number ``>= 0``; returned as float."""
+    v = _real(name, value)
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return v

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from .._validate import check_choice
+from .._validate import check_bool, check_choice
 
 REDUCTIONS = ("mean", "sum", "none")
 VARIANTS = ("paper", "official")
@@ -74,7 +74,7 @@ def l2_normalize_backward(dz, cache):
 
 def maybe_normalize(x, normalize: bool):
     """``l2_normalize(x)`` when ``normalize`` else the identity (cache ``None``)."""
-    if not normalize:
+    if not check_bool("normalize", normalize):
         return x, None
     return l2_normalize(x)
 

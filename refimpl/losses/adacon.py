@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 from .. import _ops, backend
-from .._validate import check_array, check_choice, check_positive, check_same_length
+from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
 from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -291,7 +291,7 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     >>> dz.round(4).tolist()
     [[0.0, -0.153], [-0.4333, 0.5777], [0.3063, 0.0], [0.2103, 0.1577]]
     """
-    xp = backend.namespace(z, y, population)
+    xp = namespace(z=z, y=y, population=population)
     check_array("z", z, ndim=2)
     m_rows = z.shape[0]
     if m_rows < 2:

@@ -9,7 +9,7 @@ Label smoothing is that of Szegedy et al. (CVPR 2016, Sec. 7). Values and gradie
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_same_dtype, check_same_length
+from .._validate import check_array, check_choice, check_same_dtype, check_same_length, namespace
 from ._common import (REDUCTIONS, log_softmax, log_softmax_backward, reduce,
                       reduce_backward)
 
@@ -80,7 +80,7 @@ def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduc
     >>> round(float(forward(logits, targets, np.array([1.0, 1.0, 3.0]))[0]), 4)
     1.2060
     """
-    xp = backend.namespace(logits, targets, weight)
+    xp = namespace(logits=logits, targets=targets, weight=weight)
     check_choice("reduction", reduction, REDUCTIONS)
     eps = _check_smoothing(label_smoothing)
     check_array("logits", logits, ndim=2)

@@ -15,7 +15,7 @@ view ``v`` of the ``B`` images, the ``n_global`` global views first.
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_positive, check_same_dtype
+from .._validate import check_array, check_positive, check_same_dtype, namespace
 from ._common import check_dout, log_softmax, log_softmax_backward
 
 
@@ -85,7 +85,7 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
     >>> round(float(loss), 4)
     0.9421
     """
-    xp = backend.namespace(student, teacher, center)
+    xp = namespace(student=student, teacher=teacher, center=center)
     student_temp = check_positive("student_temp", student_temp)
     teacher_temp = check_positive("teacher_temp", teacher_temp)
     b = _check_views(student, teacher, center, n_global)

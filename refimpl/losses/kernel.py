@@ -10,7 +10,7 @@ last two under their own names.
 from __future__ import annotations
 
 from .. import _ops, backend
-from .._validate import check_array, check_choice, check_positive, check_same_length
+from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
 from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -117,7 +117,7 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     >>> backward(1.0, cache)[0].shape
     (5, 2)
     """
-    xp = backend.namespace(z, labels, depth)
+    xp = namespace(z=z, labels=labels, depth=depth)
     tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
     zn, norm_cache = maybe_normalize(z, normalize)
     # memory: at most two (M, M) float arrays live at once (w and sim/exp), one cached

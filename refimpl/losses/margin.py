@@ -23,8 +23,8 @@ is differentiable there (slope 0 on both sides). ``d = 1 - cos`` has no kink at
 from __future__ import annotations
 
 from .. import backend
-from .._validate import (check_array, check_choice, check_positive, check_same_dtype,
-                         check_same_length, check_unit_interval)
+from .._validate import (check_array, check_choice, check_positive, check_same_dtype, check_same_length,
+                         check_unit_interval, namespace)
 from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -87,7 +87,7 @@ def forward(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = "paper
     >>> da.round(4).tolist()
     [[0.0, -0.3536], [0.0, 0.5]]
     """
-    xp = backend.namespace(a, b, same)
+    xp = namespace(a=a, b=b, same=same)
     margin = _check_inputs(a, b, same, margin, variant, reduction, normalize)
     a_hat, a_cache = maybe_normalize(a, normalize)
     b_hat, b_cache = maybe_normalize(b, normalize)

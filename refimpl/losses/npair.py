@@ -10,8 +10,8 @@ with the target spread uniformly over them (the convention of TensorFlow's
 from __future__ import annotations
 
 from .. import backend
-from .._validate import (check_array, check_choice, check_nonnegative, check_positive,
-                         check_same_dtype, check_same_length)
+from .._validate import (check_array, check_choice, check_nonnegative, check_positive, check_same_dtype,
+                         check_same_length, namespace)
 from ._common import (REDUCTIONS, log_softmax, log_softmax_backward, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -70,7 +70,7 @@ def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: 
     >>> round(float(forward(a, p, normalize=False, l2_reg=0.01)[0]), 4)
     1.1109
     """
-    xp = backend.namespace(anchor, positive, labels)
+    xp = namespace(anchor=anchor, positive=positive, labels=labels)
     check_choice("reduction", reduction, REDUCTIONS)
     l2_reg = check_nonnegative("l2_reg", l2_reg)
     temperature = check_positive("temperature", temperature)

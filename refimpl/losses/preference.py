@@ -34,7 +34,8 @@ the plain mean of the references.
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_same_dtype, check_same_length, check_unit_interval
+from .._validate import (check_array, check_choice, check_same_dtype, check_same_length, check_unit_interval,
+                         namespace)
 from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
@@ -106,7 +107,7 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
     >>> round(float(official), 4)                      # -sigmoid(s_i - s_j)[0] = -sigma(0 - 1)
     -0.2689
     """
-    xp = backend.namespace(u_i, u_j, refs, prefer_i)
+    xp = namespace(u_i=u_i, u_j=u_j, refs=refs, prefer_i=prefer_i)
     _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize)
     paper = variant == "paper"
     ui_hat, ui_cache = maybe_normalize(u_i, normalize)

@@ -10,8 +10,7 @@ with delta 0.05 for BMD, 4 for LVEF). Values, reductions and gradients follow
 """
 from __future__ import annotations
 
-from .. import backend
-from .._validate import check_array, check_choice, check_positive, check_same_dtype
+from .._validate import check_array, check_choice, check_positive, check_same_dtype, namespace
 from ._common import reduce, reduce_backward
 
 KINDS = ("mse", "l1", "huber")
@@ -59,7 +58,7 @@ def forward(pred, target, *, kind: str = "mse", delta: float = 1.0, reduction: s
     >>> [round(float(forward(pred, target, kind=k)[0]), 4) for k in KINDS]
     [1.4167, 0.8333, 0.5417]
     """
-    xp = backend.namespace(pred, target)
+    xp = namespace(pred=pred, target=target)
     check_choice("kind", kind, KINDS)
     delta = check_positive("delta", delta)
     check_array("pred", pred)

@@ -6,7 +6,7 @@ Gaussian factor); nothing is computed here but the labels and a constant factor.
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_positive
+from .._validate import check_array, check_positive, namespace
 from . import kernel
 
 
@@ -91,5 +91,5 @@ def _pair_ids(z):
     if m % 2 or m < 2:
         raise ValueError(f"z must stack two views (an even number of rows >= 2) when labels is None, "
                          f"got shape {tuple(z.shape)}")
-    xp = backend.namespace(z)
+    xp = namespace(z=z)
     return backend.asarray(xp.arange(m) % (m // 2), like=z)

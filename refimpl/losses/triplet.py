@@ -42,7 +42,7 @@ then no longer holds).
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_same_dtype, check_same_length
+from .._validate import check_array, check_choice, check_same_dtype, check_same_length, namespace
 from ._common import REDUCTIONS, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
 from .adacon import ecdf
 
@@ -90,7 +90,8 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
     >>> loss.round(4).tolist()
     [0.5858, 1.4142]
     """
-    xp = backend.namespace(anchor, positive, negative, y_anchor, y_positive, y_negative, population)
+    xp = namespace(anchor=anchor, positive=positive, negative=negative, y_anchor=y_anchor,
+                   y_positive=y_positive, y_negative=y_negative, population=population)
     check_choice("reduction", reduction, REDUCTIONS)
     check_array("anchor", anchor, ndim=2)
     n = anchor.shape[0]
