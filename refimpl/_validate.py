@@ -49,13 +49,15 @@ def _is_array(a) -> bool:
     return hasattr(a, "__array_namespace__") or type(a).__module__.split(".")[0] in ("numpy", "cupy")
 
 
-def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, finite: bool = True):
+def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, finite: bool = True,
+                allow_empty: bool = False):
     """Check that ``x`` is an array with the given number of dimensions / shape.
 
     ``shape`` may hold ``None`` for free axes. ``floating`` requires float32 or
     float64 (the dtype rule: every floating input of a layer or loss is one of
     the two, all of them the same, checked with :func:`check_same_dtype`;
-    nothing is promoted); ``finite`` rejects NaN and infinity (one reduction: a
+    nothing is promoted); ``finite`` rejects NaN and infinity; an axis of length
+    0 is refused unless ``allow_empty`` (one reduction: a
     device sync on GPUs, which we accept for input validation).
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -65,8 +67,11 @@ def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, f
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
     if shape is not None:
         if x.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, x.shape)):
-            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            want = ", ".join("*" if s is None else str(s) for s in shape)
+            want = f"({want},)" if len(shape) == 1 else f"({want})"
             raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if not allow_empty and any(s == 0 for s in x.shape):
+        raise ValueError(f"{name} must not be empty (an axis of length 0), got shape {tuple(x.shape)}")
     if floating and not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
     if floating and x.dtype not in (xp.float32, xp.float64):

@@ -116,8 +116,8 @@ def test_on_every_backend(xpd, train):
 
 
 @pytest.mark.parametrize("change,error,match", [
-    (dict(gamma=np.ones(3)), ValueError, r"gamma must have shape \(2\)"),
-    (dict(running_var=np.ones((2, 1))), ValueError, r"running_var must have shape \(2\)"),
+    (dict(gamma=np.ones(3)), ValueError, r"gamma must have shape \(2,\)"),
+    (dict(running_var=np.ones((2, 1))), ValueError, r"running_var must have shape \(2,\)"),
     (dict(beta=np.ones(2, dtype=np.float32)), TypeError, "beta has dtype float32"),
     (dict(x=np.ones((1, 2, 1, 1))), ValueError, "more than 1 value per channel"),
     (dict(momentum=1.5), ValueError, r"momentum must be in \[0, 1\]"),

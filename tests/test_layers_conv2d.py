@@ -163,7 +163,7 @@ def test_linear_in_x_and_w():
     (dict(padding=-1), ValueError, "padding must be an integer >= 0"),
     (dict(w=np.zeros((2, 2, 7, 3))), ValueError, "kernel size 7 is larger than the padded input size 6"),
     (dict(x=np.zeros((2, 4, 4))), ValueError, "x must have 4 dimensions"),
-    (dict(b=np.zeros(3)), ValueError, r"b must have shape \(2\)"),
+    (dict(b=np.zeros(3)), ValueError, r"b must have shape \(2,\)"),
     (dict(w=np.zeros((2, 2, 3, 3), dtype=np.float32)), TypeError, "w has dtype float32"),
     (dict(x=[[[[1.0]]]]), TypeError, "x must be an array"),
     (dict(input_grad=0), TypeError, "input_grad must be a bool, got int"),

@@ -77,7 +77,7 @@ def test_without_input_grad_dx_is_none_and_dw_db_unchanged(bias):
 @pytest.mark.parametrize("change,error,match", [
     (dict(w=np.zeros((2, 5))), ValueError, "w has 5 input features"),
     (dict(x=np.zeros(4)), ValueError, "x must have 2 dimensions"),
-    (dict(b=np.zeros(3)), ValueError, r"b must have shape \(2\)"),
+    (dict(b=np.zeros(3)), ValueError, r"b must have shape \(2,\)"),
     (dict(w=np.zeros((2, 4), dtype=np.float32)), TypeError, "w has dtype float32"),
 ])
 def test_bad_input_raises(change, error, match):

@@ -376,7 +376,7 @@ def test_logits_far_beyond_exp_range_stay_finite():
     ({"scale": -1.0}, None, "scale"),
     ({"bucket": 0.0}, None, "bucket"),
     ({"bucket": -0.05}, None, "bucket"),
-    ({"population": np.zeros(0)}, None, "population must be non-empty"),
+    ({"population": np.zeros(0)}, None, "population must not be empty"),
     ({"population": np.array([np.nan])}, None, "population must be finite"),
     ({"variant": "code"}, None, "variant"),
     ({"reduction": "max"}, None, "reduction"),

@@ -149,7 +149,7 @@ def test_bad_input_raises_naming_the_argument():
         cross_entropy.forward(np.zeros(3), t)
     with pytest.raises(ValueError, match="weight must be >= 0"):
         cross_entropy.forward(x, t, np.array([1.0, -0.1]))
-    with pytest.raises(ValueError, match="weight must have shape \\(2\\)"):
+    with pytest.raises(ValueError, match="weight must have shape \\(2,\\)"):
         cross_entropy.forward(x, t, np.ones(3))
     with pytest.raises(ValueError, match="weight must be finite"):
         cross_entropy.forward(x, t, np.array([1.0, np.inf]))

@@ -228,7 +228,7 @@ GOOD = dict(a=np.ones((2, 3)), b=np.ones((2, 3)), same=np.array([0, 1]))
     (dict(b=np.ones((2, 4))), {}, ValueError, "b must have shape"),
     (dict(same=np.array([0, 1, 1])), {}, ValueError, "same has 3 rows"),
     (dict(a=np.ones(3)), {}, ValueError, "a must have 2 dimensions"),
-    (dict(a=np.ones((0, 3)), b=np.ones((0, 3)), same=np.zeros(0)), {}, ValueError, "a must have shape"),
+    (dict(a=np.ones((0, 3)), b=np.ones((0, 3)), same=np.zeros(0)), {}, ValueError, "a must not be empty"),
     (dict(a=np.array([[np.nan, 1, 1], [1, 1, 1]])), {}, ValueError, "a must be finite"),
     (dict(b=np.array([[np.inf, 1, 1], [1, 1, 1]])), {}, ValueError, "b must be finite"),
     (dict(same=np.array([0, 2])), {}, ValueError, "same must hold only 0 or 1"),

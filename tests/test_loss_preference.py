@@ -302,7 +302,7 @@ GOOD = dict(u_i=np.ones((2, 3)), u_j=np.ones((2, 3)), refs=np.ones((4, 3)), pref
     (dict(refs=np.ones((2, 1, 4, 3))), {}, ValueError, "refs must have 2 dimensions"),
     (dict(refs=np.ones((4, 2))), {}, ValueError, "refs must have shape"),
     (dict(refs=np.ones((3, 4, 3))), {}, ValueError, "refs must have shape"),
-    (dict(refs=np.ones((0, 3))), {}, ValueError, "refs must hold at least one"),
+    (dict(refs=np.ones((0, 3))), {}, ValueError, "refs must not be empty"),
     (dict(u_i=np.array([[np.nan, 1, 1], [1, 1, 1]])), {}, ValueError, "u_i must be finite"),
     (dict(refs=np.full((4, 3), np.inf)), {}, ValueError, "refs must be finite"),
     (dict(prefer_i=np.array([-0.1, 1.0])), {}, ValueError, r"prefer_i must hold values in \[0, 1\]"),

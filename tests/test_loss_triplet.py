@@ -211,7 +211,7 @@ def test_bad_input_raises_naming_the_argument():
         triplet.forward(np.where(z > 0.9, np.nan, z), z, z, y, y, y)
     with pytest.raises(ValueError, match="y_anchor must be finite"):
         triplet.forward(z, z, z, np.where(y > 0.8, np.inf, y), y, y)
-    with pytest.raises(ValueError, match="population must be non-empty"):
+    with pytest.raises(ValueError, match="population must not be empty"):
         triplet.forward(z, z, z, y, y, y, population=np.zeros(0))
     with pytest.raises(ValueError, match="population must be finite"):
         triplet.forward(z, z, z, y, y, y, population=np.array([0.1, np.nan]))

@@ -57,8 +57,6 @@ def _keys(y, population, bucket):
     """Labels and population as comparable keys: bucket indices ``y // bucket`` or ``y``."""
     y = _labels("y", y)
     pop = y if population is None else _labels("population", population)
-    if pop.shape[0] == 0:
-        raise ValueError("population must be non-empty (the labels the ECDF counts)")
     xp = backend.namespace(y, pop)
     dtype = xp.result_type(y.dtype, pop.dtype)
     y, pop = xp.astype(y, dtype), xp.astype(pop, dtype)

@@ -128,8 +128,6 @@ def _check_inputs(a, b, same, margin, variant, reduction, normalize) -> float:
     check_choice("variant", variant, VARIANTS)
     check_choice("reduction", reduction, REDUCTIONS)
     check_array("a", a, ndim=2)
-    if a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"a must have shape (N, D) with N, D >= 1, got {tuple(a.shape)}")
     check_array("b", b, shape=tuple(a.shape))
     check_same_dtype("b", b, "a", a)
     check_unit_interval("same", same, binary=True)

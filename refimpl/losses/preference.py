@@ -194,8 +194,6 @@ def _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize) -> No
     check_choice("reduction", reduction, REDUCTIONS)
     check_array("u_i", u_i, ndim=2)
     n, d = u_i.shape
-    if n < 1 or d < 1:
-        raise ValueError(f"u_i must have shape (N, D) with N, D >= 1, got {tuple(u_i.shape)}")
     check_array("u_j", u_j, shape=(n, d))
     check_same_dtype("u_j", u_j, "u_i", u_i)
     check_array("refs", refs)
@@ -204,8 +202,6 @@ def _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize) -> No
         raise ValueError(f"refs must have 2 dimensions (R, D) or 3 (N, R, D), got shape {tuple(refs.shape)}")
     want = (None, d) if refs.ndim == 2 else (n, None, d)
     check_array("refs", refs, shape=want, finite=False)
-    if refs.shape[-2] < 1:
-        raise ValueError("refs must hold at least one reference vector (R >= 1)")
     binary = variant == "official"
     check_unit_interval("prefer_i", prefer_i, binary=binary)
     check_same_length("prefer_i", prefer_i, "u_i", n)
