@@ -433,9 +433,10 @@ def _group_values(name, values, inverse, groups):
     per_group[inverse] = values  # any member's value; checked to be every member's below
     differ = per_group[inverse] != values
     if np.any(differ):
-        g = groups[inverse[np.argmax(differ)]]
-        found = np.unique(values[inverse == inverse[np.argmax(differ)]]).tolist()
-        raise ValueError(f"{name} must be constant within each group; group {g!r} has {name} {found}")
+        bad = inverse[np.argmax(differ)]  # index of the first group found with two values
+        found = np.unique(values[inverse == bad]).tolist()
+        raise ValueError(f"{name} must be constant within each group; group {groups[bad].item()!r} "
+                         f"has {name} {found}")
     return per_group
 
 
