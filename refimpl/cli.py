@@ -10,6 +10,7 @@ by the commands that need them.
     refimpl bench tinynet         one TinyNet training step, refimpl vs PyTorch
     refimpl bench losses          forward+backward of each loss, refimpl vs PyTorch
     refimpl data gallery          PNG gallery of the synthetic data sets
+    refimpl gold make|export|verify   gold data: regenerate it, export inputs, verify results
 """
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ COMMANDS = {
     },
     "data": {
         "gallery": ("data_synth.gallery", "write a PNG gallery of the synthetic data sets"),
+    },
+    "gold": {
+        "make": ("refimpl.gold.commands.make", "regenerate the gold data bit for bit from its seed"),
+        "export": ("refimpl.gold.commands.export", "write the inputs of gold cases for another framework"),
+        "verify": ("refimpl.gold.commands.verify", "compare saved results with the gold data"),
     },
 }
 

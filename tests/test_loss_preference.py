@@ -13,6 +13,8 @@ from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import preference as P
 
+import torch_reference
+
 
 def _unit(v):
     norm = math.sqrt(sum(x * x for x in v))
@@ -322,30 +324,13 @@ def test_bad_input_raises(change, opts, error, match):
         P.forward(**dict(GOOD, **change), **opts)
 
 
-def _torch_loss(torch, u_i, u_j, refs, prefer, variant, reduction, normalize):
-    """Independent autograd formulation: Eq. 3-4 with logsigmoid, or the authors' call."""
-    F = torch.nn.functional
-    if variant == "official":
-        ref = refs.mean(dim=-2).expand_as(u_i)
-        gap = F.cosine_similarity(u_i, ref) - F.cosine_similarity(u_j, ref)
-        return torch.nn.NLLLoss()(torch.nn.Sigmoid()(gap), prefer[0].long())
-    if normalize:
-        u_i, u_j = (F.normalize(x, dim=-1) for x in (u_i, u_j))
-    anchor = refs.mean(dim=-2)
-    if normalize:
-        anchor = F.normalize(anchor, dim=-1)
-    r_i, r_j = 1 - (u_i * anchor).sum(-1), 1 - (u_j * anchor).sum(-1)
-    per = -(prefer * F.logsigmoid(r_i - r_j) + (1 - prefer) * F.logsigmoid(r_j - r_i))
-    return {"mean": per.mean, "sum": per.sum, "none": lambda: per}[reduction]()
-
-
 @pytest.mark.torch
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(cases())
 def test_equals_torch_autograd(torch, case):
     args, opts = _split(case)
     leaves = [torch.tensor(x, requires_grad=True) for x in args[:3]]
-    t_loss = _torch_loss(torch, *leaves, torch.tensor(args[3]), **opts)
+    t_loss = torch_reference.preference(torch, *leaves, torch.tensor(args[3]), **opts)
     dout = np.linspace(0.5, 1.5, len(args[0])) if opts["reduction"] == "none" else np.asarray(1.3)
     t_loss.backward(torch.tensor(dout))
     loss, cache = P.forward(*args, **opts)
