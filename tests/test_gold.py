@@ -48,24 +48,31 @@ def remade(tmp_path_factory):
     return out, gold.make(out)
 
 
-def test_make_is_bit_for_bit_and_reproduces_the_shipped_files(remade, tmp_path):
+def test_make_is_bit_for_bit(remade, tmp_path):
     out, manifest = remade
-    again = gold.make(tmp_path)
-    assert again == manifest
+    assert gold.make(tmp_path) == manifest
     for entry in manifest["cases"].values():
         assert (tmp_path / entry["file"]).read_bytes() == (out / entry["file"]).read_bytes()
     assert (tmp_path / "manifest.json").read_bytes() == (out / "manifest.json").read_bytes()
+
+
+@pytest.mark.parametrize("same_platform", [True, False])
+def test_make_reproduces_the_shipped_gold(remade, same_platform):
+    """Same NumPy, BLAS and CPU features: the same bytes. Elsewhere the last bits of the outputs
+    may differ (within the tolerances); the drawn arrays may not (the False branch runs here too)."""
+    out, manifest = remade
     shipped = gold.manifest()
     assert list(shipped["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
-    if shipped["generated_with"] == manifest["generated_with"]:  # same NumPy, BLAS and CPU features
+    if same_platform:
+        if shipped["generated_with"] != manifest["generated_with"]:
+            pytest.skip(f"gold made on {shipped['generated_with']}")
         assert (gold.DATA_DIR / "manifest.json").read_bytes() == (out / "manifest.json").read_bytes()
         return
-    # elsewhere the last bits of outputs may differ; the drawn arrays may not
     for name, entry in manifest["cases"].items():
-        for key, meta in entry["arrays"].items():
-            if meta["role"] in ("input", "param", "state", "dout"):
-                assert meta == shipped["cases"][name]["arrays"][key], (name, key)
-        report = gold.verify_results(out / entry["file"], gold=gold.DATA_DIR)
+        given = {k: m for k, m in entry["arrays"].items() if m["role"] not in ("output", "grad")}
+        assert given == {k: m for k, m in shipped["cases"][name]["arrays"].items() if k in given}, name
+        arrays = np.load(out / entry["file"])
+        report = gold.check(name, {k: arrays[k] for k in entry["arrays"] if k not in given})
         assert report.ok, str(report)
 
 
@@ -176,7 +183,8 @@ def test_float32_results_get_float32_tolerances():
 def test_missing_unexpected_misshapen_and_non_float_results_fail_with_their_reason():
     good = refimpl_fn("linear")(gold.load("linear").inputs)
     result = gold.check("linear", {**{k: v for k, v in good.items() if k != "db"}, "dB": good["db"]})
-    assert not result.ok and "missing: db (3,)" in str(result) and "unexpected (not in the gold case): dB" in str(result)
+    assert not result.ok and "missing: db (3,)" in str(result)
+    assert "unexpected (not in the gold case): dB" in str(result)
     result = gold.check("linear", {**good, "dw": good["dw"].T})
     assert "dw: has shape (4, 3), expected (3, 4)" in str(result)
     result = gold.check("linear", {**good, "out": good["out"].astype(np.int64)})
@@ -248,17 +256,19 @@ def _save_results(folder, names, dtype="float64", change=None):
 
 
 def test_export_then_verify_passes_and_a_bug_fails_with_its_entries(tmp_path, capsys):
-    assert cli.main(["gold", "export", "--case", "linear,kernel-wsp-mean", "--out", str(tmp_path / "in")]) == 0
+    argv = ["gold", "export", "--case", "linear,kernel-wsp-mean", "--out", str(tmp_path / "in")]
+    assert cli.main(argv) == 0
     described = json.loads((tmp_path / "in" / "cases.json").read_text())
     assert set(described["cases"]) == {"linear", "kernel-wsp-mean"}
-    assert described["cases"]["linear"]["expected"]["dw"] == {"role": "grad", "dtype": "float64", "shape": [3, 4]}
+    assert described["cases"]["linear"]["expected"]["dw"] == {"role": "grad", "dtype": "float64",
+                                                              "shape": [3, 4]}
     assert set(np.load(tmp_path / "in" / "linear.npz").files) == {"x", "w", "b", "dout"}
     _save_results(tmp_path / "ok", ["linear", "kernel-wsp-mean"], "float32")
     capsys.readouterr()
     assert cli.main(["gold", "verify", str(tmp_path / "ok")]) == 0
     out = capsys.readouterr().out
-    assert "PASS  kernel-wsp-mean  float32" in out and out.rstrip().endswith("(2 of 72 gold cases checked)".replace(
-        "72", str(len(NAMES))))
+    assert "PASS  kernel-wsp-mean  float32" in out
+    assert out.rstrip().endswith(f"OK: 2 passed, 0 failed (2 of {len(NAMES)} gold cases checked)")
 
     def wrong_entry(name, results):
         results["db"][1] += 0.5

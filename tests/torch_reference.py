@@ -220,7 +220,8 @@ def avgpool2d(torch, x, *, kernel_size=2, stride=None, padding=0):
 def batchnorm2d(torch, x, gamma, beta, running_mean, running_var, *, train, momentum=0.1, eps=1e-5):
     """torch's batch_norm; in training mode it updates (copies of) the running statistics in place."""
     mean, var = running_mean.clone(), running_var.clone()
-    out = torch.nn.functional.batch_norm(x, mean, var, gamma, beta, training=train, momentum=momentum, eps=eps)
+    out = torch.nn.functional.batch_norm(x, mean, var, gamma, beta, training=train, momentum=momentum,
+                                         eps=eps)
     return out, ({"new_running_mean": mean, "new_running_var": var} if train else {})
 
 
@@ -250,7 +251,8 @@ def tinynet_head(torch, x, *, in_channels, widths, kernel_size, batchnorm, pool_
     return x, new_state
 
 
-#: refimpl function of a gold case -> (formulation, names of the arrays that get a gradient or None for all floats)
+#: refimpl function of a gold case -> (formulation, the arrays that get a gradient; None: every
+#: real array but the running statistics)
 FORMULATIONS = {
     "refimpl.losses.margin.forward": (margin, ("a", "b")),
     "refimpl.losses.preference.forward": (preference, ("u_i", "u_j", "refs")),

@@ -60,13 +60,18 @@ __all__ = ["Case", "CaseResult", "DATA_DIR", "FORMAT_VERSION", "GoldError", "Rep
 
 def manifest(gold=None) -> dict:
     """The manifest of the gold folder ``gold`` (default: the shipped data), format checked."""
+    return _open(gold)[1]
+
+
+def _open(gold) -> tuple:
+    """``(folder, manifest)`` of the gold folder ``gold`` (None: the shipped data)."""
     directory = Path(gold) if gold is not None else DATA_DIR
     found = _store.read_manifest(directory)
     version = found.get("format_version") if isinstance(found, dict) else None
     if version != FORMAT_VERSION or not isinstance(found.get("cases"), dict):
         raise GoldError(f"gold manifest in {directory} has format version {version!r}; this refimpl "
                         f"reads version {FORMAT_VERSION} (regenerate with `refimpl gold make`)")
-    return found
+    return directory, found
 
 
 def _select(names, pattern: str) -> list:
@@ -138,8 +143,7 @@ def _load(directory: Path, found: dict, name: str) -> Case:
 
 def load(name: str, *, gold=None) -> Case:
     """The gold case ``name``; a GoldError if its file is missing or does not match its hash."""
-    directory = Path(gold) if gold is not None else DATA_DIR
-    found = manifest(directory)
+    directory, found = _open(gold)
     if name not in found["cases"]:
         raise ValueError(f"no gold case named {name!r} (list them with refimpl.gold.cases())")
     return _load(directory, found, name)
@@ -159,8 +163,7 @@ def verify(pattern: str, fn, *, gold=None) -> Report:
     tolerances. Returns a :class:`Report`: ``report.ok``, ``print(report)``,
     ``report.raise_if_failed()``.
     """
-    directory = Path(gold) if gold is not None else DATA_DIR
-    found = manifest(directory)
+    directory, found = _open(gold)
     results = []
     for name in _select(list(found["cases"]), pattern):
         case = _load(directory, found, name)
@@ -196,12 +199,13 @@ def verify_results(path, pattern: str | None = None, *, gold=None) -> Report:
     any file. Files are read with ``allow_pickle=False``. ``pattern`` keeps
     only the matching cases; a case name that gold does not have fails.
     """
-    directory = Path(gold) if gold is not None else DATA_DIR
-    found = manifest(directory)
+    directory, found = _open(gold)
     by_case = _result_files(Path(path))
-    names = list(by_case) if pattern is None else [n for n in by_case if n in _select(list(found["cases"]), pattern)]
+    if pattern is not None:
+        wanted = set(_select(list(found["cases"]), pattern))
+        by_case = {n: results for n, results in by_case.items() if n in wanted}
     out = []
-    for name in names:
+    for name in by_case:
         if name not in found["cases"]:
             out.append(CaseResult(name, problems=(f"no gold case named {name!r}",)))
             continue
@@ -217,8 +221,7 @@ def export(pattern: str, out, *, gold=None) -> list:
     arguments, the given arrays and the result keys expected back (shape,
     dtype) with the tolerances. Returns the case names.
     """
-    directory = Path(gold) if gold is not None else DATA_DIR
-    found = manifest(directory)
+    directory, found = _open(gold)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = _select(list(found["cases"]), pattern)
@@ -227,12 +230,12 @@ def export(pattern: str, out, *, gold=None) -> list:
         case = _load(directory, found, name)
         given = {k: a for k, a in case.arrays.items() if case.roles[k] in GIVEN_ROLES}
         (out / f"{name}.npz").write_bytes(_store.npz_bytes(given))
-        entry = found["cases"][name]
-        shape = lambda k: {"role": case.roles[k], "dtype": entry["arrays"][k]["dtype"],  # noqa: E731
-                           "shape": entry["arrays"][k]["shape"]}
+        arrays = {k: {"role": meta["role"], "dtype": meta["dtype"], "shape": meta["shape"]}
+                  for k, meta in found["cases"][name]["arrays"].items()}
         described[name] = {"function": case.function, "backward": case.backward, "kwargs": case.kwargs,
-                           "description": case.description, "given": {k: shape(k) for k in given},
-                           "expected": {k: shape(k) for k in case.expected}, "tolerance": case.tolerance}
+                           "description": case.description,
+                           "given": {k: arrays[k] for k in given},
+                           "expected": {k: arrays[k] for k in case.expected}, "tolerance": case.tolerance}
     document = {"refimpl_gold_format": found["format_version"], "conventions": found["conventions"],
                 "result_dtypes": list(DTYPES), "cases": described}
     (out / "cases.json").write_text(_store.dump_json(document), encoding="utf-8")

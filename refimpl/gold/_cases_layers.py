@@ -108,7 +108,8 @@ def _layer_specs():
     stats = ("running_mean", "running_var")
     return [
         Spec("linear", LY + "linear.forward",
-             lambda g: {"x": _normal(g, 5, 4), "w": _normal(g, 3, 4, scale=0.5), "b": _normal(g, 3, scale=0.1)},
+             lambda g: {"x": _normal(g, 5, 4), "w": _normal(g, 3, 4, scale=0.5),
+                        "b": _normal(g, 3, scale=0.1)},
              params=("w", "b"), description="x @ w.T + b, w (out, in) as torch.nn.Linear"),
         Spec("linear-nobias", LY + "linear.forward",
              lambda g: {"x": _normal(g, 3, 4), "w": _normal(g, 4, 4, scale=0.5)}, dict(b=None), params=("w",),
@@ -120,10 +121,12 @@ def _layer_specs():
              run=_run_batchnorm, description="batch statistics (biased variance); new running "
              "statistics with the unbiased variance, as torch"),
         Spec("batchnorm2d-train-m0.3-eps1e-3", bn, lambda g: _batchnorm(g, (2, 2, 4, 3)),
-             dict(train=True, momentum=0.3, eps=1e-3), params=("gamma", "beta"), state=stats, run=_run_batchnorm),
+             dict(train=True, momentum=0.3, eps=1e-3), params=("gamma", "beta"), state=stats,
+             run=_run_batchnorm),
         Spec("batchnorm2d-eval", bn, _batchnorm, dict(train=False), params=("gamma", "beta"), state=stats,
              description="running statistics, treated as constants"),
-        Spec("dropout", LY + "dropout.forward", lambda g: {"x": _normal(g, 4, 5)}, dict(p=0.3, train=True, seed=7),
+        Spec("dropout", LY + "dropout.forward", lambda g: {"x": _normal(g, 4, 5)},
+             dict(p=0.3, train=True, seed=7),
              run=_run_dropout, description="inverted dropout; keep is the mask refimpl draws from seed 7"),
         Spec("flatten", LY + "flatten.forward", lambda g: {"x": _normal(g, 2, 3, 2, 2)}),
     ]
@@ -171,7 +174,8 @@ def _run_network(spec, arrays, kwargs, dout_for):
 def _network_specs():
     plain = dict(in_channels=1, widths=[2, 3, 4, 4, 5], kernel_size=5, batchnorm=False, pool_last=True,
                  head=dict(in_dim=5, hidden=6, out_dim=3), train=True)
-    bn = dict(plain, widths=[2, 3, 3, 4, 4], kernel_size=3, batchnorm=True, head=dict(in_dim=4, hidden=5, out_dim=3))
+    bn = dict(plain, widths=[2, 3, 3, 4, 4], kernel_size=3, batchnorm=True,
+              head=dict(in_dim=4, hidden=5, out_dim=3))
     about = ("encoder = refimpl.model.tinynet(in_channels, widths, kernel_size, batchnorm, pool_last) "
              "(conv 'same' padding{bn} -> relu -> maxpool 2 per stage, global average pool), head = "
              "mlp_head(**head) (linear -> relu -> linear); out = head(encoder(x)); parameters named "

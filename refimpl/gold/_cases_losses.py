@@ -120,18 +120,21 @@ def _kernel():
                          "default sigma 0.1 and temperature 0.1"),
         Spec("kernel-wsp-tau0.02", f, _wsp, dict(sigma=0.3, temperature=0.02),
              description="small temperature 0.02, sigma 0.3"),
-        Spec("kernel-wsp-none-sigma1", f, lambda g: _wsp(g, (2, 2, 1, 1, 3)), dict(sigma=1.0, reduction="none"),
+        Spec("kernel-wsp-none-sigma1", f, lambda g: _wsp(g, (2, 2, 1, 1, 3)),
+             dict(sigma=1.0, reduction="none"),
              description="per-anchor losses, two singletons, sigma 1"),
         Spec("kernel-yaware-sum", f, lambda g: _wsp(g, labels=False), dict(sigma=0.2, reduction="sum"),
              description="y-Aware: Gaussian kernel on depth only"),
         Spec("kernel-supcon-mean", f, lambda g: _wsp(g, depth=False), dict(temperature=0.5),
              description="SupCon: Dirac kernel on labels only"),
-        Spec("kernel-wsp-unnormalized", f, lambda g: _wsp(g, scale=0.5), dict(normalize=False, temperature=0.5),
+        Spec("kernel-wsp-unnormalized", f, lambda g: _wsp(g, scale=0.5),
+             dict(normalize=False, temperature=0.5),
              description="normalize=False: similarities are raw dot products"),
         Spec("kernel-official-wsp", f, _wsp_views, dict(variant="official", sigma=0.5),
              description="Guerbet-AI/wsp-contrastive WSPContrastiveLoss: two views, column-normalised "
                          "weights, -(1/N) sum over 2N anchors"),
-        Spec("kernel-official-yaware", f, lambda g: _wsp_views(g, labels=False), dict(variant="official", sigma=0.5),
+        Spec("kernel-official-yaware", f, lambda g: _wsp_views(g, labels=False),
+             dict(variant="official", sigma=0.5),
              description="y-Aware's loss (official, labels=None)"),
     ]
 
@@ -194,7 +197,8 @@ def _drop_z(run):
 def _supcon():
     f = L + "supcon.forward"
     return [
-        Spec("supcon-mean-tau0.07", f, lambda g: _wsp(g, depth=False), dict(temperature=0.07, base_temperature=0.07),
+        Spec("supcon-mean-tau0.07", f, lambda g: _wsp(g, depth=False),
+             dict(temperature=0.07, base_temperature=0.07),
              description="SupCon (Khosla et al. Eq. 2) as HobbitLong/SupContrast, tau = base tau = 0.07"),
         Spec("supcon-sum-tau0.5", f, lambda g: _wsp(g, (2, 1, 3, 2), depth=False),
              dict(temperature=0.5, reduction="sum"), description="no tau / base_tau factor"),
@@ -244,7 +248,8 @@ def _triplet():
         Spec("triplet-none", f, lambda g: _triplets(g, 6, 3, same_positive=False), dict(reduction="none"),
              description="positives with their own labels (margin 2 (d_an - d_ap))"),
         Spec("triplet-sum-population-unnormalized", f, lambda g: _triplets(g, population=12),
-             dict(normalize=False, reduction="sum"), description="Zheng et al.'s unnormalised form, ECDF over a population"),
+             dict(normalize=False, reduction="sum"),
+             description="Zheng et al.'s unnormalised form, ECDF over a population"),
     ]
 
 
@@ -256,7 +261,8 @@ def _regression():
         Spec("regression-l1-sum-2d", f, lambda g: {"pred": _normal(g, 4, 3), "target": _normal(g, 4, 3)},
              dict(kind="l1", reduction="sum"), description="L1 on (N, K)"),
         Spec("regression-huber-none", f, lambda g: {"pred": _normal(g, 8), "target": _normal(g, 8)},
-             dict(kind="huber", delta=0.5, reduction="none"), description="Huber, residuals on both sides of delta"),
+             dict(kind="huber", delta=0.5, reduction="none"),
+             description="Huber, residuals on both sides of delta"),
     ]
 
 
@@ -271,10 +277,12 @@ def _cross_entropy():
     f = L + "cross_entropy.forward"
     return [
         Spec("cross_entropy-mean", f, _logits, description="softmax cross-entropy, as torch's cross_entropy"),
-        Spec("cross_entropy-weighted-smoothing", f, lambda g: _logits(g, weight=True), dict(label_smoothing=0.1),
+        Spec("cross_entropy-weighted-smoothing", f, lambda g: _logits(g, weight=True),
+             dict(label_smoothing=0.1),
              description="class weights (weighted mean) and label smoothing 0.1"),
         Spec("cross_entropy-sum-smoothing", f, _logits, dict(label_smoothing=0.2, reduction="sum")),
-        Spec("cross_entropy-none-weighted", f, lambda g: _logits(g, 5, 3, weight=True), dict(reduction="none")),
+        Spec("cross_entropy-none-weighted", f, lambda g: _logits(g, 5, 3, weight=True),
+             dict(reduction="none")),
     ]
 
 

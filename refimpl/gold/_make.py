@@ -105,12 +105,12 @@ def make(out, seed: int = SEED) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     manifest, files = build(seed)
     try:
-        previous = _store.read_manifest(out)["cases"].values()
-    except (_store.GoldError, KeyError, AttributeError):
+        previous = [entry.get("file") for entry in _store.read_manifest(out)["cases"].values()]
+    except (_store.GoldError, KeyError, AttributeError, TypeError):  # none, or not one of ours
         previous = []
-    for entry in previous:
-        if isinstance(entry, dict) and entry.get("file") not in files:
-            (out / Path(str(entry.get("file"))).name).unlink(missing_ok=True)
+    for name in previous:
+        if isinstance(name, str) and name.endswith(".npz") and name not in files:
+            (out / Path(name).name).unlink(missing_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
     (out / _store.MANIFEST).write_text(_store.dump_json(manifest), encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import zlib
 from typing import Callable
 
 import numpy as np
@@ -132,8 +133,6 @@ def compute(spec: Spec, seed: int) -> tuple:
     The generator is seeded by ``(seed, crc32(name))``: each case draws the
     same numbers whatever other cases exist.
     """
-    import zlib
-
     rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
     arrays = spec.draw(rng)
     kwargs = (full_kwargs(resolve(spec.forward), arrays, spec.kwargs) if spec.fill_defaults

@@ -8,7 +8,8 @@ from . import add_gold_argument, fail
 
 def add_arguments(parser) -> None:
     parser.add_argument("--case", default="*", metavar="PATTERN",
-                        help="case name, name prefix, or shell pattern; commas separate several (default: all)")
+                        help="case name, name prefix or shell pattern, commas between several "
+                             "(default: all)")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the inputs to")
     add_gold_argument(parser)
 

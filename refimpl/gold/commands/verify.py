@@ -9,7 +9,8 @@ from . import add_gold_argument, fail
 
 def add_arguments(parser) -> None:
     parser.add_argument("results", type=Path,
-                        help="an .npz of results (keys <key> in <case>.npz, or <case>/<key>) or a folder of them")
+                        help="an .npz of results (keys <key> in <case>.npz, or <case>/<key>) "
+                             "or a folder of them")
     parser.add_argument("--case", default=None, metavar="PATTERN", help="check only the matching cases")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     add_gold_argument(parser)
