@@ -10,11 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
+from hypothesis import example, given, strategies as st
 
 import refimpl.layers
 import refimpl.losses
 from refimpl import cli, gold
 from refimpl.gold import _make, _spec
+from refimpl.gold._compare import compare_array
 
 import torch_reference
 
@@ -193,6 +195,24 @@ def test_missing_unexpected_misshapen_and_non_float_results_fail_with_their_reas
     nan[1, 2] = np.nan
     result = gold.check("linear", {**good, "dx": nan})
     assert not result.ok and result.worst() == "dx[1, 2]"
+
+
+@given(shape=st.lists(st.integers(1, 4), max_size=3).map(tuple), seed=st.integers(0, 2**32 - 1),
+       n_wrong=st.integers(0, 5), dtype=st.sampled_from(["float64", "float32"]))
+@example(shape=(), seed=0, n_wrong=1, dtype="float64")
+def test_comparison_flags_exactly_the_entries_outside_the_tolerance(shape, seed, n_wrong, dtype):
+    g = np.random.default_rng(seed)
+    want = np.asarray(g.standard_normal(shape))
+    tolerance = {"float64": {"rtol": 1e-9, "atol": 1e-12}, "float32": {"rtol": 1e-3, "atol": 1e-5}}
+    allowed = tolerance[dtype]["atol"] + tolerance[dtype]["rtol"] * np.abs(want)
+    got = np.array(want + g.uniform(-0.5, 0.5, shape) * allowed)  # inside (float32 rounding too)
+    wrong = g.permutation(want.size)[:n_wrong]
+    got.flat[wrong] += g.choice([-1.0, 1.0], len(wrong)) * (2 * allowed.flat[wrong] + 0.01)
+    result = compare_array("x", got.astype(dtype), want, tolerance)
+    assert result.ok == (n_wrong == 0) and result.n_bad == len(wrong)
+    if n_wrong:  # the reported worst entries are wrong ones (a passing array shows its largest errors)
+        reported = [int(np.ravel_multi_index(e.index, shape)) if shape else 0 for e in result.worst]
+        assert set(reported) <= set(wrong.tolist()) and len(reported) == min(len(wrong), 3)
 
 
 def test_fn_must_return_a_mapping():

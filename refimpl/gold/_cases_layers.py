@@ -5,8 +5,9 @@ import math
 
 import numpy as np
 
+from ..layers import batchnorm2d, dropout
 from ..model import Sequential, mlp_head, tinynet
-from ._spec import Spec, run_forward_backward
+from ._spec import Spec, call, run_forward_backward
 
 LY = "refimpl.layers."
 NET = "refimpl.model.Sequential."
@@ -82,20 +83,14 @@ def _batchnorm(g, shape=(4, 3, 3, 2)):
 def _run_batchnorm(spec, arrays, kwargs, dout_for):
     """forward/backward, plus the running statistics PyTorch's update gives in training mode."""
     rows = run_forward_backward(spec, arrays, kwargs, dout_for)
-    if kwargs["train"]:
-        from ..layers import batchnorm2d
-
-        _, cache = batchnorm2d.forward(*(arrays[k] for k in ("x", "gamma", "beta", "running_mean",
-                                                                "running_var")), **kwargs)
-        mean, var = batchnorm2d.new_running_stats(cache)
+    if kwargs["train"]:  # the update reads the forward cache, which the generic run does not return
+        mean, var = batchnorm2d.new_running_stats(call(batchnorm2d.forward, arrays, kwargs)[1])
         rows += [("new_running_mean", "output", mean), ("new_running_var", "output", var)]
     return rows
 
 
 def _run_dropout(spec, arrays, kwargs, dout_for):
     """The mask refimpl draws from ``seed`` is stored as the input ``keep``: out = x * keep / (1 - p)."""
-    from ..layers import dropout
-
     out, mask = dropout.forward(arrays["x"], **kwargs)
     dout = dout_for(out)
     (dx,) = dropout.backward(dout, mask)

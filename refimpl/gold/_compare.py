@@ -123,6 +123,8 @@ class Report:
         return bool(self.cases) and all(c.ok for c in self.cases)
 
     def summary(self) -> str:
+        if not self.cases:
+            return f"FAILED: no results to check ({self.n_gold} gold cases)"
         passed = sum(c.ok for c in self.cases)
         failed = len(self.cases) - passed
         verdict = "OK" if self.ok else "FAILED"
