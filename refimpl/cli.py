@@ -11,6 +11,7 @@ by the commands that need them.
     refimpl bench losses          forward+backward of each loss, refimpl vs PyTorch
     refimpl bench gpu             both, on CuPy vs PyTorch CUDA
     refimpl data gallery          PNG gallery of the synthetic data sets
+    refimpl gold make|export|verify   gold data: regenerate it, export inputs, verify results
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ COMMANDS = {
     },
     "data": {
         "gallery": ("data_synth.gallery", "write a PNG gallery of the synthetic data sets"),
+    },
+    "gold": {
+        "make": ("refimpl.gold.commands.make", "regenerate the gold data bit for bit from its seed"),
+        "export": ("refimpl.gold.commands.export", "write the inputs of gold cases for another framework"),
+        "verify": ("refimpl.gold.commands.verify", "compare saved results with the gold data"),
     },
 }
 

@@ -12,6 +12,8 @@ from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import adacon
 
+import torch_reference
+
 # ----------------------------------------------------------------------------------------------
 # Naive oracles, written straight from the equations with Python loops and floats.
 
@@ -438,31 +440,6 @@ def test_runs_on_every_backend(xpd, variant):
             adacon.ecdf(y, pop, bucket=0.05, kind=kind))
 
 
-def _torch_loss(torch, z, y, scale, population, bucket, variant, reduction):
-    """Independent formulation: dense masks, log_softmax, autograd."""
-    zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
-    zn = torch.nn.functional.normalize(zt, dim=1)
-    yt = torch.tensor(y, dtype=torch.float64)
-    pt = yt if population is None else torch.tensor(population, dtype=torch.float64)
-    keys = yt if bucket is None else torch.floor_divide(yt, bucket)
-    pkeys = torch.sort(pt if bucket is None else torch.floor_divide(pt, bucket)).values
-    right = torch.searchsorted(pkeys, keys, right=True).double()
-    left = torch.searchsorted(pkeys, keys).double()
-    counts = right if variant == "paper" else left + (right - left) / 2
-    n = len(pt)
-    same = keys[:, None] == keys[None, :]
-    eye = torch.eye(len(y), dtype=torch.bool)
-    d = torch.clamp((counts[:, None] - counts[None, :]).abs() * (2 / n), 0, 2)
-    logits = scale * (zn @ zn.T + d * (~same))  # margin only where labels differ, as the code
-    log_prob = torch.log_softmax(logits.masked_fill(eye, float("-inf")), dim=1)
-    pos = same & ~eye
-    n_pos = pos.sum(1)
-    per = -torch.where(pos, log_prob, 0.0).sum(1) / n_pos.clamp(min=1)
-    per = torch.where(n_pos > 0, per, 0.0)
-    out = {"mean": per.mean(), "sum": per.sum(), "none": per}[reduction]
-    return zt, out
-
-
 @pytest.mark.torch
 @given(batches(), st.sampled_from(["paper", "official"]), st.sampled_from(["mean", "sum", "none"]),
        st.booleans())
@@ -475,7 +452,9 @@ def test_equals_torch_autograd(torch, batch, variant, reduction, with_population
     bucket = 0.05 if variant == "official" else None
     loss, cache = adacon.forward(z, y, scale=scale, population=pop, variant=variant,
                                  reduction=reduction)
-    zt, ref = _torch_loss(torch, z, y, scale, pop, bucket, variant, reduction)
+    zt = torch.tensor(z, requires_grad=True)
+    ref = torch_reference.adacon(torch, zt, torch.tensor(y), scale=scale, bucket=bucket, variant=variant,
+                                 population=None if pop is None else torch.tensor(pop), reduction=reduction)
     dout = np.random.default_rng(2).standard_normal(np.shape(loss))
     ref.backward(torch.tensor(dout))
     # atol: a loss that is 0 in exact arithmetic (two rows, one pair) comes out as ~1e-16

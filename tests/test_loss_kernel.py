@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from refimpl import _ops, backend, gradcheck
 from refimpl.losses import kernel, supcon
 
+import torch_reference
+
 # ---------------------------------------------------------------- references
 
 
@@ -416,32 +418,6 @@ def test_runs_on_every_backend(xpd, variant):
     assert supcon.backward(xpd.put(np.float64(1.0)), ids_cache)[0].shape == (6, 2)
 
 
-def _torch_paper(torch, z, labels, depth, sigma, temperature):
-    z = torch.nn.functional.normalize(z, dim=1)
-    m = z.shape[0]
-    eye = torch.eye(m, dtype=torch.bool)
-    log_p = torch.log_softmax((z @ z.T / temperature).masked_fill(eye, float("-inf")), dim=1)
-    log_p = log_p.masked_fill(eye, 0.0)
-    kern = torch.exp(-(depth[:, None] - depth[None, :]) ** 2 / (2 * sigma**2))
-    w = kern * (labels[:, None] == labels[None, :]) * ~eye
-    total = w.sum(dim=1, keepdim=True)
-    w = torch.where(total > 0, w / torch.where(total > 0, total, 1.0), 0.0)
-    return -(w * log_p).sum(dim=1)
-
-
-def _torch_official(torch, z, labels, depth, sigma, temperature):
-    n = z.shape[0] // 2
-    z_i = torch.nn.functional.normalize(z[:n], p=2, dim=-1)
-    z_j = torch.nn.functional.normalize(z[n:], p=2, dim=-1)
-    big = 1e8 * torch.eye(n, dtype=z.dtype)
-    sim = torch.cat([torch.cat([z_i @ z_i.T / temperature - big, z_i @ z_j.T / temperature], dim=1),
-                     torch.cat([z_j @ z_i.T / temperature, z_j @ z_j.T / temperature - big], dim=1)])
-    mask = (labels[:, None] == labels[None, :]).to(z.dtype) * (1 - torch.eye(2 * n, dtype=z.dtype))
-    w = torch.exp(-(depth[:, None] - depth[None, :]) ** 2 / (2 * sigma**2)) * mask
-    w = w / w.sum(dim=1)
-    return -1.0 / n * (torch.log_softmax(sim, dim=1) * w).sum()
-
-
 @pytest.mark.torch
 @pytest.mark.parametrize("variant", ["paper", "official"])
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # torch is a module
@@ -459,8 +435,9 @@ def test_equals_torch_autograd(torch, variant, data, weights):
                                  temperature=case["temperature"], variant=variant, reduction=reduction)
     (dz,) = kernel.backward(dout, cache)
     zt = torch.tensor(z, requires_grad=True)
-    ref = (_torch_official if variant == "official" else _torch_paper)(
-        torch, zt, torch.tensor(labels), torch.tensor(depth), case["sigma"], case["temperature"])
+    ref = torch_reference.kernel(torch, zt, labels=torch.tensor(labels), depth=torch.tensor(depth),
+                                 sigma=case["sigma"], temperature=case["temperature"], variant=variant,
+                                 reduction=reduction)
     (ref * torch.tensor(dout)).sum().backward()
     np.testing.assert_allclose(loss, ref.detach().numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dz, zt.grad.numpy(), rtol=1e-10, atol=1e-10)

@@ -12,6 +12,8 @@ from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import margin as M
 
+import torch_reference
+
 #: half-width of the band around the paper's hinge (d = m) that drawn pairs avoid
 KINK_GAP = 0.05
 
@@ -253,26 +255,13 @@ def test_official_accepts_margin_above_two():
     assert np.isfinite(float(M.forward(**GOOD, margin=3.0, variant="official")[0]))
 
 
-def _torch_loss(torch, a, b, same, margin, variant, reduction, normalize):
-    """Independent autograd formulation: Eq. 1 with d = 1 - cos, or the authors' code."""
-    F = torch.nn.functional
-    if variant == "official":
-        s = F.cosine_similarity(a, b)
-        return torch.mean((1 - same) * s ** 2 + same * torch.clamp(margin - s, min=0.0) ** 2)
-    if normalize:
-        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    d = 1 - (a * b).sum(dim=1)
-    per = same * d + (1 - same) * torch.relu(margin - d)
-    return {"mean": per.mean, "sum": per.sum, "none": lambda: per}[reduction]()
-
-
 @pytest.mark.torch
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(cases())
 def test_equals_torch_autograd(torch, case):
     a, b, same, opts = _split(case)
     ta, tb = (torch.tensor(x, requires_grad=True) for x in (a, b))
-    t_loss = _torch_loss(torch, ta, tb, torch.tensor(same, dtype=torch.float64), **opts)
+    t_loss = torch_reference.margin(torch, ta, tb, torch.tensor(same), **opts)
     dout = np.linspace(0.5, 1.5, len(a)) if opts["reduction"] == "none" else np.asarray(1.3)
     t_loss.backward(torch.tensor(dout))
     loss, cache = M.forward(a, b, same, **opts)

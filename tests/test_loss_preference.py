@@ -13,6 +13,8 @@ from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import preference as P
 
+import torch_reference
+
 
 def _unit(v):
     norm = math.sqrt(sum(x * x for x in v))
@@ -29,8 +31,6 @@ def naive(u_i, u_j, refs, prefer_i, variant="paper", reduction="mean", normalize
     values = []
     for k in range(n):
         members = (refs if refs.ndim == 2 else refs[k]).tolist()
-        if paper and normalize:
-            members = [_unit(r) for r in members]
         anchor = [sum(col) / len(members) for col in zip(*members)]
         sims = []
         for u in (u_i[k].tolist(), u_j[k].tolist()):
@@ -195,14 +195,17 @@ def test_invariances(case, scale, seed):
         np.testing.assert_allclose(scaled, loss, rtol=1e-10, atol=1e-12)
 
 
-def test_anchor_normalisation_decision():
-    """Paper: each reference normalised before averaging; official: the raw mean."""
+def test_anchor_is_the_plain_mean_of_the_references():
+    """Both variants: the anchor is the raw mean (ConPro Sec. 4), so refs can be replaced by it,
+    a longer reference pulls the anchor its way, and scaling all references changes nothing."""
     u_i, u_j, refs, prefer = make_inputs(3, 4, 3, True, seed=2, variant="official")
     stretched = refs * np.array([[10.0], [1.0], [1.0]])  # one reference 10x longer
-    paper = [float(P.forward(u_i, u_j, r, prefer)[0]) for r in (refs, stretched)]
-    official = [float(P.forward(u_i, u_j, r, prefer, variant="official")[0]) for r in (refs, stretched)]
-    assert paper[0] == pytest.approx(paper[1], rel=1e-12)
-    assert abs(official[0] - official[1]) > 1e-3
+    for variant in ("paper", "official"):
+        loss = lambda r: float(P.forward(u_i, u_j, r, prefer, variant=variant)[0])  # noqa: E731
+        assert loss(refs.mean(axis=0, keepdims=True)) == pytest.approx(loss(refs), rel=1e-12)
+        assert loss(stretched.mean(axis=0, keepdims=True)) == pytest.approx(loss(stretched), rel=1e-12)
+        assert abs(loss(stretched) - loss(refs)) > 1e-3
+        assert loss(7.0 * refs) == pytest.approx(loss(refs), rel=1e-12)
 
 
 def test_shared_refs_equal_tiled_per_pair_refs():
@@ -321,30 +324,13 @@ def test_bad_input_raises(change, opts, error, match):
         P.forward(**dict(GOOD, **change), **opts)
 
 
-def _torch_loss(torch, u_i, u_j, refs, prefer, variant, reduction, normalize):
-    """Independent autograd formulation: Eq. 3-4 with logsigmoid, or the authors' call."""
-    F = torch.nn.functional
-    if variant == "official":
-        ref = refs.mean(dim=-2).expand_as(u_i)
-        gap = F.cosine_similarity(u_i, ref) - F.cosine_similarity(u_j, ref)
-        return torch.nn.NLLLoss()(torch.nn.Sigmoid()(gap), prefer[0].long())
-    if normalize:
-        refs, u_i, u_j = (F.normalize(x, dim=-1) for x in (refs, u_i, u_j))
-    anchor = refs.mean(dim=-2)
-    if normalize:
-        anchor = F.normalize(anchor, dim=-1)
-    r_i, r_j = 1 - (u_i * anchor).sum(-1), 1 - (u_j * anchor).sum(-1)
-    per = -(prefer * F.logsigmoid(r_i - r_j) + (1 - prefer) * F.logsigmoid(r_j - r_i))
-    return {"mean": per.mean, "sum": per.sum, "none": lambda: per}[reduction]()
-
-
 @pytest.mark.torch
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(cases())
 def test_equals_torch_autograd(torch, case):
     args, opts = _split(case)
     leaves = [torch.tensor(x, requires_grad=True) for x in args[:3]]
-    t_loss = _torch_loss(torch, *leaves, torch.tensor(args[3]), **opts)
+    t_loss = torch_reference.preference(torch, *leaves, torch.tensor(args[3]), **opts)
     dout = np.linspace(0.5, 1.5, len(args[0])) if opts["reduction"] == "none" else np.asarray(1.3)
     t_loss.backward(torch.tensor(dout))
     loss, cache = P.forward(*args, **opts)

@@ -20,7 +20,7 @@ def margin(a, b, same, margin=2.0):
 
 def preference(u_i, u_j, refs, prefer_i):
     """ConPro Eq. 3-4: Bradley-Terry NLL with reward = cosine distance to the mean reference."""
-    anchor = F.normalize(refs, dim=1).mean(dim=0, keepdim=True)  # (1, D)
+    anchor = refs.mean(dim=0, keepdim=True)  # (1, D)
     r_i = 1 - F.cosine_similarity(F.normalize(u_i, dim=1), anchor, dim=1, eps=0.0)
     r_j = 1 - F.cosine_similarity(F.normalize(u_j, dim=1), anchor, dim=1, eps=0.0)
     return -(prefer_i * F.logsigmoid(r_i - r_j) + (1 - prefer_i) * F.logsigmoid(r_j - r_i)).mean()

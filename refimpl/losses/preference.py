@@ -24,12 +24,15 @@ the more severe sample of a pair is the preferred one (larger distance).
   gradients flow into the references. ``reduction`` must be "mean" (the code's
   own) and ``normalize`` True.
 
-Decision on the paper variant's anchor: with ``normalize=True`` each reference
-is L2-normalised *before* averaging (the paper compares embeddings by cosine
-only, so a reference's norm carries no meaning and each of the n vectors counts
-equally), then the mean is normalised as any embedding. With
-``normalize=False`` nothing is normalised: the cosine becomes a dot product with
-the plain mean of the references.
+Anchor (both variants): the plain mean of the ``R`` raw reference embeddings,
+as ConPro Sec. 4 says ("We randomly chose n vectors in the normal class to get
+the mean of these vectors") and the authors' code computes; the reward is the
+cosine distance (paper) or similarity (official) between an embedding and that
+mean, as Eq. 3-4 read, so a longer reference weighs more in the anchor. To let
+each reference count equally whatever its norm, pass L2-normalised references
+(:func:`refimpl.losses._common.l2_normalize`, and chain its backward into
+``drefs``). With ``normalize=False`` nothing is normalised: the cosine becomes
+a dot product with the mean of the references.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
 
     .. math::
 
-        \\pi_0 = \\frac{1}{R} \\sum_{r=1}^{R} \\hat v_r, \\qquad
+        \\pi_0 = \\frac{1}{R} \\sum_{r=1}^{R} v_r, \\qquad
         r^*(u) = d_{\\cos}(u, \\pi_0) = 1 - \\frac{u^\\top \\pi_0}{\\lVert u\\rVert\\,\\lVert \\pi_0\\rVert}
 
         \\ell_k = -\\big[p_k \\log \\sigma(r^*_{ik} - r^*_{jk})
@@ -101,8 +104,11 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
     >>> round(float(loss), 4)                          # -log sigma(1 - 0)
     0.3133
     >>> du_i, du_j, drefs = backward(1.0, cache)       # u_i pushed off the anchor
-    >>> du_i.round(4).tolist(), drefs.round(4).tolist()
-    ([[0.1345, 0.1345]], [[0.0, -0.1345], [0.1345, 0.0]])
+    >>> du_i.round(4).tolist(), drefs.round(4).tolist()  # each reference: half the anchor's
+    ([[0.1345, 0.1345]], [[0.1345, -0.1345], [0.1345, -0.1345]])
+    >>> longer = np.array([[3.0, 0.0], [0.0, 1.0]])     # plain mean: anchor along (3, 1)
+    >>> round(float(forward(u_i, u_j, longer, np.array([1.0]))[0]), 4)  # -log sigma(0.4472)
+    0.4943
     >>> official, _ = forward(u_i, u_j, refs, np.array([0.0]), variant="official")
     >>> round(float(official), 4)                      # -sigmoid(s_i - s_j)[0] = -sigma(0 - 1)
     -0.2689
@@ -112,8 +118,7 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
     paper = variant == "paper"
     ui_hat, ui_cache = maybe_normalize(u_i, normalize)
     uj_hat, uj_cache = maybe_normalize(u_j, normalize)
-    refs_hat, refs_cache = maybe_normalize(refs, normalize and paper)
-    anchor, anchor_cache = maybe_normalize(xp.mean(refs_hat, axis=-2), normalize)  # (D,) or (N, D)
+    anchor, anchor_cache = maybe_normalize(xp.mean(refs, axis=-2), normalize)  # (D,) or (N, D)
     sim_i = xp.sum(ui_hat * anchor, axis=-1)  # (N,)
     sim_j = xp.sum(uj_hat * anchor, axis=-1)  # (N,)
     gap = sim_j - sim_i  # = r_i - r_j with r = 1 - sim
@@ -127,8 +132,8 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
         read = _nll_read_weights(p, prob)
         loss, reduce_cache = reduce(-read * prob, "sum")  # = -prob[label_0]
         dper_dgap = read * prob * (1 - prob)
-    cache = (ui_hat, uj_hat, anchor, refs_hat, ui_cache, uj_cache, anchor_cache, refs_cache,
-             dper_dgap, reduce_cache)
+    cache = (ui_hat, uj_hat, anchor, tuple(refs.shape), ui_cache, uj_cache, anchor_cache, dper_dgap,
+             reduce_cache)
     return loss, cache
 
 
@@ -138,13 +143,12 @@ def backward(dout, cache):
     With ``g = r_i - r_j = s_j - s_i`` and ``dg_k = dout_k * dl_k/dg_k``:
     ``du_i_hat = -dg a`` and ``du_j_hat = dg a`` with ``a`` the normalised
     anchor, ``da = dg (u_j_hat - u_i_hat)`` (summed over pairs for shared
-    references), then back through the anchor's normalisation, the mean (each
-    reference gets ``1/R`` of it) and the references' normalisation. ``dout``:
+    references), then back through the anchor's normalisation and the mean
+    (each reference gets ``1/R`` of it). ``dout``:
     a 0-d array or a Python number for "mean"/"sum", an (N,) array for "none".
     Ignore ``drefs`` to hold the anchor fixed.
     """
-    (ui_hat, uj_hat, anchor, refs_hat, ui_cache, uj_cache, anchor_cache, refs_cache,
-     dper_dgap, reduce_cache) = cache
+    ui_hat, uj_hat, anchor, refs_shape, ui_cache, uj_cache, anchor_cache, dper_dgap, reduce_cache = cache
     xp = backend.namespace(ui_hat)
     dgap = reduce_backward(dout, reduce_cache) * dper_dgap  # (N,)
     dgap = xp.expand_dims(dgap, axis=-1)  # (N, 1)
@@ -154,10 +158,9 @@ def backward(dout, cache):
     if anchor.ndim == 1:  # one anchor shared by every pair
         danchor = xp.sum(danchor, axis=0)  # (D,)
     dmean = maybe_normalize_backward(danchor, anchor_cache)  # (D,) or (N, D)
-    n_refs = refs_hat.shape[-2]
-    # (1, D) or (N, 1, D) spread over the R references: (R, D) or (N, R, D)
-    drefs_hat = xp.expand_dims(dmean, axis=-2) / n_refs + xp.zeros_like(refs_hat)
-    return du_i, du_j, maybe_normalize_backward(drefs_hat, refs_cache)
+    # (1, D) or (N, 1, D) spread over the R references: (R, D) or (N, R, D), a new array
+    drefs = xp.broadcast_to(xp.expand_dims(dmean, axis=-2) / refs_shape[-2], refs_shape)
+    return du_i, du_j, xp.asarray(drefs, copy=True)
 
 
 def bradley_terry_nll(g, p):
