@@ -55,8 +55,6 @@ def _features(name, x, n_features=None) -> np.ndarray:
     check_array(name, x, ndim=2, floating=False)
     if x.dtype.kind not in "iuf":
         raise TypeError(f"{name} must have a real (integer or floating) dtype, got {x.dtype}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one sample (row), got shape {x.shape}")
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(f"{name} has {x.shape[1]} features (columns), the probe was fitted on {n_features}")
     return x.astype(np.float64)

@@ -366,7 +366,7 @@ X, Y = np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 1, 2, 0, 1
     (lambda: fit_logistic(X, Y, class_weight="auto"), "class_weight must be None, 'balanced'"),
     (lambda: fit_logistic(X, Y, class_weight=np.ones(2)), "class_weight must have shape"),
     (lambda: fit_logistic(X, Y).predict(X[:, :2]), "x has 2 features .* fitted on 3"),
-    (lambda: fit_logistic(np.zeros((0, 3)), np.zeros(0, int)), "at least one sample"),
+    (lambda: fit_logistic(np.zeros((0, 3)), np.zeros(0, int)), "x must not be empty"),
     (lambda: fit_ridge(X, Y[:4] * 1.0), "y has 4 rows"),
     (lambda: fit_ridge(X, Y, alpha=-1.0), "alpha must be a finite number > 0"),
     (lambda: fit_ridge(X, np.array(["a"] * 6)), "y must have a real"),
