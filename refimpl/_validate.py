@@ -17,6 +17,8 @@ ValueError: z must have 3 dimensions, got shape (3, 2)
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -191,3 +193,54 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return value
+
+
+class Output(NamedTuple):
+    """What a backward pass needs to check ``dout``: its forward output's shape, dtype, namespace, device."""
+
+    shape: tuple
+    dtype: object
+    xp: ModuleType
+    device: object
+
+
+def output_of(out, shape=None) -> Output:
+    """The :class:`Output` of array ``out`` (or of an array like it with ``shape``)."""
+    return Output(tuple(out.shape) if shape is None else tuple(shape), out.dtype, backend.namespace(out),
+                  backend.device(out))
+
+
+def check_dout(dout, output: Output):
+    """The upstream gradient of ``output``: an array of its shape, dtype, namespace and device, finite.
+
+    A Python number is accepted for a scalar output (and moved there);
+    nothing is broadcast or cast.
+
+    >>> import numpy as np
+    >>> check_dout(np.ones(6), output_of(np.zeros(())))
+    Traceback (most recent call last):
+    ...
+    ValueError: dout must have shape (), the shape of the forward output, got (6,)
+    """
+    if isinstance(dout, (int, float)) and not isinstance(dout, bool):
+        if output.shape != ():
+            raise ValueError(f"dout must be an array of shape {output.shape}, the shape of the forward "
+                             "output, got a number")
+        if not math.isfinite(dout):
+            raise ValueError(f"dout must be finite, got {dout!r}")
+        return backend.asarray(dout, xp=output.xp, dev=output.device, dtype=output.dtype)
+    if not _is_array(dout):
+        raise TypeError(f"dout must be an array or a Python number, got {type(dout).__name__}")
+    if backend.namespace(dout) is not output.xp:
+        raise TypeError(f"dout must be an array of the forward output's namespace ({output.xp.__name__}), "
+                        f"got {type(dout).__module__}.{type(dout).__name__}")
+    if backend.device(dout) != output.device:
+        raise ValueError(f"dout is on device {backend.device(dout)}, the forward output on {output.device}")
+    if tuple(dout.shape) != output.shape:
+        raise ValueError(f"dout must have shape {output.shape}, the shape of the forward output, "
+                         f"got {tuple(dout.shape)}")
+    if dout.dtype != output.dtype:
+        raise TypeError(f"dout has dtype {dout.dtype}, expected the dtype of the forward output ({output.dtype})")
+    if not bool(output.xp.all(output.xp.isfinite(dout))):
+        raise ValueError("dout must be finite (no NaN or inf)")
+    return dout

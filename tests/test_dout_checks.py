@@ -28,8 +28,8 @@ LOSSES = {
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("dout, error, message", [
-    (np.ones(6), ValueError, r"dout must have shape \(\), the shape of the loss, got \(6,\)"),
-    (np.ones((), np.float32), TypeError, r"dout has dtype float32, expected the dtype of the loss \(float64\)"),
+    (np.ones(6), ValueError, r"dout must have shape \(\), the shape of the forward output, got \(6,\)"),
+    (np.ones((), np.float32), TypeError, r"dout has dtype float32, expected the dtype of the forward output \(float64\)"),
     (np.array(np.nan), ValueError, "dout must be finite"),
     (float("inf"), ValueError, "dout must be finite"),
     ([1.0], TypeError, "dout must be an array or a Python number, got list"),
@@ -58,5 +58,48 @@ def test_per_sample_losses_need_a_matching_array(name):
 def test_dout_from_another_namespace_is_refused():
     strict = pytest.importorskip("array_api_strict")
     _, cache = kernel.forward(strict.asarray(Z), labels=strict.asarray(LABELS))
-    with pytest.raises(TypeError, match="dout must be an array of the loss's namespace"):
+    with pytest.raises(TypeError, match="dout must be an array of the forward output.s namespace"):
         kernel.backward(np.ones(()), cache)
+
+
+# --- layers ----------------------------------------------------------------------------------
+
+from refimpl.layers import (avgpool2d, batchnorm2d, conv2d, dropout, flatten, global_avg_pool,  # noqa: E402
+                            linear, maxpool2d, relu)
+
+X4 = GEN.standard_normal((2, 2, 4, 4))
+LAYERS = {
+    "conv2d": (conv2d, lambda: conv2d.forward(X4, GEN.standard_normal((3, 2, 3, 3)), np.zeros(3), padding=1)),
+    "conv2d naive": (None, lambda: conv2d.forward_naive(X4, GEN.standard_normal((3, 2, 3, 3)), None)),
+    "linear": (linear, lambda: linear.forward(Z, GEN.standard_normal((4, 3)), None)),
+    "relu": (relu, lambda: relu.forward(X4)),
+    "dropout": (dropout, lambda: dropout.forward(X4, p=0.5, train=True, seed=0)),
+    "dropout eval": (dropout, lambda: dropout.forward(X4, p=0.5, train=False)),
+    "flatten": (flatten, lambda: flatten.forward(X4)),
+    "global_avg_pool": (global_avg_pool, lambda: global_avg_pool.forward(X4)),
+    "avgpool2d": (avgpool2d, lambda: avgpool2d.forward(X4)),
+    "maxpool2d": (maxpool2d, lambda: maxpool2d.forward(X4)),
+    "batchnorm2d": (batchnorm2d, lambda: batchnorm2d.forward(X4, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2),
+                                                             train=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_backward_checks_dout(name):
+    module, forward = LAYERS[name]
+    backward = conv2d.backward_naive if module is None else module.backward
+    out, cache = forward()
+    with pytest.raises(ValueError, match=r"dout must have shape \(.*\), the shape of the forward output"):
+        backward(np.ones(out.shape + (1,)), cache)
+    with pytest.raises(ValueError, match="dout must be an array of shape"):
+        backward(1.0, cache)
+    with pytest.raises(TypeError, match="dout has dtype float32"):
+        backward(np.ones(out.shape, np.float32), cache)
+    bad = np.ones(out.shape)
+    bad.flat[0] = np.nan
+    with pytest.raises(ValueError, match="dout must be finite"):
+        backward(bad, cache)
+    with pytest.raises(TypeError, match="dout must be an array or a Python number, got list"):
+        backward(np.ones(out.shape).tolist(), cache)
+    grads = backward(np.ones(out.shape), cache)
+    assert grads[0].shape == X4.shape or grads[0].shape == Z.shape

@@ -91,10 +91,10 @@ def _run_batchnorm(spec, arrays, kwargs, dout_for):
 
 def _run_dropout(spec, arrays, kwargs, dout_for):
     """The mask refimpl draws from ``seed`` is stored as the input ``keep``: out = x * keep / (1 - p)."""
-    out, mask = dropout.forward(arrays["x"], **kwargs)
+    out, cache = dropout.forward(arrays["x"], **kwargs)
     dout = dout_for(out)
-    (dx,) = dropout.backward(dout, mask)
-    return [("x", "input", arrays["x"]), ("keep", "input", mask != 0), ("dout", "dout", dout),
+    (dx,) = dropout.backward(dout, cache)
+    return [("x", "input", arrays["x"]), ("keep", "input", cache.mask != 0), ("dout", "dout", dout),
             ("out", "output", out), ("dx", "grad", dx)]
 
 

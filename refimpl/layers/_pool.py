@@ -5,7 +5,20 @@ Conventions follow ``torch.nn.functional``: ``stride`` defaults to
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _ops, _validate
+
+
+class WindowCache(NamedTuple):
+    """The pooling geometry; max pooling adds the position of each maximum."""
+
+    x_shape: tuple
+    kernel_size: int
+    stride: int
+    padding: int
+    output: _validate.Output
+    argmax: object = None    # (C, OH, OW, N) int32 offset of the maximum in its window (max pooling)
 
 
 def _window_args(x, kernel_size, stride, padding):

@@ -8,8 +8,8 @@ defaults to ``kernel_size``, padding at most half the kernel,
 """
 from __future__ import annotations
 
-from .. import _ops, backend
-from ._pool import _window_args
+from .. import _ops, _validate, backend
+from ._pool import WindowCache, _window_args
 
 
 def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int = 0):
@@ -29,7 +29,8 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
     xp = backend.namespace(x)
     cols = _ops.im2col(x, (k, k), stride=stride, padding=padding)  # (C, K, K, OH, OW, N)
-    return _ops.batch_first(xp.mean(cols, axis=(1, 2))), (tuple(x.shape), k, stride, padding)
+    out = _ops.batch_first(xp.mean(cols, axis=(1, 2)))
+    return out, WindowCache(tuple(x.shape), k, stride, padding, _validate.output_of(out))
 
 
 def backward(dout, cache):
@@ -45,8 +46,9 @@ def backward(dout, cache):
     >>> backward(np.array([[[[4.0, 8.0]]]]), cache)[0].tolist()
     [[[[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]]]
     """
-    x_shape, k, stride, padding = cache
+    dout = _validate.check_dout(dout, cache.output)
     xp = backend.namespace(dout)
     n, c, oh, ow = dout.shape
+    k = cache.kernel_size
     dcols = xp.broadcast_to(_ops.batch_last(dout)[:, None, None, ...] / (k * k), (c, k, k, oh, ow, n))
-    return (_ops.col2im(dcols, x_shape, stride=stride, padding=padding),)
+    return (_ops.col2im(dcols, cache.x_shape, stride=cache.stride, padding=cache.padding),)

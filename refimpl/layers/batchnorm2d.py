@@ -7,9 +7,28 @@ statistics. Nothing is mutated: the running statistics come back as new arrays.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _validate, backend
 
 _AXES = (0, 2, 3)
+
+
+class Cache(NamedTuple):
+    """backward needs x_hat, gamma and 1/std; the running update needs the batch statistics."""
+
+    x_hat: object            # (N, C, H, W)
+    gamma: object            # (C,)
+    inv_std: object          # (C,)
+    train: bool
+    mean: object             # (C,) the batch mean (training) or running_mean (evaluation)
+    scale: object            # (C,) s of the batch variance s**2 v (training), else None
+    scaled_var: object       # (C,) v (training), else None
+    count: int               # m = N H W values per channel
+    running_mean: object
+    running_var: object
+    momentum: float
+    output: _validate.Output
 
 
 def _channel(xp, v):
@@ -89,15 +108,14 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
         centred = x - _channel(xp, mean)
         s, v = _scaled_variance(centred)  # biased variance s**2 v: normalises the batch
         inv_std = 1.0 / _std(s, v, eps)
-        stats = (mean, s, v, m, running_mean, running_var, momentum)
     else:
-        centred = x - _channel(xp, running_mean)
+        mean, s, v = running_mean, None, None
+        centred = x - _channel(xp, mean)
         inv_std = 1.0 / xp.sqrt(running_var + eps)
-        stats = (running_mean, None, None, m, running_mean, running_var, momentum)
     x_hat = centred * _channel(xp, inv_std)
     out = x_hat * _channel(xp, gamma) + _channel(xp, beta)
-    # backward needs x_hat, gamma and 1/std; the running update needs the batch statistics.
-    return out, (x_hat, gamma, inv_std, train, stats)
+    return out, Cache(x_hat, gamma, inv_std, train, mean, s, v, m, running_mean, running_var, momentum,
+                      _validate.output_of(out))
 
 
 def _scaled_variance(centred):
@@ -147,14 +165,14 @@ def backward(dout, cache):
     >>> dx.ravel().round(4).tolist(), dgamma.round(4).tolist(), dbeta.tolist()
     ([0.2683, -0.3578, -0.0894, 0.1789], [-1.3416], [1.0])
     """
-    x_hat, gamma, inv_std, train, _ = cache
+    dout = _validate.check_dout(dout, cache.output)
+    x_hat, m = cache.x_hat, cache.count
     xp = backend.namespace(dout, x_hat)
     dbeta = xp.sum(dout, axis=_AXES)
     dgamma = xp.sum(dout * x_hat, axis=_AXES)
-    scale = _channel(xp, gamma * inv_std)
-    if not train:
+    scale = _channel(xp, cache.gamma * cache.inv_std)
+    if not cache.train:
         return dout * scale, dgamma, dbeta
-    m = x_hat.shape[0] * x_hat.shape[2] * x_hat.shape[3]
     dx = (dout - _channel(xp, dbeta / m) - x_hat * _channel(xp, dgamma / m)) * scale
     return dx, dgamma, dbeta
 
@@ -177,14 +195,15 @@ def new_running_stats(cache):
     >>> [v.tolist() for v in new_running_stats(cache)]
     [[0.5], [1.5]]
     """
-    mean, s, v, m, running_mean, running_var, momentum = cache[4]
-    if not cache[3]:
+    running_mean, running_var, momentum = cache.running_mean, cache.running_var, cache.momentum
+    if not cache.train:
         return running_mean, running_var
-    xp = backend.namespace(v)
-    unbiased = v * (m / (m - 1))  # var = s * (s * unbiased), formed only if it fits the dtype
+    s, m = cache.scale, cache.count
+    xp = backend.namespace(s)
+    unbiased = cache.scaled_var * (m / (m - 1))  # var = s * (s * unbiased), formed only if it fits the dtype
     s_large = xp.where(s >= 1, s, xp.ones_like(s))  # below 1, s * s * unbiased < 2 fits any dtype
-    if bool(xp.any(s_large * unbiased > xp.finfo(v.dtype).max / s_large)):
-        raise ValueError(f"the batch variance of a channel exceeds the largest {v.dtype} value, so the "
+    if bool(xp.any(s_large * unbiased > xp.finfo(s.dtype).max / s_large)):
+        raise ValueError(f"the batch variance of a channel exceeds the largest {s.dtype} value, so the "
                          "running variance cannot be stored: rescale the input or use float64")
-    return ((1 - momentum) * running_mean + momentum * mean,
+    return ((1 - momentum) * running_mean + momentum * cache.mean,
             (1 - momentum) * running_var + momentum * (s * (s * unbiased)))

@@ -11,7 +11,34 @@ against each other.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _ops, _validate, backend
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs: x is not kept and nothing is recomputed."""
+
+    cols: object             # (C*KH*KW, OH*OW*N) window columns of x, for dw
+    w: object                # (F, C, KH, KW), for dx
+    x_shape: tuple
+    has_b: bool
+    stride: int
+    padding: int
+    input_grad: bool         # False: no dx
+    output: _validate.Output
+
+
+class NaiveCache(NamedTuple):
+    """What :func:`backward_naive` needs: the zero-padded input and the filters."""
+
+    xpad: object             # (N, C, H + 2P, W + 2P)
+    w: object
+    has_b: bool
+    stride: int
+    padding: int
+    input_grad: bool
+    output: _validate.Output
 
 
 def _check(x, w, b, stride, padding, input_grad):
@@ -78,11 +105,9 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: bool = Tr
     out = xp.reshape(w, (f, c * kh * kw)) @ cols  # (F, CKK) @ (CKK, P*N) -> (F, P*N)
     if b is not None:
         out += xp.reshape(b, (f, 1))
-    # backward needs the columns (for dw) and w (for dx); x itself is not kept and
-    # nothing is recomputed (the window gradients are a new product, not a cached one).
-    cache = (cols, w, tuple(x.shape), b is not None, stride, padding, input_grad)
     # (F, OH, OW, N) -> (N, F, OH, OW): a transposed view, no copy
-    return _ops.batch_first(xp.reshape(out, (f, oh, ow, n))), cache
+    out = _ops.batch_first(xp.reshape(out, (f, oh, ow, n)))
+    return out, Cache(cols, w, tuple(x.shape), b is not None, stride, padding, input_grad, _validate.output_of(out))
 
 
 def backward(dout, cache):
@@ -117,7 +142,8 @@ def backward(dout, cache):
     >>> dx is None, dw.tolist()
     (True, [[[[20.0, 24.0], [36.0, 40.0]]]])
     """
-    cols, w, x_shape, has_b, stride, padding, input_grad = cache
+    dout = _validate.check_dout(dout, cache.output)
+    w = cache.w
     xp = backend.namespace(dout, w)
     n, f, oh, ow = dout.shape
     _, c, kh, kw = w.shape
@@ -125,13 +151,14 @@ def backward(dout, cache):
     dout2 = xp.reshape(_ops.batch_last(dout), (f, oh * ow * n))
     # (CKK, P*N) @ (P*N, F) -> (CKK, F), then transposed: the same product as
     # dout2 @ cols.T, but OpenBLAS runs this operand order 2-7x faster here.
-    dw = xp.permute_dims(cols @ xp.permute_dims(dout2, (1, 0)), (1, 0))
-    db = xp.sum(dout2, axis=1) if has_b else None
-    if not input_grad:
+    dw = xp.permute_dims(cache.cols @ xp.permute_dims(dout2, (1, 0)), (1, 0))
+    db = xp.sum(dout2, axis=1) if cache.has_b else None
+    if not cache.input_grad:
         return None, xp.reshape(dw, w.shape), db
     # (CKK, F) @ (F, P*N) -> (CKK, P*N): gradient of every window, scattered back
     dcols = xp.permute_dims(xp.reshape(w, (f, c * kh * kw)), (1, 0)) @ dout2
-    dx = _ops.col2im(xp.reshape(dcols, (c, kh, kw, oh, ow, n)), x_shape, stride=stride, padding=padding)
+    dx = _ops.col2im(xp.reshape(dcols, (c, kh, kw, oh, ow, n)), cache.x_shape, stride=cache.stride,
+                     padding=cache.padding)
     return dx, xp.reshape(dw, w.shape), db
 
 
@@ -175,8 +202,8 @@ def forward_naive(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: boo
             value = xp.sum(window[:, None, ...] * w[None, ...], axis=(2, 3, 4))  # (N, F)
             row.append(value if b is None else value + b)
         rows.append(xp.stack(row, axis=-1))  # (N, F, OW)
-    cache = (xpad, w, b is not None, stride, padding, input_grad)
-    return xp.stack(rows, axis=-2), cache  # (N, F, OH, OW)
+    out = xp.stack(rows, axis=-2)  # (N, F, OH, OW)
+    return out, NaiveCache(xpad, w, b is not None, stride, padding, input_grad, _validate.output_of(out))
 
 
 def backward_naive(dout, cache):
@@ -194,7 +221,8 @@ def backward_naive(dout, cache):
     >>> [g.tolist() for g in backward_naive(np.array([[[[1.0, -1.0]]]]), cache)]
     [[[[[3.0, -3.0]]]], [[[[-1.0]]]], [0.0]]
     """
-    xpad, w, has_b, stride, padding, input_grad = cache
+    dout = _validate.check_dout(dout, cache.output)
+    xpad, w, stride, padding = cache.xpad, cache.w, cache.stride, cache.padding
     xp = backend.namespace(dout, w)
     _, _, kh, kw = w.shape
     dxpad = xp.zeros_like(xpad)
@@ -207,6 +235,6 @@ def backward_naive(dout, cache):
             dxpad[:, :, rows, columns] = dxpad[:, :, rows, columns] + xp.sum(
                 g[:, :, None, None, None] * w[None, ...], axis=1)
     h, wd = xpad.shape[2] - 2 * padding, xpad.shape[3] - 2 * padding
-    dx = dxpad[:, :, padding:padding + h, padding:padding + wd] if input_grad else None
-    db = xp.sum(dout, axis=(0, 2, 3)) if has_b else None
+    dx = dxpad[:, :, padding:padding + h, padding:padding + wd] if cache.input_grad else None
+    db = xp.sum(dout, axis=(0, 2, 3)) if cache.has_b else None
     return dx, dw, db

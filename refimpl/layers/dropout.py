@@ -1,7 +1,16 @@
 """Inverted dropout (Srivastava et al. 2014) with a host-drawn, seeded mask."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _validate, backend
+
+
+class Cache(NamedTuple):
+    """The scaled mask ``r / (1 - p)`` (None when nothing is dropped)."""
+
+    mask: object
+    output: _validate.Output
 
 
 def forward(x, *, p: float, train: bool, seed=None):
@@ -22,7 +31,7 @@ def forward(x, *, p: float, train: bool, seed=None):
     Returns
     -------
     out : array, shape of ``x``
-    cache : the scaled mask (None when nothing is dropped)
+    cache : :class:`Cache`, the scaled mask (None when nothing is dropped)
 
     .. math::
         \\mathrm{out} = x \\odot \\frac{r}{1 - p},\\quad r_k \\sim \\mathrm{Bernoulli}(1 - p)
@@ -42,12 +51,12 @@ def forward(x, *, p: float, train: bool, seed=None):
     if not isinstance(train, bool):
         raise TypeError(f"train must be a bool, got {type(train).__name__}")
     if not train or p == 0:
-        return x, None
+        return x, Cache(None, _validate.output_of(x))
     if seed is None:
         raise ValueError("seed is required for dropout in training mode (an int or a numpy Generator)")
     keep = backend.rng(seed).uniform(size=tuple(x.shape)) >= p  # host draw, float64
     mask = backend.asarray(keep / (1.0 - p), like=x, dtype=x.dtype)
-    return x * mask, mask
+    return x * mask, Cache(mask, _validate.output_of(x))
 
 
 def backward(dout, cache):
@@ -63,4 +72,5 @@ def backward(dout, cache):
     >>> backward(np.arange(6.0), cache)[0].tolist()
     [0.0, 0.0, 0.0, 0.0, 8.0, 10.0]
     """
-    return (dout if cache is None else dout * cache,)
+    dout = _validate.check_dout(dout, cache.output)
+    return (dout if cache.mask is None else dout * cache.mask,)

@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from .. import _validate, backend
+
+
+class Cache(NamedTuple):
+    x_shape: tuple
+    output: _validate.Output
 
 
 def forward(x):
@@ -22,7 +28,8 @@ def forward(x):
     if x.ndim < 1:
         raise ValueError(f"x must have a batch axis, got shape {tuple(x.shape)}")
     shape = tuple(x.shape)
-    return xp.reshape(x, (shape[0], math.prod(shape[1:]))), shape
+    out = xp.reshape(x, (shape[0], math.prod(shape[1:])))
+    return out, Cache(shape, _validate.output_of(out))
 
 
 def backward(dout, cache):
@@ -36,5 +43,5 @@ def backward(dout, cache):
     >>> backward(np.array([[1.0, 2.0], [3.0, 4.0]]), cache)[0].shape
     (2, 1, 2)
     """
-    xp = backend.namespace(dout)
-    return (xp.reshape(dout, cache),)
+    dout = _validate.check_dout(dout, cache.output)
+    return (backend.namespace(dout).reshape(dout, cache.x_shape),)

@@ -5,7 +5,14 @@ Equivalent to ``torch.nn.functional.adaptive_avg_pool2d(x, 1)`` flattened, or
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _validate, backend
+
+
+class Cache(NamedTuple):
+    x_shape: tuple
+    output: _validate.Output
 
 
 def forward(x):
@@ -20,7 +27,8 @@ def forward(x):
     """
     _validate.check_array("x", x, ndim=4, finite=False)
     xp = backend.namespace(x)
-    return xp.mean(x, axis=(2, 3)), tuple(x.shape)
+    out = xp.mean(x, axis=(2, 3))
+    return out, Cache(tuple(x.shape), _validate.output_of(out))
 
 
 def backward(dout, cache):
@@ -36,7 +44,8 @@ def backward(dout, cache):
     >>> backward(np.array([[4.0]]), cache)[0].tolist()
     [[[[2.0, 2.0]]]]
     """
+    dout = _validate.check_dout(dout, cache.output)
     xp = backend.namespace(dout)
-    n, c, h, w = cache
-    dx = xp.broadcast_to(dout[:, :, None, None] / (h * w), cache)
+    n, c, h, w = cache.x_shape
+    dx = xp.broadcast_to(dout[:, :, None, None] / (h * w), cache.x_shape)
     return (xp.asarray(dx, copy=True),)

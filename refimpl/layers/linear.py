@@ -1,7 +1,19 @@
 """Fully connected layer, PyTorch layout: ``out = x @ w.T + b``."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _validate, backend
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs: the input (for dw) and the weights (for dx)."""
+
+    x: object                # (N, D_in)
+    w: object                # (D_out, D_in)
+    has_b: bool
+    input_grad: bool         # False: no dx
+    output: _validate.Output
 
 
 def forward(x, w, b, *, input_grad: bool = True):
@@ -43,7 +55,7 @@ def forward(x, w, b, *, input_grad: bool = True):
     out = x @ xp.permute_dims(w, (1, 0))  # (N, D_in) @ (D_in, D_out) -> (N, D_out)
     if b is not None:
         out = out + b
-    return out, (x, w, b is not None, input_grad)
+    return out, Cache(x, w, b is not None, input_grad, _validate.output_of(out))
 
 
 def backward(dout, cache):
@@ -72,9 +84,9 @@ def backward(dout, cache):
     >>> backward(np.array([[3.0]]), cache)[:2]
     (None, array([[3., 6.]]))
     """
-    x, w, has_b, input_grad = cache
-    xp = backend.namespace(dout, x)
-    dx = dout @ w if input_grad else None  # (N, D_out) @ (D_out, D_in) -> (N, D_in)
-    dw = xp.permute_dims(dout, (1, 0)) @ x  # (D_out, N) @ (N, D_in) -> (D_out, D_in)
-    db = xp.sum(dout, axis=0) if has_b else None
+    dout = _validate.check_dout(dout, cache.output)
+    xp = backend.namespace(dout)
+    dx = dout @ cache.w if cache.input_grad else None  # (N, D_out) @ (D_out, D_in) -> (N, D_in)
+    dw = xp.permute_dims(dout, (1, 0)) @ cache.x  # (D_out, N) @ (N, D_in) -> (D_out, D_in)
+    db = xp.sum(dout, axis=0) if cache.has_b else None
     return dx, dw, db

@@ -8,8 +8,8 @@ in row-major order (PyTorch CPU).
 """
 from __future__ import annotations
 
-from .. import _ops, backend
-from ._pool import _window_args
+from .. import _ops, _validate, backend
+from ._pool import WindowCache, _window_args
 
 
 def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int = 0):
@@ -50,8 +50,8 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
         argmax = xp.maximum(argmax, xp.astype(value > best, xp.int32) * offset)
         best = xp.maximum(best, value)
     # argmax (C, OH, OW, N) int32 is all backward keeps; it rebuilds the one-hot windows from it.
-    cache = (argmax, tuple(x.shape), k, stride, padding)
-    return _ops.batch_first(best), cache
+    out = _ops.batch_first(best)
+    return out, WindowCache(tuple(x.shape), k, stride, padding, _validate.output_of(out), argmax)
 
 
 def backward(dout, cache):
@@ -69,11 +69,13 @@ def backward(dout, cache):
     >>> backward(np.array([[[[10.0, 20.0]]]]), cache)[0].tolist()
     [[[[0.0, 0.0, 20.0, 0.0], [0.0, 10.0, 0.0, 0.0]]]]
     """
-    argmax, x_shape, k, stride, padding = cache
+    dout = _validate.check_dout(dout, cache.output)
+    argmax, k = cache.argmax, cache.kernel_size
     xp = backend.namespace(dout, argmax)
     n, c, oh, ow = dout.shape
     dout = _ops.batch_last(dout)  # (C, OH, OW, N)
     # (C, KK, OH, OW, N): dout at each window's maximum, 0 elsewhere (a product: faster than where)
     dcols = xp.stack([dout * xp.astype(argmax == offset, dout.dtype) for offset in range(k * k)], axis=1)
-    dx = _ops.col2im(xp.reshape(dcols, (c, k, k, oh, ow, n)), x_shape, stride=stride, padding=padding)
+    dx = _ops.col2im(xp.reshape(dcols, (c, k, k, oh, ow, n)), cache.x_shape, stride=cache.stride,
+                     padding=cache.padding)
     return (dx,)

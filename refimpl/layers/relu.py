@@ -1,7 +1,16 @@
 """Rectified linear unit, element-wise."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _validate, backend
+
+
+class Cache(NamedTuple):
+    """The mask ``x > 0`` in x's dtype (backward multiplies by it, several times faster than ``where``)."""
+
+    positive: object
+    output: _validate.Output
 
 
 def forward(x):
@@ -10,8 +19,7 @@ def forward(x):
     .. math::
         \\mathrm{out} = \\max(x, 0)
 
-    Returns ``out`` (shape of ``x``) and the cache: the mask ``x > 0`` in x's
-    dtype (backward multiplies by it, several times faster than ``where``).
+    Returns ``out`` (shape of ``x``) and the cache (:class:`Cache`).
 
     >>> import numpy as np
     >>> out, cache = forward(np.array([-1.0, 0.0, 2.0]))
@@ -20,7 +28,8 @@ def forward(x):
     """
     _validate.check_array("x", x, finite=False)
     xp = backend.namespace(x)
-    return xp.maximum(x, 0.0), xp.astype(x > 0, x.dtype)
+    out = xp.maximum(x, 0.0)
+    return out, Cache(xp.astype(x > 0, x.dtype), _validate.output_of(out))
 
 
 def backward(dout, cache):
@@ -37,4 +46,4 @@ def backward(dout, cache):
     >>> backward(np.array([5.0, 5.0, 5.0]), cache)[0].tolist()
     [0.0, 0.0, 5.0]
     """
-    return (dout * cache,)
+    return (_validate.check_dout(dout, cache.output) * cache.positive,)

@@ -5,9 +5,7 @@ them and its backward calls their backwards in reverse order.
 """
 from __future__ import annotations
 
-import math
-
-from .. import backend
+from .. import _validate, backend
 from .._validate import check_bool, check_choice
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -112,39 +110,11 @@ def reduce_backward(dout, cache):
 
 
 def check_dout(dout, like, shape: tuple):
-    """The upstream gradient of an output of ``shape`` with ``like``'s namespace, device and dtype.
+    """The upstream gradient of a loss of ``shape`` with ``like``'s dtype, namespace and device.
 
-    A Python number is accepted for a scalar output (and moved there); an
-    array must match exactly (nothing is broadcast or cast) and be finite.
-
-    >>> import numpy as np
-    >>> check_dout(np.ones(6), np.zeros(()), ())
-    Traceback (most recent call last):
-    ...
-    ValueError: dout must have shape (), the shape of the loss, got (6,)
+    :func:`refimpl._validate.check_dout`: a Python number only for a scalar loss.
     """
-    if isinstance(dout, (int, float)) and not isinstance(dout, bool):
-        if shape != ():
-            raise ValueError(f"dout must be an array of shape {shape}, the shape of the loss, got a number")
-        if not math.isfinite(dout):
-            raise ValueError(f"dout must be finite, got {dout!r}")
-        return backend.asarray(dout, like=like, dtype=like.dtype)
-    if not hasattr(dout, "shape") or not hasattr(dout, "dtype"):
-        raise TypeError(f"dout must be an array or a Python number, got {type(dout).__name__}")
-    try:
-        xp = backend.namespace(dout, like)
-    except TypeError:
-        raise TypeError(f"dout must be an array of the loss's namespace ({backend.namespace(like).__name__}), "
-                        f"got {type(dout).__module__}.{type(dout).__name__}") from None
-    if backend.device(dout) != backend.device(like):
-        raise ValueError(f"dout is on device {backend.device(dout)}, the loss on {backend.device(like)}")
-    if tuple(dout.shape) != shape:
-        raise ValueError(f"dout must have shape {shape}, the shape of the loss, got {tuple(dout.shape)}")
-    if dout.dtype != like.dtype:
-        raise TypeError(f"dout has dtype {dout.dtype}, expected the dtype of the loss ({like.dtype})")
-    if not bool(xp.all(xp.isfinite(dout))):
-        raise ValueError("dout must be finite (no NaN or inf)")
-    return dout
+    return _validate.check_dout(dout, _validate.output_of(like, shape))
 
 
 def check_official(reduction: str, normalize: bool) -> None:
