@@ -9,14 +9,15 @@ Label smoothing is that of Szegedy et al. (CVPR 2016, Sec. 7). Values and gradie
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_choice, check_same_dtype, check_same_length, namespace
+from .._validate import (check_array, check_choice, check_nonnegative, check_same_dtype,
+                         check_same_length, namespace)
 from ._common import (REDUCTIONS, log_softmax, log_softmax_backward, reduce,
                       reduce_backward)
 
 
 def _check_smoothing(label_smoothing) -> float:
-    v = float(label_smoothing)
-    if not 0.0 <= v <= 1.0:
+    v = check_nonnegative("label_smoothing", label_smoothing)
+    if v > 1.0:
         raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
     return v
 

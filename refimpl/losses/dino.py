@@ -15,7 +15,7 @@ view ``v`` of the ``B`` images, the ``n_global`` global views first.
 from __future__ import annotations
 
 from .. import backend
-from .._validate import check_array, check_positive, check_same_dtype, namespace
+from .._validate import check_array, check_nonnegative, check_positive, check_same_dtype, namespace
 from ._common import check_dout, log_softmax, log_softmax_backward
 
 
@@ -136,8 +136,8 @@ def update_center(center, teacher, momentum: float = 0.9):
     [[0.2, 0.1]]
     """
     xp = backend.namespace(center, teacher)
-    m = float(momentum)
-    if not 0.0 <= m <= 1.0:
+    m = check_nonnegative("momentum", momentum)
+    if m > 1.0:
         raise ValueError(f"momentum must lie in [0, 1], got {momentum!r}")
     check_array("teacher", teacher, ndim=2)
     k = teacher.shape[1]
