@@ -136,3 +136,16 @@ def test_float_labels_do_not_promote_float32_embeddings():
     assert loss.dtype == np.float32 and all(g.dtype == np.float32 for g in margin.backward(1.0, cache))
     loss, cache = kernel.forward(F32, labels=np.array([0, 0, 1, 1]), depth=Y4, sigma=0.1)
     assert loss.dtype == np.float32 and kernel.backward(1.0, cache)[0].dtype == np.float32
+
+
+def test_adacon_unnormalised_with_one_huge_row_in_float32():
+    """normalize=False and one row at 1e6: the positive-pair sums must not cancel |z_i|^2 ~ 1e12."""
+    z = A.copy()
+    z[2] *= 1e6
+    want, cache64 = adacon.forward(z, Y, scale=1.0, normalize=False, reduction="none")
+    got, cache32 = adacon.forward(z.astype(np.float32), Y.astype(np.float32), scale=1.0, normalize=False,
+                                  reduction="none")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    dz64, = adacon.backward(np.ones(8), cache64)
+    dz32, = adacon.backward(np.ones(8, np.float32), cache32)
+    np.testing.assert_allclose(dz32, dz64, rtol=1e-3, atol=1e-4 * np.abs(dz64).max())

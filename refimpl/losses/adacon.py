@@ -182,18 +182,20 @@ def _groups(keys):
     return order, start, stop
 
 
-def _group_sum(x, groups):
-    """Per row, the sum of the rows of ``x`` (M, K) with the same key (itself included).
+def _group_others(x, groups):
+    """Per row, the sum of the *other* rows of ``x`` (M, K) with the same key (itself excluded).
 
-    Stabiliser: the prefix sums run in float64; differences of float32 prefix
-    sums over thousands of rows would lose about 1e-4 of a group's sum.
+    Stabiliser: the prefix sums, and the row's own removal from its group's
+    sum, run in float64: differences of float32 prefix sums over thousands of
+    rows would lose about 1e-4 of a group's sum, and a row much larger than
+    the others of its group would leave only rounding error of itself.
     """
     order, start, stop = groups
     xp = backend.namespace(x)
     rows = xp.astype(xp.take(x, order, axis=0), xp.float64)  # (M, K), sorted by key
     prefix = xp.cumulative_sum(rows, axis=0, include_initial=True)  # (M + 1, K)
-    total = xp.take(prefix, stop, axis=0) - xp.take(prefix, start, axis=0)  # (M, K)
-    return xp.astype(total, x.dtype)
+    total = xp.take(prefix, stop, axis=0) - xp.take(prefix, start, axis=0)  # (M, K) group sums
+    return xp.astype(total - xp.astype(x, xp.float64), x.dtype)
 
 
 def _check_views(y, m_rows):
@@ -327,8 +329,7 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     n_pos = xp.astype(groups[2] - groups[1], z.dtype) - 1  # (M,) |P(i)|
     has_pos = n_pos > 0
     n_pos_safe = xp.where(has_pos, n_pos, xp.ones_like(n_pos))
-    # sum_p cos_ip = z_i . (sum of z over the anchor's group) - |z_i|^2; d_ip = 0
-    pos_cos = xp.sum(zn * _group_sum(zn, groups), axis=1) - xp.sum(zn * zn, axis=1)  # (M,)
+    pos_cos = xp.sum(zn * _group_others(zn, groups), axis=1)  # (M,) sum_p cos_ip, d_ip = 0
     per_anchor = xp.where(has_pos, log_denom - scale * pos_cos / n_pos_safe,
                           xp.zeros_like(log_denom))
     loss, reduce_cache = reduce(per_anchor, reduction)
@@ -355,9 +356,9 @@ def backward(dout, cache):
     k = (g / n_pos_safe)[:, None]  # (M, 1)
     # sum_a dS_ia zn_a + sum_a dS_ai zn_a, softmax part
     dzn = u * (exp @ zn) + xp.permute_dims(exp, (1, 0)) @ (u * zn)  # (M, M) @ (M, D)
-    # positive part: P x = (group sum of x) - x, P symmetric
+    # positive part: P x = the other rows of x with the anchor's key, P symmetric
     d = zn.shape[1]
-    sums = _group_sum(xp.concat([zn, k * zn], axis=1), groups)  # (M, 2D)
-    dzn -= k * (sums[:, :d] - zn) + (sums[:, d:] - k * zn)
+    others = _group_others(xp.concat([zn, k * zn], axis=1), groups)  # (M, 2D)
+    dzn -= k * others[:, :d] + others[:, d:]
     dzn *= scale
     return (maybe_normalize_backward(dzn, norm_cache),)
