@@ -85,7 +85,7 @@ def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, f
     return x
 
 
-def _real(name: str, value) -> float:
+def real(name: str, value) -> float:
     """A real number (Python or NumPy int/float, not bool, str or array) as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
@@ -100,7 +100,7 @@ def check_positive(name: str, value) -> float:
     ...
     TypeError: temperature must be a real number, got str '0.1'
     """
-    v = _real(name, value)
+    v = real(name, value)
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
@@ -108,7 +108,7 @@ def check_positive(name: str, value) -> float:
 
 def check_nonnegative(name: str, value) -> float:
     """A finite real number ``>= 0``; returned as float."""
-    v = _real(name, value)
+    v = real(name, value)
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return v

@@ -29,7 +29,7 @@ import dataclasses
 import math
 
 from . import backend
-from ._validate import check_nonnegative, check_positive
+from ._validate import check_nonnegative, check_positive, real
 
 
 def _check_grads(params: dict, grads: dict) -> None:
@@ -139,7 +139,7 @@ class AdamW:
 
     def __post_init__(self):
         for k, beta in enumerate(self.betas):
-            if not 0.0 <= float(beta) < 1.0:
+            if not 0.0 <= real(f"betas[{k}]", beta) < 1.0:
                 raise ValueError(f"betas[{k}] must be in [0, 1), got {beta!r}")
         check_positive("eps", self.eps)
         check_nonnegative("weight_decay", self.weight_decay)

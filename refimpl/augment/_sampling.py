@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import _validate, backend
 from .._validate import check_array
 
 
@@ -159,10 +159,9 @@ def pixel_centres(like, n: int):
 
 def check_range(name: str, pair, *, high: float = math.inf, positive: bool = False):
     """``(low, high)`` numbers with ``0 <= low <= high <= high-bound`` (``> 0`` if positive)."""
-    try:
-        lo, hi = (float(v) for v in pair)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pair of numbers (low, high), got {pair!r}") from None
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{name} must be a pair of numbers (low, high), got {pair!r}")
+    lo, hi = (_validate.real(f"{name}[{k}]", v) for k, v in enumerate(pair))
     if not (0.0 <= lo <= hi <= high) or (positive and lo <= 0.0):
         bound = "0 <" if positive else "0 <="
         raise ValueError(f"{name} must satisfy {bound} low <= high <= {high}, got {pair!r}")
@@ -171,10 +170,7 @@ def check_range(name: str, pair, *, high: float = math.inf, positive: bool = Fal
 
 def check_probability(name: str, p) -> float:
     """A number in [0, 1]."""
-    try:
-        v = float(p)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a probability (a number in [0, 1]), got {p!r}") from None
+    v = _validate.real(name, p)
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     return v
