@@ -1,4 +1,17 @@
-"""Evaluation metrics: AUROC and the positive / negative pair-distance diagnostic.
+"""Evaluation metrics: classification, ranking, regression, and the pair-distance diagnostic.
+
+Classification on class indices ``0 .. K-1`` (rows of the confusion matrix are
+the true class): :func:`confusion_matrix`, :func:`macro_f1`,
+:func:`macro_recall`, :func:`balanced_accuracy`, and MAEE (ConPro, Nguyen et
+al. 2024, Eq. 5), the ordinal error of severity grades. Binary scores:
+:func:`auroc`, :func:`aupr`. Regression: :func:`mae`, :func:`rmse`,
+:func:`r2`. Rank correlation: :func:`spearman`, :func:`kendall`
+(``scipy.stats``). These run on the host: any array (NumPy, CuPy,
+array_api_strict) or list is copied to NumPy first, and each returns a
+Python float (the confusion matrix an int64 NumPy array). Bad input (empty,
+lengths that differ, NaN, labels out of range, a metric undefined on the
+data such as R2 of a constant target) raises ValueError or TypeError naming
+the argument; nothing is dropped or clipped.
 
 The pair-distance diagnostic follows Cheng et al. ("Enhancing
 Contrastive Learning for Retinal Imaging via Adjusted Augmentation Scales",
@@ -10,13 +23,16 @@ embeddings. The separation score is the AUROC of negative-pair against
 positive-pair distances: the probability that a random negative pair lies
 farther apart than a random positive pair (ties count one half).
 
-Everything runs on the arrays' own backend with standard functions; only
-the returned scalars are copied to the host.
+:func:`auroc` and the pair distances run on the arrays' own backend with
+standard functions; only the returned scalars are copied to the host.
 """
 from __future__ import annotations
 
+import numpy as np
+from scipy import stats
+
 from . import backend
-from ._validate import check_array, check_choice, check_unit_interval
+from ._validate import check_array, check_choice, check_integer, check_same_length, check_unit_interval
 
 METRICS = ("euclidean", "cosine")
 
@@ -216,3 +232,289 @@ def pair_distance_figure(groups, path, *, bins=40, title="Pair distances"):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+# --- host metrics: classification, ranking, regression ------------------------------------
+
+
+def _host_vector(name, a, *, kind):
+    """``a`` copied to a 1-D NumPy array, checked: non-empty, finite, and of ``kind``.
+
+    ``kind="class"``: integer or bool dtype, values >= 0, returned as int64.
+    ``kind="real"``: bool, integer or real floating dtype, returned as float64.
+    """
+    v = backend.to_numpy(a)
+    check_array(name, v, ndim=1, floating=False)
+    if v.shape[0] == 0:
+        raise ValueError(f"{name} must not be empty")
+    if kind == "class":
+        if v.dtype.kind not in "biu":
+            raise TypeError(f"{name} must hold integer class indices (integer or bool dtype), got {v.dtype}")
+        if v.min() < 0:
+            raise ValueError(f"{name} must hold class indices >= 0, got {int(v.min())}")
+        return v.astype(np.int64)
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real (bool, integer or floating) dtype, got {v.dtype}")
+    return v.astype(np.float64)
+
+
+def _real_pair(y_true, y_pred, names=("y_true", "y_pred")):
+    t = _host_vector(names[0], y_true, kind="real")
+    p = check_same_length(names[1], _host_vector(names[1], y_pred, kind="real"), names[0], t.shape[0])
+    return t, p
+
+
+def _class_pair(y_true, y_pred, n_classes):
+    """Both label vectors as int64 and the number of classes ``K`` (given, or the largest label + 1)."""
+    t = _host_vector("y_true", y_true, kind="class")
+    p = check_same_length("y_pred", _host_vector("y_pred", y_pred, kind="class"), "y_true", t.shape[0])
+    if n_classes is None:
+        return t, p, int(max(t.max(), p.max())) + 1
+    k = check_integer("n_classes", n_classes, minimum=1)
+    for name, v in (("y_true", t), ("y_pred", p)):
+        if v.max() >= k:
+            raise ValueError(f"{name} holds class {int(v.max())}, outside [0, n_classes={k})")
+    return t, p, k
+
+
+def confusion_matrix(y_true, y_pred, *, n_classes=None):
+    """Counts ``C[i, j]`` of samples of true class ``i`` predicted as class ``j``.
+
+    .. math::
+        C_{ij} = \\#\\{n : y_n = i,\\ \\hat y_n = j\\}
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like (N,), integer class indices >= 0
+    n_classes : int, optional
+        ``K``; by default the largest label in either vector + 1. Labels must
+        lie in ``[0, K)``.
+
+    Returns
+    -------
+    numpy.ndarray (K, K), int64; rows: true class, columns: predicted class
+
+    >>> confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]).tolist()
+    [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    >>> confusion_matrix([1, 1], [1, 0], n_classes=3).tolist()
+    [[0, 0, 0], [1, 1, 0], [0, 0, 0]]
+    """
+    t, p, k = _class_pair(y_true, y_pred, n_classes)
+    return np.bincount(t * k + p, minlength=k * k).reshape(k, k)  # flat index i * K + j -> (K, K)
+
+
+def macro_f1(y_true, y_pred, *, n_classes=None) -> float:
+    """Unweighted mean over classes of the F1 score (ConPro's "macro F1", Table 1).
+
+    .. math::
+        F_1^{(c)} = \\frac{2\\,TP_c}{2\\,TP_c + FP_c + FN_c}, \\qquad
+        \\mathrm{macro\\text{-}F_1} = \\frac{1}{|\\mathcal C|} \\sum_{c \\in \\mathcal C} F_1^{(c)}
+
+    ``2TP / (2TP + FP + FN)`` is the harmonic mean of precision and recall
+    wherever both are defined. Edge conventions: a class that is never
+    predicted (precision 0/0) or never true (recall 0/0) but occurs in the
+    other vector has ``TP = 0`` and so F1 = 0 (sklearn's ``zero_division=0``);
+    the set :math:`\\mathcal C` holds the classes that occur in ``y_true`` or
+    ``y_pred``: a class absent from both has F1 = 0/0 and is left out, also
+    when ``n_classes`` names it (the explicit ``n_classes`` only bounds the labels).
+
+    >>> round(macro_f1([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]), 4)   # (1/2 + 2/3 + 4/5) / 3
+    0.6556
+    >>> macro_f1([0, 0, 1], [0, 0, 0])                               # class 1 never predicted: F1 0
+    0.4
+    """
+    c = confusion_matrix(y_true, y_pred, n_classes=n_classes)
+    tp = np.diag(c).astype(np.float64)
+    denom = c.sum(axis=1) + c.sum(axis=0)  # 2TP + FP + FN = support + predicted count
+    present = denom > 0
+    return float(np.mean(2.0 * tp[present] / denom[present]))
+
+
+def macro_recall(y_true, y_pred, *, n_classes=None) -> float:
+    """Unweighted mean over the classes present in ``y_true`` of the recall ``TP_c / N_c``.
+
+    .. math::
+        \\mathrm{macro\\ recall} = \\frac{1}{|\\mathcal C|} \\sum_{c \\in \\mathcal C}
+            \\frac{C_{cc}}{\\sum_j C_{cj}}, \\qquad \\mathcal C = \\{c : N_c > 0\\}
+
+    ConPro's "Recall" (Table 1) next to macro F1. A class with no true sample
+    has recall 0/0 and is left out (predictions of it still lower the recall
+    of the true classes). Equal to :func:`balanced_accuracy`.
+
+    >>> round(macro_recall([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]), 4)   # (1/2 + 1 + 2/3) / 3
+    0.7222
+    """
+    c = confusion_matrix(y_true, y_pred, n_classes=n_classes)
+    support = c.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(c)[present] / support[present]))
+
+
+def balanced_accuracy(y_true, y_pred, *, n_classes=None) -> float:
+    """Accuracy with each sample weighted by one over its class count (WSP, Table 2 "bACC").
+
+    .. math::
+        \\mathrm{bACC} = \\frac{\\sum_n [\\hat y_n = y_n] / N_{y_n}}{\\sum_n 1 / N_{y_n}}
+
+    where ``N_c`` is the number of samples of true class ``c`` (the
+    denominator is the number of classes present in ``y_true``). It equals
+    :func:`macro_recall` (the mean of the per-class recalls); computed here
+    from the samples rather than the confusion matrix. For two classes:
+    (sensitivity + specificity) / 2.
+
+    >>> round(balanced_accuracy([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]), 4)
+    0.7222
+    >>> balanced_accuracy([0, 0, 0, 1], [0, 0, 0, 0])                  # (1 + 0) / 2
+    0.5
+    """
+    t, p, _ = _class_pair(y_true, y_pred, n_classes)
+    weight = 1.0 / np.bincount(t)[t]  # (N,) 1 / N_{y_n}
+    return float(np.sum(weight * (t == p)) / np.sum(weight))
+
+
+def maee(y_true, y_pred) -> float:
+    """Mean Absolute Exponential Error of severity grades, ConPro (Nguyen et al. 2024) Eq. 5.
+
+    .. math::
+        \\mathrm{MAEE} = \\frac{1}{n} \\sum_{i=1}^{n} e^{|y_i - \\hat y_i|} \\quad (5)
+
+    The error grows exponentially with the distance between true and
+    predicted grade, so a grade-4 case called grade 0 costs ``e^4 = 54.6``
+    against ``e^1 = 2.7`` for an off-by-one. A perfect prediction scores 1,
+    not 0 (``e^0 = 1``); the paper's Table 1 values (2.4 to 6.4) are on this
+    scale. By Jensen's inequality MAEE >= exp(MAE). Grades are real numbers
+    (class indices or any ordinal scale).
+
+    >>> round(maee([0, 1, 2, 3], [0, 2, 2, 0]), 4)      # (1 + e + 1 + e^3) / 4
+    6.201
+    >>> maee([2, 1], [2, 1])
+    1.0
+    """
+    t, p = _real_pair(y_true, y_pred)
+    return float(np.mean(np.exp(np.abs(t - p))))
+
+
+def aupr(scores, labels) -> float:
+    """Area under the precision-recall curve, as average precision (step-wise, no interpolation).
+
+    .. math::
+        \\mathrm{AP} = \\sum_k (R_k - R_{k-1})\\, P_k
+
+    over the thresholds ``t_k`` = the distinct scores in decreasing order,
+    where ``P_k`` and ``R_k`` are the precision and recall of the rule
+    ``score >= t_k`` and ``R_0 = 0``. Tied scores enter together (one
+    threshold), so the result does not depend on the order of the samples.
+    This is sklearn's ``average_precision_score``; the trapezoid rule on the
+    PR curve is avoided because it is optimistic. A random scorer gives the
+    prevalence ``n_+ / N`` in expectation, as do constant scores exactly.
+
+    Parameters
+    ----------
+    scores : array-like (M,), real; larger means "more positive"
+    labels : array-like (M,), bool or 0/1; both classes must be present
+
+    >>> round(aupr([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]), 4)   # 0.5 * 1 + 0.5 * 2/3
+    0.8333
+    >>> aupr([1.0, 1.0, 1.0, 1.0], [0, 1, 0, 0])              # all tied: the prevalence
+    0.25
+    """
+    s = _host_vector("scores", scores, kind="real")
+    y = backend.to_numpy(labels)
+    check_unit_interval("labels", y, binary=True)
+    check_same_length("labels", y, "scores", s.shape[0])
+    y = y.astype(np.float64)
+    n_pos = float(np.sum(y))
+    if n_pos == 0 or n_pos == y.shape[0]:
+        raise ValueError(f"labels must contain both classes, got {int(n_pos)} positive of {y.shape[0]}")
+    order = np.argsort(-s, kind="stable")  # decreasing score
+    s, y = s[order], y[order]
+    last = np.append(s[1:] != s[:-1], True)  # (M,) last sample of each tie block = one threshold
+    tp = np.cumsum(y)[last]
+    fp = np.cumsum(1.0 - y)[last]
+    precision, recall = tp / (tp + fp), tp / n_pos
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error, :math:`\\frac1N \\sum_n |y_n - \\hat y_n|` (AdaCon's headline metric).
+
+    >>> mae([1.0, 2.0, 3.0], [1.5, 2.0, 1.0])
+    0.8333333333333334
+    """
+    t, p = _real_pair(y_true, y_pred)
+    return float(np.mean(np.abs(t - p)))
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error, :math:`\\sqrt{\\frac1N \\sum_n (y_n - \\hat y_n)^2}`; always >= MAE.
+
+    >>> rmse([1.0, 2.0, 3.0], [1.5, 2.0, 1.0])        # sqrt((0.25 + 0 + 4) / 3)
+    1.1902380714238083
+    """
+    t, p = _real_pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+def r2(y_true, y_pred) -> float:
+    """Coefficient of determination.
+
+    .. math::
+        R^2 = 1 - \\frac{\\sum_n (y_n - \\hat y_n)^2}{\\sum_n (y_n - \\bar y)^2}
+
+    1 for a perfect prediction, 0 for the constant prediction ``\\bar y``,
+    negative for anything worse (unbounded below). Undefined, so a
+    ValueError, when ``y_true`` is constant (the denominator is 0).
+
+    >>> r2([1.0, 2.0, 3.0], [1.5, 2.0, 1.0])          # 1 - 4.25 / 2
+    -1.125
+    >>> r2([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
+    0.0
+    """
+    t, p = _real_pair(y_true, y_pred)
+    total = np.sum((t - np.mean(t)) ** 2)
+    if total == 0:
+        raise ValueError("y_true is constant, so R2 is undefined (its total sum of squares is 0)")
+    return float(1.0 - np.sum((t - p) ** 2) / total)
+
+
+def _rank_pair(x, y):
+    x, y = _real_pair(x, y, names=("x", "y"))
+    if x.shape[0] < 2:
+        raise ValueError(f"x and y need at least 2 samples for a correlation, got {x.shape[0]}")
+    for name, v in (("x", x), ("y", y)):
+        if np.all(v == v[0]):
+            raise ValueError(f"{name} is constant, so its rank correlation is undefined")
+    return x, y
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the mid-ranks (``scipy.stats.spearmanr``).
+
+    .. math::
+        \\rho = \\frac{\\mathrm{cov}(r_x, r_y)}{\\sigma_{r_x} \\sigma_{r_y}}
+
+    with ties given their average rank. Invariant under strictly increasing
+    transforms of either variable. Constant input: ValueError.
+
+    >>> spearman([1.0, 2.0, 3.0, 4.0], [10.0, 30.0, 20.0, 40.0])   # ranks 1,2,3,4 vs 1,3,2,4
+    0.8
+    """
+    x, y = _rank_pair(x, y)
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def kendall(x, y) -> float:
+    """Kendall's tau-b (``scipy.stats.kendalltau``): concordant minus discordant pairs, tie-corrected.
+
+    .. math::
+        \\tau_b = \\frac{n_c - n_d}{\\sqrt{(n_0 - n_x)(n_0 - n_y)}}
+
+    with ``n_0 = N(N-1)/2`` pairs, ``n_x`` / ``n_y`` the pairs tied in ``x`` /
+    in ``y``. Invariant under strictly increasing transforms. Constant input:
+    ValueError.
+
+    >>> round(kendall([1.0, 2.0, 3.0, 4.0], [10.0, 30.0, 20.0, 40.0]), 4)   # (5 - 1) / 6
+    0.6667
+    """
+    x, y = _rank_pair(x, y)
+    return float(stats.kendalltau(x, y).statistic)
