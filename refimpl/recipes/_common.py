@@ -278,6 +278,16 @@ def with_grad(module, *args, **kwargs):
     return loss
 
 
+def ntxent(temperature: float):
+    """``loss(out)`` of SimCLR's NT-Xent for ``out`` (2N, D) stacked view-major."""
+    from ..losses import supcon
+
+    def loss(out):
+        value, cache = supcon.ntxent_forward(out, temperature=temperature)
+        return value, supcon.ntxent_backward(1.0, cache)[0]
+    return loss
+
+
 @dataclasses.dataclass
 class TrainResult:
     """Parameters and state after training, and the loss of every step."""

@@ -199,18 +199,11 @@ def _train_simclr(s: C.Context, net, params, images):
     def step(p, state, k):
         x = images[rng.choice(len(images), size=b, replace=False)]
         views = [s.augment(x, rng, cfg["simclr_preset"]) for _ in range(2)]
-        return C.network_step(net, p, s.xp.concat(views), _ntxent(cfg["temperature"]), state=state)
+        return C.network_step(net, p, s.xp.concat(views), C.ntxent(cfg["temperature"]), state=state)
 
     return C.train(step, params, steps=cfg["con_steps"] + cfg["pro_steps"], lr=cfg["lr"],
                    weight_decay=cfg["weight_decay"], warmup=cfg["warmup_steps"], desc="SimCLR",
                    images_per_step=2 * b, progress=s.progress)
-
-
-def _ntxent(temperature):
-    def loss(out):
-        value, cache = supcon.ntxent_forward(out, temperature=temperature)
-        return value, supcon.ntxent_backward(1.0, cache)[0]
-    return loss
 
 
 def _evaluate(s: C.Context, features, grade, severity, parts):
