@@ -166,7 +166,8 @@ def _best(methods, metric, name, text):
     return C.claim(text, margin > 0, evidence + f" (margin over the next best {margin:+.4f})", margin)
 
 
-def _claims(methods):
+def claims_from(methods: dict, cfg: dict) -> list:
+    """The paper's claims, computed from the metrics of every method (``metrics.json["methods"]``)."""
     return [
         _best(methods, "auc", "WSP", "WSP has the best patient-level strong-label AUC (Table 1)"),
         _best(methods, "balanced_accuracy", "WSP",
@@ -195,7 +196,7 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     encoders = {"random init": subtree(init, "f"), **{m: subtree(r.params, "f") for m, r in runs.items()}}
     features = {m: C.embed(encoder, p, ev["images"], xp=s.xp, dtype=s.dtype) for m, p in encoders.items()}
     methods = {m: _evaluate(s, features[m], ev) for m in METHODS}
-    result = C.result_dict(NAME, s.seed, methods, _claims(methods))
+    result = C.result_dict(NAME, s.seed, methods, claims_from(methods, cfg))
     if out_dir is not None:
         config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
                                  data="data_synth.volumes" if data is None else "user arrays")
