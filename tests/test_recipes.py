@@ -72,7 +72,8 @@ def test_fast_run_writes_figures_and_loadable_parameters(fast_run):
     assert len(npz) >= 3
     cfg = module(name).default_config(fast=True)
     if "widths" in cfg:                                              # TinyNet encoders
-        net = tinynet(1, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"])
+        net = tinynet(1, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
+                      batchnorm=cfg.get("batchnorm", False))
         for p in npz:
             params, _ = load_npz(out / p, net)
             assert all(np.all(np.isfinite(v)) for v in params.values())

@@ -256,6 +256,14 @@ class Context:
         return rng_for(self.seed, *keys)
 
 
+def encoder_from(cfg: dict, channels: int):
+    """TinyNet as a recipe's config sets it (``widths``, ``kernel_size``, ``batchnorm``)."""
+    from ..model import tinynet
+
+    return tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
+                   batchnorm=cfg["batchnorm"])
+
+
 def network_step(net, params, x, loss, *, state=None):
     """Forward ``net`` on ``x`` (training mode), ``loss(out) -> (value, dout)``, backward.
 
@@ -302,10 +310,13 @@ class TrainResult:
     losses: list
 
 
-def train(step, params, *, steps: int, lr: float, weight_decay: float = 1e-4, warmup: int = 0,
-          state=None, desc: str = "train", images_per_step: int = 1, progress: bool = True,
+def train(step, params, state=None, *, steps: int, lr: float, weight_decay: float = 1e-4, warmup: int = 0,
+          desc: str = "train", images_per_step: int = 1, progress: bool = True,
           optimizer=None) -> TrainResult:
     """Run ``steps`` optimiser steps; ``step(params, state, k) -> (loss, grads, new_state)``.
+
+    ``state`` (batch-norm running statistics, :meth:`refimpl.model.Sequential.init_state`)
+    is carried from step to step and returned with the parameters.
 
     AdamW (the WSP paper's optimiser, lr and weight decay 1e-4 there) with a
     cosine schedule and linear warm-up (:func:`refimpl.optim.cosine_lr`) unless
