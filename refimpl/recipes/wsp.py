@@ -64,7 +64,8 @@ METHODS = ("random init", "SimCLR", "SupCon", "y-Aware", "WSP")
 #: Why a claim may not hold on this data (``refimpl run claims`` quotes these in docs/claims.md).
 CLAIM_NOTES = {
     "WSP has the best patient-level strong-label AUC (Table 1)":
-        "SupCon on the weak label is as good or better here. The paper's SupCon failed by not "
+        "a baseline beats WSP on the seeds where it fails (on seed 0 SupCon on the weak label, see the "
+        "evidence column). The paper's SupCon failed by not "
         "generalising from D_radio to D_histo, two hospitals' data; our pretraining and evaluation "
         "cohorts come from one generator (no centre shift), so a representation that separates the weak "
         "stages transfers directly to the stage threshold that is the strong label. WSP's distinctive "
