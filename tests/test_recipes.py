@@ -145,3 +145,14 @@ def test_default_run_three_seeds(name, tmp_path):
         metrics = _load(out / "metrics.json")
         assert metrics["seed"] == seed and metrics["claims"]
         print(printed.splitlines()[-1])                               # "took ... s"
+
+
+def test_cli_help_and_unavailable_backend(capsys):
+    from refimpl import backend, cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--help"])
+    assert stop.value.code == 0 and "--fast" in capsys.readouterr().out
+    if not backend.cupy_available():
+        assert cli.main(["run", "conpro", "--backend", "cupy"]) == 2
+        assert "CuPy" in capsys.readouterr().err

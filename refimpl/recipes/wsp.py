@@ -142,7 +142,7 @@ def _pretrain(s: C.Context, method, net, start, pre):
         idx = C.one_per_group_batch(rng, pre["patient"], pre["weak_label"], b)
         x = pre["images"][idx]
         views = s.xp.concat([s.augment(x, rng, AUGMENT), s.augment(x, rng, AUGMENT)])  # (2B, ...) view-major
-        labels = s.device(np.tile(pre["weak_label"][idx], 2).astype(np.int64))
+        labels = s.device(np.tile(pre["weak_label"][idx], 2))
         depth = s.device(np.tile(pre["depth"][idx], 2))
         return C.network_step(net, p, views, _loss(method, cfg, labels, depth), state=state)
 
