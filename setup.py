@@ -21,7 +21,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["refimpl", "refimpl.*", "data_synth", "data_synth.*"]),
     package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json"]},
-    install_requires=["numpy>=2.1", "scipy>=1.11", "matplotlib>=3.8"],
+    install_requires=["numpy>=2.1", "scipy>=1.11", "matplotlib>=3.8", "tqdm>=4.60"],
     extras_require={
         "gpu": ["cupy-cuda12x>=14"],
         "test": TEST,

@@ -25,7 +25,9 @@ class OrdinalData:
     """Images with an ordinal severity and the latent factors that made them.
 
     ``images`` (N, 1, H, W) float32 in [0, 1]; ``severity`` (N,) int in
-    0..levels-1; ``subject`` (N,) int, sorted. Latent, per image, each an
+    0..levels-1, the true level; ``grade`` (N,) int, the level a reader
+    records (equal to ``severity`` without ``grading_noise``); ``subject``
+    (N,) int, sorted. Latent, per image, each an
     increasing function of ``latent`` (= severity + within-level jitter, so
     strictly ordered across levels): ``lesion_radius`` (disc radius, in units
     of half the image width), ``margin_blur`` (width of the disc margin),
@@ -34,6 +36,7 @@ class OrdinalData:
 
     images: np.ndarray
     severity: np.ndarray
+    grade: np.ndarray
     subject: np.ndarray
     latent: np.ndarray
     lesion_radius: np.ndarray
@@ -42,7 +45,7 @@ class OrdinalData:
 
 
 def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weights=None,
-                     subject_correlation=0.7, jitter=0.35, noise=0.03) -> OrdinalData:
+                     subject_correlation=0.7, jitter=0.35, noise=0.03, grading_noise=0.0) -> OrdinalData:
     r"""Fundus-like images whose optic disc swells with severity ``0..levels-1``.
 
     Each image shows a disc-centred fundus photograph: a circular field of
@@ -65,12 +68,20 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
     per image), pigmentation and vessel shape (per subject), contrast (gain),
     illumination (a linear gradient and a smooth bias field), pixel noise.
 
+    Grading: a reader sees the latent severity with an error and records
+    the nearest level, ``grade = clip(round(t + N(0, g^2)), 0, L - 1)`` with
+    ``g = grading_noise``. Images near a level boundary are misgraded more
+    often than central ones, and only into a neighbouring level for small
+    ``g``: the inter-reader disagreement of ordinal scales such as Frisén's,
+    which is why severity is learned as an order and not as unrelated
+    classes. ``g = 0`` gives ``grade == severity``.
+
     Realistic: the Frisén-like signs (disc size, blurred margin, loss of the
     cup, obscured vessels), several images per subject with correlated
     grades, class imbalance, a subject-level appearance that a subject-wise
     split must not leak. Not realistic: one grey channel, no haemorrhages or
-    exudates, grades that are exact functions of the image (no inter-reader
-    disagreement), a disc always near the centre.
+    exudates, one reader (no
+    per-reader bias), a disc always near the centre.
 
     Parameters
     ----------
@@ -95,6 +106,8 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
         Half-width of the within-level spread of the latent severity.
     noise : float >= 0
         Standard deviation of the pixel noise.
+    grading_noise : float >= 0
+        Standard deviation of the reader's error, in levels.
 
     Returns
     -------
@@ -109,6 +122,8 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
     ([0, 1, 2, 2, 1, 2], [0, 0, 1, 1, 1, 1])
     >>> bool(np.all(np.diff(d.lesion_radius[np.argsort(d.latent)]) > 0))
     True
+    >>> ordinal_severity(6, levels=3, size=32, seed=0, grading_noise=0.5).grade.tolist()
+    [0, 1, 2, 1, 0, 2]
     """
     n = check_int("n", n, minimum=1)
     levels = check_int("levels", levels, minimum=2)
@@ -120,6 +135,7 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
     rho = check_range("subject_correlation", subject_correlation)
     jitter = check_range("jitter", jitter, high=0.499)
     noise = check_range("noise", noise, high=np.inf)
+    grading_noise = check_range("grading_noise", grading_noise, high=np.inf)
 
     rng = np.random.default_rng(seed)
     subject = assign_subjects(rng, n, subjects)
@@ -129,7 +145,11 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
     latent, u = jittered_level(rng, severity, levels, jitter)
     factors = dict(lesion_radius=0.12 + 0.2 * u, margin_blur=0.01 + 0.08 * u, texture=0.01 + 0.06 * u)
     images = _draw(rng, subject, subjects, size, u, noise, **factors)
-    return OrdinalData(images=images, severity=severity, subject=subject, latent=latent, **factors)
+    # drawn last, so that the images of a seed do not depend on grading_noise
+    reading = latent + grading_noise * rng.standard_normal(n)
+    grade = np.clip(np.rint(reading), 0, levels - 1).astype(severity.dtype)
+    return OrdinalData(images=images, severity=severity, grade=grade, subject=subject, latent=latent,
+                       **factors)
 
 
 def _draw(rng, subject, subjects, size, u, noise, *, lesion_radius, margin_blur, texture):

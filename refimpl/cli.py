@@ -7,6 +7,7 @@ only when its subcommand runs (or when ``--help`` lists its options), so
 by the commands that need them.
 
     refimpl info                  versions and backends
+    refimpl run conpro            train a paper's pipeline, print its metrics and claims
     refimpl bench tinynet         one TinyNet training step, refimpl vs PyTorch
     refimpl bench losses          forward+backward of each loss, refimpl vs PyTorch
     refimpl bench gpu             both, on CuPy vs PyTorch CUDA
@@ -21,6 +22,11 @@ import platform
 import sys
 
 from . import __version__, backend
+
+#: top-level command -> (module, one-line help)
+TOP_COMMANDS = {
+    "run": ("refimpl.recipes.cli", "train a paper's pipeline (conpro, wsp, adacon, augscale, all)"),
+}
 
 #: group -> {name: (module, one-line help)}
 COMMANDS = {
@@ -61,6 +67,11 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"refimpl {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     groups.add_parser("info", help="versions and available backends").set_defaults(func=_info)
+    for name, (module_name, help_text) in TOP_COMMANDS.items():
+        p = groups.add_parser(name, help=help_text)
+        p.set_defaults(module=module_name)
+        if list(argv[:1]) == [name]:
+            importlib.import_module(module_name).add_arguments(p)
     for group, commands in COMMANDS.items():
         sub = groups.add_parser(group, help=f"{group} commands").add_subparsers(
             dest="name", required=True, metavar="NAME")
