@@ -71,7 +71,10 @@ def execute(nb, *, cwd: Path = HERE, quick: bool = False):
     """Run every cell in a fresh kernel; raises ``nbclient.exceptions.CellExecutionError`` on a failure."""
     from nbclient import NotebookClient
 
-    env = {"REFIMPL_TUTORIAL_QUICK": "1"} if quick else {"REFIMPL_TUTORIAL_QUICK": "0"}
+    # one BLAS thread, as `refimpl run` uses: small matrix products gain nothing from more, and on a
+    # busy two-core machine spinning BLAS threads made a training step many times slower
+    env = {"REFIMPL_TUTORIAL_QUICK": "1" if quick else "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
     previous = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment
     try:

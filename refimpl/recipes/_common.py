@@ -326,7 +326,7 @@ def train(step, params, state=None, *, steps: int, lr: float, weight_decay: floa
     images per second; the losses are returned, the timings are not (they are
     not reproducible).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in notebooks)
 
     optimizer = AdamW(weight_decay=weight_decay) if optimizer is None else optimizer
     opt_state = optimizer.init_state(params)
