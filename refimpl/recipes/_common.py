@@ -218,6 +218,39 @@ def to_device(x, xp, dtype):
     return backend.asarray(np.asarray(x), xp=xp, dtype=dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every part of a run needs: the resolved config, seed, backend and dtype.
+
+    :meth:`device` moves host arrays to the run's backend; :meth:`augment`
+    draws one augmented view (:func:`refimpl.augment.augment_view`) of host
+    images at their own size.
+    """
+
+    cfg: dict
+    seed: int
+    xp: object
+    dtype: str
+    progress: bool = True
+
+    @classmethod
+    def make(cls, defaults: dict, overrides: dict, *, seed, backend, dtype, progress) -> "Context":
+        """Validate the run's arguments and resolve its config."""
+        return cls(resolve_config(defaults, overrides), check_seed(seed), namespace_for(backend),
+                   check_dtype(dtype), bool(progress))
+
+    def device(self, x):
+        return to_device(x, self.xp, self.dtype)
+
+    def augment(self, images, rng, preset):
+        from ..augment import augment_view
+
+        return augment_view(self.device(images), preset, rng, size=tuple(images.shape[-2:]))
+
+    def rng(self, *keys) -> np.random.Generator:
+        return rng_for(self.seed, *keys)
+
+
 def network_step(net, params, x, loss, *, state=None):
     """Forward ``net`` on ``x`` (training mode), ``loss(out) -> (value, dout)``, backward.
 
@@ -389,6 +422,23 @@ def write_json(path, obj) -> str:
 def result_dict(recipe: str, seed: int, methods: dict, claims: list) -> dict:
     """The ``metrics.json`` dictionary, floats made JSON-safe."""
     return _jsonable({"recipe": recipe, "seed": seed, "methods": methods, "claims": claims})
+
+
+def config_record(recipe: str, ctx: Context, *, fast: bool, backend: str, data: str,
+                  scaled_down: dict) -> dict:
+    """The ``config.json`` dictionary: every hyperparameter, the seed, what was scaled down, versions."""
+    return {"recipe": recipe, "seed": ctx.seed, "fast": bool(fast), "backend": backend, "dtype": ctx.dtype,
+            "data": data, "hyperparameters": ctx.cfg, "scaled_down": scaled_down, "versions": versions()}
+
+
+def file_stem(name: str) -> str:
+    """A method name as a file name: ``"ConPro (n=20)"`` -> ``"ConPro_n20"``.
+
+    >>> file_stem("ConPro (n=20)"), file_stem("random init")
+    ('ConPro_n20', 'random_init')
+    """
+    out = "".join(c if c.isalnum() or c in "-_" else ("_" if c in " (" else "") for c in name.strip())
+    return "_".join(part for part in out.split("_") if part)
 
 
 def write_outputs(out_dir, result: dict, config: dict, trained: dict) -> list:

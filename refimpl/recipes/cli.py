@@ -7,6 +7,11 @@
 Outputs go to ``--out`` (default ``runs/<recipe>``; with ``all``, one
 sub-folder per recipe): ``metrics.json``, ``config.json``, PNG figures and
 ``params_*.npz``. Progress bars go to stderr, the results table to stdout.
+
+NumPy's BLAS runs on ``--threads`` threads (default 1; the command restarts
+itself with the thread variables set when it cannot limit them in process):
+small convolutions gain little from a second thread, and on a shared machine
+a BLAS that spins on a busy core can be tens of times slower.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--out", default=None,
                         help="output folder (default runs/<recipe>; with all: DIR/<recipe>)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -51,6 +57,10 @@ def run_one(name: str, args) -> dict:
 
 
 def main(args) -> int:
+    from ..bench import _timing
+
+    if args.backend == "numpy" and _timing.needs_relaunch(args.threads):
+        return _timing.relaunch(args.argv, args.threads)
     names = RECIPES if args.recipe == "all" else (args.recipe,)
     missing = []
     for name in names:

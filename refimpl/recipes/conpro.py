@@ -35,12 +35,11 @@ H and W must be multiples of 32.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
 
-from ..augment import AugmentPreset, augment_view
+from ..augment import AugmentPreset
 from ..losses import margin, preference, supcon
 from ..model import Linear, Sequential, subtree, tinynet
 from . import _common as C
@@ -87,21 +86,6 @@ def default_config(fast: bool = False) -> dict:
     return cfg
 
 
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-    cfg: dict
-    seed: int
-    xp: object
-    dtype: str
-    progress: bool
-
-    def device(self, x):
-        return C.to_device(x, self.xp, self.dtype)
-
-    def augment(self, images, rng, preset=MILD):
-        return augment_view(self.device(images), preset, rng, size=images.shape[-2:])
-
-
 def _load(data, cfg, seed):
     if data is None:
         from data_synth import ordinal_severity
@@ -127,14 +111,14 @@ def _encoder(cfg, channels):
     return tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"])
 
 
-def _train_con(s: _Setup, net, params, images, severity):
+def _train_con(s: C.Context, net, params, images, severity):
     """Con step: margin loss on same / different binary-class pairs (Eq. 1)."""
-    cfg, rng = s.cfg, C.rng_for(s.seed, "con")
+    cfg, rng = s.cfg, s.rng("con")
     b, abnormal = cfg["pairs_per_step"], (severity > 0).astype(int)
 
     def step(p, state, k):
         i, j, same = C.sample_pairs(rng, abnormal, b)
-        x = s.augment(images[np.concatenate([i, j])], rng)
+        x = s.augment(images[np.concatenate([i, j])], rng, MILD)
 
         def loss(out):
             value, cache = margin.forward(out[:b], out[b:], s.device(same), margin=cfg["margin"])
@@ -158,9 +142,9 @@ def _severity_pairs(rng, severity, n):
     return i, j, (severity[i] > severity[j]).astype(np.float64)
 
 
-def _train_pro(s: _Setup, net, params, images, severity, n_refs):
+def _train_pro(s: C.Context, net, params, images, severity, n_refs):
     """PrO step: Bradley-Terry preference over pairs, anchor = mean of ``n_refs`` normal references."""
-    cfg, rng = s.cfg, C.rng_for(s.seed, "pro", n_refs)
+    cfg, rng = s.cfg, s.rng("pro", n_refs)
     b, pool = cfg["pairs_per_step"], cfg["reference_pool"]
     normals = np.flatnonzero(severity == 0)
     if len(normals) < n_refs:
@@ -174,7 +158,7 @@ def _train_pro(s: _Setup, net, params, images, severity, n_refs):
         pick = np.argsort(rng.random((b, len(refs))), axis=1)[:, :n_refs]  # (B, n) refs of each pair
         onehot = np.zeros((b * n_refs, len(refs)))
         onehot[np.arange(b * n_refs), pick.ravel()] = 1.0  # (B*n, P) scatters drefs to the pool
-        x = s.augment(images[np.concatenate([i, j, refs])], rng)
+        x = s.augment(images[np.concatenate([i, j, refs])], rng, MILD)
 
         def loss(out):
             u_i, u_j, pooled = out[:b], out[b:2 * b], out[2 * b:]
@@ -191,14 +175,14 @@ def _train_pro(s: _Setup, net, params, images, severity, n_refs):
                    images_per_step=2 * b + max(pool, n_refs), progress=s.progress)
 
 
-def _train_supcon(s: _Setup, net, params, images, severity):
+def _train_supcon(s: C.Context, net, params, images, severity):
     """SupCon-n: supervised contrastive loss on every severity level, random batches (as SupCon)."""
-    cfg, rng = s.cfg, C.rng_for(s.seed, "supcon")
+    cfg, rng = s.cfg, s.rng("supcon")
     batch = 2 * cfg["pairs_per_step"]
 
     def step(p, state, k):
         idx = rng.choice(len(severity), size=batch, replace=False)
-        x = s.augment(images[idx], rng)
+        x = s.augment(images[idx], rng, MILD)
         return C.network_step(net, p, x, C.with_grad(supcon, labels=s.device(severity[idx]),
                                                      temperature=cfg["temperature"]), state=state)
 
@@ -207,9 +191,9 @@ def _train_supcon(s: _Setup, net, params, images, severity):
                    images_per_step=batch, progress=s.progress)
 
 
-def _train_simclr(s: _Setup, net, params, images):
+def _train_simclr(s: C.Context, net, params, images):
     """SimCLR: NT-Xent between two augmented views of each image (no labels)."""
-    cfg, rng = s.cfg, C.rng_for(s.seed, "simclr")
+    cfg, rng = s.cfg, s.rng("simclr")
     b = cfg["pairs_per_step"]
 
     def step(p, state, k):
@@ -229,7 +213,7 @@ def _ntxent(temperature):
     return loss
 
 
-def _evaluate(s: _Setup, features, grade, severity, parts):
+def _evaluate(s: C.Context, features, grade, severity, parts):
     """Prediction head on frozen features (epochs chosen on validation macro-F1) and the anchor Spearman.
 
     The head learns the recorded ``grade`` (as a clinic would) and is chosen
@@ -288,9 +272,9 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     Returns the ``metrics.json`` dictionary; writes it with ``config.json``,
     figures and parameters to ``out_dir`` when given.
     """
-    seed = C.check_seed(seed)
-    cfg = C.resolve_config(default_config(fast), overrides)
-    s = _Setup(cfg, seed, C.namespace_for(backend), C.check_dtype(dtype), progress)
+    s = C.Context.make(default_config(fast), overrides, seed=seed, backend=backend, dtype=dtype,
+                       progress=progress)
+    cfg, seed = s.cfg, s.seed
     images, grade, severity, subject = _load(data, cfg, seed)
     parts = C.group_split(subject, cfg["split"], rng=C.rng_for(seed, "split"))
     train = parts[0]
@@ -319,11 +303,9 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     methods = {name: _evaluate(s, features[name], grade, severity, parts) for name in order}
     result = C.result_dict(NAME, seed, methods, _claims(methods, cfg))
     if out_dir is not None:
-        config = {"recipe": NAME, "seed": seed, "fast": fast, "backend": backend, "dtype": dtype,
-                  "data": "data_synth.ordinal_severity" if data is None else "user arrays",
-                  "hyperparameters": cfg, "scaled_down": SCALED_DOWN, "versions": C.versions()}
-        C.write_outputs(out_dir, result, config, {name.replace(" ", "").replace("(", "_").replace(")", "")
-                                                  .replace("=", ""): (p, {}) for name, p in encoders.items()})
+        config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
+                                 data="data_synth.ordinal_severity" if data is None else "user arrays")
+        C.write_outputs(out_dir, result, config, {C.file_stem(n): (p, {}) for n, p in encoders.items()})
         _figures(out_dir, features, grade, severity, parts, runs, cfg)
     return result
 
