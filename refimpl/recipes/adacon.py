@@ -48,7 +48,6 @@ real, "subject": (N,) optional group ids})``; H and W must be multiples of 16.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
@@ -131,18 +130,6 @@ class Branches(Layer):
         return grads, dx
 
 
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-    cfg: dict
-    seed: int
-    xp: object
-    dtype: str
-    progress: bool
-
-    def device(self, x, dtype=None):
-        return C.to_device(x, self.xp, dtype or self.dtype)
-
-
 def _load(data, cfg, seed):
     """``(images, target, subject)`` from the generator or the user's arrays."""
     if data is None:
@@ -178,35 +165,51 @@ def _classes(keys):
     return np.unique(keys, return_inverse=True)[1].reshape(-1)
 
 
-def _contrastive(s: _Setup, method, z, y, population, rng):
+def _contrastive(s: C.Context, method, z, y, population, rng):
     """``(L_con, dz)`` of one method on the projections ``z`` (M, P), labels ``y`` (M,) host."""
     cfg, xp = s.cfg, s.xp
     bucket = cfg["bucket"]
     classes = _classes(y if bucket is None else np.floor_divide(y, bucket))
     if method == "L1 + AdaCon":
-        value, cache = adacon.forward(z, s.device(y, "float64"), scale=cfg["scale"],
-                                      population=s.device(population, "float64"), bucket=bucket)
+        value, cache = adacon.forward(z, C.to_device(y, xp, "float64"), scale=cfg["scale"],
+                                      population=C.to_device(population, xp, "float64"), bucket=bucket)
         return value, adacon.backward(1.0, cache)[0]
     if method == "L1 + SupCon":
-        value, cache = supcon.forward(z, labels=s.device(classes, "int64"), temperature=1.0 / cfg["scale"])
+        value, cache = supcon.forward(z, labels=C.to_device(classes, xp, "int64"), temperature=1.0 / cfg["scale"])
         return value, supcon.backward(1.0, cache)[0]
     half = z.shape[0] // 2  # view-major: row i of each half is a copy of the same image
     if method == "L1 + N-pair":
-        value, cache = npair.forward(z[:half], z[half:], s.device(classes[:half], "int64"),
+        value, cache = npair.forward(z[:half], z[half:], C.to_device(classes[:half], xp, "int64"),
                                      temperature=1.0 / cfg["scale"])
         da, dp, _ = npair.backward(1.0, cache)
         return value, xp.concat([da, dp])
-    # adaptive triplet: anchor = a copy in the first half, positive = its partner copy,
-    # negative = a random copy in the second half with another label
-    other = classes[half:][None, :] != classes[:half][:, None]  # (half, half)
-    pick = np.argmax(rng.random(other.shape) * other, axis=1)  # (half,) a random allowed column
+    pick = _negatives(rng, classes[:half], classes[half:])
+    return _triplet(s, z, y, population, pick)
+
+
+def _negatives(rng, anchor_classes, pool_classes):
+    """For each anchor, a uniformly drawn index into the pool among the items of another class."""
+    other = pool_classes[None, :] != anchor_classes[:, None]  # (A, P)
+    if not np.all(np.any(other, axis=1)):
+        raise ValueError("the adaptive triplet needs a copy of another label for every anchor; "
+                         "this batch holds a single label")
+    return np.argmax(rng.random(other.shape) * other, axis=1)  # (A,) the largest draw among the allowed
+
+
+def _triplet(s: C.Context, z, y, population, pick):
+    """Adaptive triplet over (copy, its partner copy, copy ``pick``): ``(loss, dz)``.
+
+    Rows ``i`` and ``half + i`` of ``z`` are two copies of one image
+    (view-major); anchor ``i`` takes the negative ``half + pick[i]``. The
+    negatives' gradient is scattered back by the transposed selection matrix.
+    """
+    xp, half = s.xp, z.shape[0] // 2
     onehot = np.zeros((half, half))
     onehot[np.arange(half), pick] = 1.0
     select = s.device(onehot)
     negative = select @ z[half:]  # (half, half) @ (half, P)
-    value, cache = triplet.forward(z[:half], z[half:], negative, s.device(y[:half], "float64"),
-                                   s.device(y[half:], "float64"), s.device(y[half:][pick], "float64"),
-                                   population=s.device(population, "float64"))
+    labels = [C.to_device(v, xp, "float64") for v in (y[:half], y[half:], y[half:][pick], population)]
+    value, cache = triplet.forward(z[:half], z[half:], negative, *labels[:3], population=labels[3])
     da, dp, dn = triplet.backward(1.0, cache)[:3]
     return value, xp.concat([da, dp + xp.permute_dims(select, (1, 0)) @ dn])  # (half, half) @ (half, P)
 
@@ -231,12 +234,12 @@ class _Gamma:
         return self.value
 
 
-def _train(s: _Setup, net, init, method, images, target, mean, sd):
+def _train(s: C.Context, net, init, method, images, target, mean, sd):
     """Multi-task training of one method; returns the TrainResult and the gamma used."""
     cfg, xp = s.cfg, s.xp
     b, views = cfg["images_per_step"], cfg["views"]
-    batches = C.rng_for(s.seed, "batches")  # the same for every method
-    negatives = C.rng_for(s.seed, "negatives", method)
+    batches = s.rng("batches")  # the same for every method
+    negatives = s.rng("negatives", method)
     preset = AugmentPreset("adacon", global_scale=tuple(cfg["crop_scale"]), hflip_p=cfg["hflip_p"],
                            rotation_degrees=cfg["rotation_degrees"], jitter_p=0.0)
     gamma = _Gamma(cfg["gamma"], math.ceil(len(images) / b))
@@ -268,7 +271,7 @@ def _train(s: _Setup, net, init, method, images, target, mean, sd):
     return result, (0.0 if method == "L1" else gamma.value)
 
 
-def _evaluate(s: _Setup, net, trained, images, target, parts, mean, sd, pairs):
+def _evaluate(s: C.Context, net, trained, images, target, parts, mean, sd, pairs):
     """Test MAE / RMSE / R2 and the Fig. 3 Spearman; also the test features and predictions."""
     from ..metrics import mae, r2, rmse, spearman
 
@@ -322,36 +325,30 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     Returns the ``metrics.json`` dictionary; writes it with ``config.json``,
     figures and parameters to ``out_dir`` when given.
     """
-    seed = C.check_seed(seed)
-    cfg = C.resolve_config(default_config(fast), overrides)
-    s = _Setup(cfg, seed, C.namespace_for(backend), C.check_dtype(dtype), progress)
+    s = C.Context.make(default_config(fast), overrides, seed=seed, backend=backend, dtype=dtype, progress=progress)
+    cfg, seed = s.cfg, s.seed
     images, target, subject = _load(data, cfg, seed)
-    parts = C.group_split(subject, cfg["split"], rng=C.rng_for(seed, "split"))
+    parts = C.group_split(subject, cfg["split"], rng=s.rng("split"))
     train, test = parts
     mean, sd = float(target[train].mean()), float(target[train].std())
     if not sd > 0:
         raise ValueError("the training targets must not all be equal (their standard deviation is 0)")
 
     net = _network(cfg, images.shape[1])
-    init = net.init(C.rng_for(seed, "init"), dtype, xp=s.xp)
-    pairs = _random_pairs(C.rng_for(seed, "pairs"), len(test), cfg["similarity_pairs"])
+    init = net.init(s.rng("init"), s.dtype, xp=s.xp)
+    pairs = _random_pairs(s.rng("pairs"), len(test), cfg["similarity_pairs"])
     runs, gammas, methods, evals = {}, {}, {}, {}
     for method in METHODS:
         runs[method], gammas[method] = _train(s, net, init, method, images[train], target[train], mean, sd)
         methods[method], *evals[method] = _evaluate(s, net, runs[method], images, target, parts, mean, sd, pairs)
     result = C.result_dict(NAME, seed, methods, _claims(methods))
     if out_dir is not None:
-        config = {"recipe": NAME, "seed": seed, "fast": fast, "backend": backend, "dtype": dtype,
-                  "data": "data_synth.continuous_target" if data is None else "user arrays",
-                  "hyperparameters": cfg, "gamma_con": gammas, "scaled_down": SCALED_DOWN,
-                  "versions": C.versions()}
-        C.write_outputs(out_dir, result, config, {_file_name(m): (r.params, r.state) for m, r in runs.items()})
+        config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
+                                 data="data_synth.continuous_target" if data is None else "user arrays")
+        config["gamma_con"] = gammas  # the value the paper's rule chose for each method
+        C.write_outputs(out_dir, result, config, {C.file_stem(m): (r.params, r.state) for m, r in runs.items()})
         _figures(out_dir, methods, evals, target[test], runs)
     return result
-
-
-def _file_name(method: str) -> str:
-    return method.replace("L1 + ", "l1_").replace(" ", "_").replace("-", "").lower()
 
 
 def _figures(out_dir, methods, evals, y_test, runs):
@@ -369,6 +366,7 @@ def _figures(out_dir, methods, evals, y_test, runs):
     C.save_figure(fig, os.path.join(out_dir, "predictions.png"), title="Test predictions (Table II)")
 
     fig, axes = C.new_figure(len(names), ncols=len(names), panel=(3.0, 3.0))
+    low = min(float(evals[name][2][0].min()) for name in names)
     for ax, name in zip(axes, names):
         sim, dist = evals[name][2]
         ax.scatter(dist, sim, s=3, alpha=0.25, linewidths=0, color="C0")
@@ -381,6 +379,7 @@ def _figures(out_dir, methods, evals, y_test, runs):
         ax.set_xlabel("|F(y_i) - F(y_j)| (ECDF label distance)", fontsize=8)
         ax.set_ylabel("cosine similarity of features", fontsize=8)
         ax.set_xlim(0, 1)
+        ax.set_ylim(low - 0.02, 1.01)  # one scale for every panel
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="lower left")
     C.save_figure(fig, os.path.join(out_dir, "similarity_vs_ecdf.png"),

@@ -76,7 +76,7 @@ def default_config(fast: bool = False) -> dict:
         "widths": [16, 32, 64, 128], "kernel_size": 3, "batchnorm": True,
         "head_hidden": 256, "bottleneck": 64, "prototypes": 64,
         "images_per_step": 32, "local_crops": 4, "local_size": 16,
-        "steps": 400, "lr": 3e-3, "weight_decay": 0.04, "warmup_steps": 40,
+        "steps": 400, "lr": 1e-2, "weight_decay": 0.04, "warmup_steps": 40,
         "student_temp": 0.1, "teacher_temp": [0.04, 0.07], "teacher_temp_warmup": 0.3,
         "teacher_momentum": 0.99, "center_momentum": 0.9,
         "probe_l2": 1e-2,
@@ -84,18 +84,6 @@ def default_config(fast: bool = False) -> dict:
     if fast:
         cfg.update(images=240, steps=12, warmup_steps=2, local_crops=2)
     return cfg
-
-
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-    cfg: dict
-    seed: int
-    xp: object
-    dtype: str
-    progress: bool
-
-    def device(self, x):
-        return C.to_device(x, self.xp, self.dtype)
 
 
 def _load(data, cfg, seed):
@@ -127,7 +115,7 @@ def _network(cfg, channels):
     return Sequential([("f", encoder), ("head", head)])
 
 
-def _pretrain(s: _Setup, net, init, preset, images):
+def _pretrain(s: C.Context, net, init, preset, images):
     """DINO on ``images`` (no labels) under ``preset``; returns (TrainResult, teacher params, teacher state).
 
     The training state carries, besides the student's batch-norm statistics,
@@ -137,8 +125,8 @@ def _pretrain(s: _Setup, net, init, preset, images):
     """
     cfg, xp = s.cfg, s.xp
     b, steps = cfg["images_per_step"], cfg["steps"]
-    batches = C.rng_for(s.seed, "batches")  # the same images for every preset
-    crops = C.rng_for(s.seed, "crops", preset)
+    batches = s.rng("batches")  # the same images for every preset
+    crops = s.rng("crops", preset.name)
     warmup = max(1, round(cfg["teacher_temp_warmup"] * steps))
     start, end = cfg["teacher_temp"]
     size = images.shape[-2:]
@@ -180,7 +168,7 @@ def _pretrain(s: _Setup, net, init, preset, images):
     return result, teacher, result.state["teacher_state"]
 
 
-def _evaluate(s: _Setup, encoder, params, state, images, severity, parts, preset):
+def _evaluate(s: C.Context, encoder, params, state, images, severity, parts, preset):
     """Separation of positive / negative pairs under ``preset`` and the linear probe on severity."""
     from ..probe import fit_logistic
 
@@ -194,7 +182,7 @@ def _evaluate(s: _Setup, encoder, params, state, images, severity, parts, preset
                "probe_aupr": float(np.mean([aupr(proba[:, c], severity[test] == c) for c in present]))}
     pairs = None
     if preset is not None:
-        v1, v2 = two_views(s.device(images[test]), preset, C.rng_for(s.seed, "views", preset))
+        v1, v2 = two_views(s.device(images[test]), preset, s.rng("views", preset.name))
         pos_px, neg_px = pair_distances(v1, v2)
         f1 = C.embed(encoder, params, _host(v1), state=state, xp=s.xp, dtype=s.dtype)
         f2 = C.embed(encoder, params, _host(v2), state=state, xp=s.xp, dtype=s.dtype)
@@ -231,40 +219,37 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     Returns the ``metrics.json`` dictionary; writes it with ``config.json``,
     figures and the teachers' parameters to ``out_dir`` when given.
     """
-    seed = C.check_seed(seed)
-    cfg = C.resolve_config(default_config(fast), overrides)
+    s = C.Context.make(default_config(fast), overrides, seed=seed, backend=backend, dtype=dtype, progress=progress)
+    cfg, seed = s.cfg, s.seed
     for name in ("strong", "weak"):
         if name not in cfg["presets"]:
             raise ValueError(f"presets must include 'strong' and 'weak' (the claims compare them), "
                              f"got {cfg['presets']}")
     presets = {name: get_preset(name) for name in cfg["presets"]}
-    s = _Setup(cfg, seed, C.namespace_for(backend), C.check_dtype(dtype), progress)
     images, severity, subject = _load(data, cfg, seed)
     if data is not None:
         cfg = {**cfg, "levels": int(severity.max()) + 1}
         s = dataclasses.replace(s, cfg=cfg)
-    parts = C.group_split(subject, cfg["split"], rng=C.rng_for(seed, "split"))
+    parts = C.group_split(subject, cfg["split"], rng=s.rng("split"))
 
     net = _network(cfg, images.shape[1])
     encoder = net.layers[0][1]
-    init = net.init(C.rng_for(seed, "init"), dtype, xp=s.xp)
+    init = net.init(s.rng("init"), s.dtype, xp=s.xp)
     runs, teachers = {}, {}
     for name, preset in presets.items():
         runs[name], params, state = _pretrain(s, net, init, preset, images[parts[0]])
         teachers[name] = (subtree(params, "f"), subtree(state, "f"))
-    teachers["random init"] = (subtree(init, "f"), subtree(net.init_state(dtype, xp=s.xp), "f"))
+    teachers["random init"] = (subtree(init, "f"), subtree(net.init_state(s.dtype, xp=s.xp), "f"))
     methods, feats, pairs = {}, {}, {}
     for name, (params, state) in teachers.items():
         methods[name], feats[name], pairs[name] = _evaluate(s, encoder, params, state, images, severity, parts,
                                                             presets.get(name))
     result = C.result_dict(NAME, seed, methods, _claims(methods))
     if out_dir is not None:
-        config = {"recipe": NAME, "seed": seed, "fast": fast, "backend": backend, "dtype": dtype,
-                  "data": "data_synth.ordinal_severity" if data is None else "user arrays",
-                  "hyperparameters": cfg, "presets": {n: dataclasses.asdict(p) for n, p in presets.items()},
-                  "scaled_down": SCALED_DOWN, "versions": C.versions()}
-        C.write_outputs(out_dir, result, config,
-                        {f"teacher_{n.replace('+', '_').replace(' ', '_')}": t for n, t in teachers.items()})
+        config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
+                                 data="data_synth.ordinal_severity" if data is None else "user arrays")
+        config["presets"] = {n: dataclasses.asdict(p) for n, p in presets.items()}
+        C.write_outputs(out_dir, result, config, {f"teacher_{C.file_stem(n)}": t for n, t in teachers.items()})
         _figures(out_dir, s, images, severity, parts, presets, methods, feats, pairs, runs)
     return result
 
@@ -293,7 +278,7 @@ def _crops_figure(path, s, images, presets):
     cells = iter(axes)
     for row in range(len(images)):
         for name, preset in presets.items():
-            g, l = multi_crop(s.device(images[row:row + 1]), preset, C.rng_for(s.seed, "crop figure", name, row),
+            g, l = multi_crop(s.device(images[row:row + 1]), preset, s.rng("crop figure", name, row),
                               n_local=2, local_size=(s.cfg["local_size"],) * 2)
             for column, view in zip(columns, [images[row:row + 1], *g, *l]):
                 ax = next(cells)
