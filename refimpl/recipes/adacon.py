@@ -73,8 +73,8 @@ SCALED_DOWN = {
     "encoder": "TinyNet, 4 stages of 3x3 convolutions with batch norm, widths 16-32-64-128 "
                "(about 100k parameters) instead of an ImageNet-pretrained EfficientNet-B1",
     "batch": "16 images x 4 augmented copies = 64 rows (the paper: 8 x 8)",
-    "schedule": "600 SGD steps (momentum 0.9, lr 1e-2, weight decay 1e-4) with a cosine decay "
-                "instead of 6000 steps with step decay at 3000 and 4500",
+    "schedule": "600 SGD steps (momentum 0.9, lr 1e-2, weight decay 1e-4, as the paper) with a 20-step "
+                "warm-up and a cosine decay, instead of 6000 steps with step decay at 3000 and 4500",
     "target": "the regression branch predicts the standardised target (training mean and sd); "
               "metrics are in the target's units",
 }
@@ -102,6 +102,16 @@ class Branches(Layer):
     Here ``[regression (N, 1) | projection (N, P)]`` on the representation
     (N, D); backward splits ``dout`` the same way and sums the branches'
     input gradients. Parameter names are ``"<branch>.<name>"``.
+
+    >>> heads = Branches([("reg", Linear(2, 1)), ("proj", Linear(2, 3))])
+    >>> params = {"reg.w": np.array([[1.0, -1.0]]), "reg.b": np.array([0.5]),
+    ...           "proj.w": np.eye(3, 2), "proj.b": np.zeros(3)}
+    >>> out, cache = heads.forward(params, np.array([[2.0, 1.0]]), train=True)
+    >>> out.tolist()
+    [[1.5, 2.0, 1.0, 0.0]]
+    >>> grads, dx = heads.backward(np.ones((1, 4)), cache)
+    >>> dx.tolist()      # reg.w + the column sums of proj.w
+    [[2.0, 0.0]]
     """
 
     def __init__(self, branches):
