@@ -45,7 +45,8 @@ class VolumeData:
 
 
 def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_weights=None,
-            label_noise=0.2, strong_fraction=0.05, strong_threshold=None, noise=0.03) -> VolumeData:
+            label_noise=0.2, strong_fraction=0.05, strong_threshold=None, noise=0.03,
+            global_signs=1.0, size_variation=0.1) -> VolumeData:
     r"""Liver CT-like volumes sliced into 2D images, with depth and weak/strong labels.
 
     Patient :math:`p` has a true stage :math:`s_p` and a latent
@@ -63,7 +64,15 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     tip, largest in between), :math:`b_k` (k = 2, 3) the patient's anatomy,
     and the nodularity :math:`\iota_p` (the ``irregularity``) multiplies
     harmonics m = 9..15 whose phases drift with depth. The liver shrinks and
-    its texture grows more heterogeneous with stage too. Around it: body
+    its texture grows more heterogeneous with stage too (the *global* signs):
+    its size is :math:`s_p (1 - 0.15\,g\,v_p)` and the amplitude of its
+    texture :math:`0.02 + 0.06\,g\,v_p`, with :math:`v_p = s_p / (S - 1)`,
+    :math:`g` = ``global_signs`` and a patient's build :math:`s_p \sim
+    U(1 - a, 1 + a)`, :math:`a` = ``size_variation``. With a small
+    :math:`g` and a large :math:`a`, the stage hides among the patients'
+    anatomies and the contour is the cue that remains (the cue WSP's
+    authors name: cirrhosis diagnosis "is notably based on the contours
+    irregularity"). Around it: body
     outline with subcutaneous fat, spine, aorta, kidneys in the lower slices.
 
     Labels: ``weak_label`` is the true stage moved to a neighbouring stage
@@ -102,6 +111,11 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
         Stages >= this are strong-positive (default ``stages // 2``: F3-F4).
     noise : float >= 0
         Standard deviation of the pixel noise.
+    global_signs : float >= 0
+        Strength of the stage's effect on liver size and texture (1: as
+        drawn by default; 0: only the contour changes with stage).
+    size_variation : float in [0, 0.5]
+        Half-width of the patients' relative liver size range.
 
     Returns
     -------
@@ -131,6 +145,8 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     if threshold >= stages:
         raise ValueError(f"strong_threshold must be < stages ({stages}), got {threshold}")
     noise = check_range("noise", noise, high=np.inf)
+    global_signs = check_range("global_signs", global_signs, high=np.inf)
+    size_variation = check_range("size_variation", size_variation, high=0.5)
 
     rng = np.random.default_rng(seed)
     stage = rng.choice(stages, size=n_patients, p=weights)
@@ -144,7 +160,8 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     patient = np.repeat(np.arange(n_patients), counts)
     first = np.cumsum(counts) - counts
     depth = (np.arange(len(patient)) - first[patient]) / counts[patient]
-    images = _draw(rng, patient, depth, stage[patient] / (stages - 1), irregularity[patient], size, noise)
+    images = _draw(rng, patient, depth, global_signs * stage[patient] / (stages - 1), irregularity[patient],
+                   size, noise, size_variation)
     return VolumeData(images=images, patient=patient, depth=depth, weak_label=weak[patient],
                       strong_label=strong[patient], stage=stage[patient], irregularity=irregularity[patient])
 
@@ -156,12 +173,12 @@ def _noisy_neighbour(rng, label, classes, rate):
     return np.where(rng.random(label.shape) < rate, label + step, label)
 
 
-def _draw(rng, patient, depth, severity, irregularity, size, noise):
+def _draw(rng, patient, depth, severity, irregularity, size, noise, size_variation):
     m, n_patients = len(patient), patient.max() + 1
     yy, xx = R.grid(size)
     d = R.col(depth)
     # Liver: on the image left (patient's right), largest mid-volume, shrinking with stage.
-    scale = rng.uniform(0.9, 1.1, n_patients)[patient] * (1 - 0.15 * severity)
+    scale = rng.uniform(1 - size_variation, 1 + size_variation, n_patients)[patient] * (1 - 0.15 * severity)
     rho = R.col(scale) * (0.1 + 0.42 * np.sin(np.pi * (0.1 + 0.85 * d)) ** 0.6)
     cy, cx = -0.05 + 0.1 * d, -0.32 + 0.12 * d
     dy, dx = (yy - cy) / 0.8, xx - cx                              # (M, H, W), flattened vertically

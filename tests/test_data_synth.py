@@ -70,6 +70,7 @@ def test_inputs_are_plain_keywords_and_sizes_follow():
     (lambda: ordinal_severity(4, levels=2, class_weights=[1, -1]), ValueError, "class_weights must be finite"),
     (lambda: ordinal_severity(4, subject_correlation=1.5), ValueError, "subject_correlation"),
     (lambda: ordinal_severity(4, jitter=0.5), ValueError, "jitter"),
+    (lambda: ordinal_severity(4, grading_noise=-0.1), ValueError, "grading_noise"),
     (lambda: continuous_target(4, skewness=-1), ValueError, "skewness"),
     (lambda: continuous_target(4, resolution="a"), TypeError, "resolution must be a number"),
     (lambda: volumes(2, slices=(9, 3)), ValueError, "slices must be"),
@@ -78,6 +79,8 @@ def test_inputs_are_plain_keywords_and_sizes_follow():
     (lambda: volumes(2, label_noise=2), ValueError, "label_noise"),
     (lambda: volumes(2, stages=3, strong_threshold=3), ValueError, "strong_threshold must be < stages"),
     (lambda: volumes(2, noise=True), TypeError, "noise"),
+    (lambda: volumes(2, global_signs=-0.5), ValueError, "global_signs"),
+    (lambda: volumes(2, size_variation=0.6), ValueError, "size_variation"),
 ])
 def test_bad_arguments_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):

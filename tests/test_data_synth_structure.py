@@ -6,6 +6,7 @@ with everything else held fixed by reusing the seed (a generator consumes the
 same random numbers whatever the class weights or the target mean).
 """
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import uniform_filter
@@ -184,3 +185,40 @@ def test_volume_stage_balance_and_scarce_strong_labels(seed, fraction):
     assert known.sum() == max(1, round(fraction * p))
     np.testing.assert_array_equal(v.strong_label[known], v.stage[known] >= 2)
     assert set(np.unique(v.strong_label)) <= {-1, 0, 1}
+
+
+# --- reader grading (ordinal) and global signs (volumes) -------------------------------------
+
+@heavy
+@given(seed=seeds, low=st.sampled_from([0.1, 0.2]), high=st.sampled_from([0.3, 0.6]))
+@example(seed=0, low=0.1, high=0.3)
+def test_ordinal_grading_noise_only_changes_the_recorded_grade(seed, low, high):
+    exact, a, b = (ordinal_severity(300, size=16, seed=seed, grading_noise=g) for g in (0.0, low, high))
+    np.testing.assert_array_equal(exact.grade, exact.severity)
+    for d in (a, b):                                                     # same images and latents
+        np.testing.assert_array_equal(d.images, exact.images)
+        np.testing.assert_array_equal(d.severity, exact.severity)
+    wrong_a, wrong_b = a.grade != a.severity, b.grade != b.severity
+    assert np.all(wrong_b[wrong_a])                                      # a larger error misgrades a superset
+    assert np.all(np.abs(a.grade - a.severity) <= 1)                     # small errors: neighbours only
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ordinal_misgrading_concentrates_near_level_boundaries(seed):
+    d = ordinal_severity(4000, size=16, seed=seed, grading_noise=0.3)
+    offset = np.abs(d.latent - d.severity)
+    wrong = d.grade != d.severity
+    assert wrong[offset > 0.25].mean() > 2 * wrong[offset < 0.1].mean()
+
+
+@heavy
+@given(seed=seeds)
+def test_volume_global_signs_zero_leaves_only_the_contour(seed):
+    def stage_gap(global_signs):
+        low, high = (volumes(2, slices=(6, 6), size=32, seed=seed, stage_weights=np.eye(4)[k], label_noise=0,
+                             global_signs=global_signs).images for k in (0, 3))
+        return np.abs(high - low).mean()
+    assert stage_gap(0.0) < 0.5 * stage_gap(1.0)
+    default, explicit = (volumes(2, slices=(3, 3), size=16, seed=seed, **kw).images
+                         for kw in ({}, {"global_signs": 1.0, "size_variation": 0.1}))
+    np.testing.assert_array_equal(default, explicit)

@@ -8,7 +8,10 @@ dict`` returning the ``metrics.json`` dictionary ``{"recipe", "seed",
 "evidence", "effect"}]}``. With ``out_dir`` a run also writes
 ``metrics.json``, ``config.json``, PNG figures and the trained parameters
 (``.npz``). ``data=`` runs a recipe on the user's own arrays (each module's
-docstring says what it takes).
+docstring says what it takes). Each module also has ``claims_from(methods,
+cfg) -> list``, the claims computed from the metrics alone (the tests hold
+``metrics.json`` to it), and ``CLAIM_NOTES``, why a claim may not hold
+(used by ``refimpl run claims``).
 
 - ``conpro``: ConPro (Nguyen et al., CVPR-W 2024), Con then PrO step, on ordinal severity;
 - ``wsp``: WSP (Sarfati et al., MICCAI 2023), kernel contrastive pretraining on volumes;

@@ -127,6 +127,11 @@ def group_split(groups, fractions, *, rng) -> tuple:
     return tuple(np.flatnonzero(member == k) for k in range(len(fractions)))
 
 
+def random_batch(rng, n: int, batch_size: int) -> np.ndarray:
+    """``batch_size`` indices of ``range(n)``, without replacement when ``n`` allows it."""
+    return rng.choice(n, size=batch_size, replace=batch_size > n)
+
+
 def balanced_batch(rng, labels, batch_size: int) -> np.ndarray:
     """``batch_size`` indices with (nearly) the same number from every class.
 
@@ -278,6 +283,16 @@ def with_grad(module, *args, **kwargs):
     return loss
 
 
+def ntxent(temperature: float):
+    """``loss(out)`` of SimCLR's NT-Xent for ``out`` (2N, D) stacked view-major."""
+    from ..losses import supcon
+
+    def loss(out):
+        value, cache = supcon.ntxent_forward(out, temperature=temperature)
+        return value, supcon.ntxent_backward(1.0, cache)[0]
+    return loss
+
+
 @dataclasses.dataclass
 class TrainResult:
     """Parameters and state after training, and the loss of every step."""
@@ -412,9 +427,10 @@ def _jsonable(obj):
 
 
 def write_json(path, obj) -> str:
-    """Sorted-key, indented JSON; NumPy scalars converted, NaN and infinity written as null."""
+    """Indented JSON in the dictionaries' own order (methods as the recipe lists them); NumPy
+    scalars converted, NaN and infinity written as null."""
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True, allow_nan=False)
+        json.dump(_jsonable(obj), f, indent=2, allow_nan=False)
         f.write("\n")
     return str(path)
 

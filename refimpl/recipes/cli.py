@@ -3,6 +3,7 @@
     refimpl run conpro                 default run (each recipe < 3 min on 2 CPU cores)
     refimpl run conpro --fast          smoke run (< 30 s): same pipeline, fewer steps
     refimpl run all --seed 1 --out runs-seed1
+    refimpl run claims --seeds 0 1 2   every recipe's claims over seeds -> docs/claims.md
 
 Outputs go to ``--out`` (default ``runs/<recipe>``; with ``all``, one
 sub-folder per recipe): ``metrics.json``, ``config.json``, PNG figures and
@@ -17,17 +18,22 @@ from __future__ import annotations
 
 import os
 
-from . import RECIPES, _common, module
+from . import RECIPES, _common, claims, module
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("recipe", choices=RECIPES + ("all",), help="recipe to run, or all of them")
+    parser.add_argument("recipe", choices=RECIPES + ("all", "claims"),
+                        help="recipe to run, all of them, or claims (every recipe over --seeds, "
+                             "tabled in docs/claims.md)")
     parser.add_argument("--fast", action="store_true", help="smoke run: fewer steps and images")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--out", default=None,
-                        help="output folder (default runs/<recipe>; with all: DIR/<recipe>)")
+                        help="output folder (default runs/<recipe>; with all: DIR/<recipe>); "
+                             "with claims: the Markdown file (default docs/claims.md)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds for claims (default 0 1 2)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -61,14 +67,12 @@ def main(args) -> int:
 
     if args.backend == "numpy" and _timing.needs_relaunch(args.threads):
         return _timing.relaunch(args.argv, args.threads)
+    if args.recipe == "claims":
+        return claims.main(args)
     names = RECIPES if args.recipe == "all" else (args.recipe,)
     missing = []
     for name in names:
-        try:
-            module(name)
-        except ModuleNotFoundError as error:
-            if error.name != f"refimpl.recipes.{name}":
-                raise
+        if not claims.installed(name):
             missing.append(name)
             continue
         run_one(name, args)

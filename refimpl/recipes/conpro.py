@@ -151,10 +151,11 @@ def _train_pro(s: C.Context, net, params, images, severity, n_refs):
         raise ValueError(f"the training split has {len(normals)} normal images, fewer than the "
                          f"{n_refs} reference vectors asked for")
     xp = s.xp
+    pool = max(min(pool, len(normals)), n_refs)  # normal images embedded per step
 
     def step(p, state, k):
         i, j, prefer = _severity_pairs(rng, severity, b)
-        refs = rng.choice(normals, size=max(pool, n_refs), replace=False)  # embedded this step
+        refs = rng.choice(normals, size=pool, replace=False)
         pick = np.argsort(rng.random((b, len(refs))), axis=1)[:, :n_refs]  # (B, n) refs of each pair
         onehot = np.zeros((b * n_refs, len(refs)))
         onehot[np.arange(b * n_refs), pick.ravel()] = 1.0  # (B*n, P) scatters drefs to the pool
@@ -172,7 +173,7 @@ def _train_pro(s: C.Context, net, params, images, severity, n_refs):
 
     return C.train(step, params, steps=cfg["pro_steps"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                    warmup=cfg["warmup_steps"], desc=f"PrO (n={n_refs})",
-                   images_per_step=2 * b + max(pool, n_refs), progress=s.progress)
+                   images_per_step=2 * b + pool, progress=s.progress)
 
 
 def _train_supcon(s: C.Context, net, params, images, severity):
@@ -181,7 +182,7 @@ def _train_supcon(s: C.Context, net, params, images, severity):
     batch = 2 * cfg["pairs_per_step"]
 
     def step(p, state, k):
-        idx = rng.choice(len(severity), size=batch, replace=False)
+        idx = C.random_batch(rng, len(severity), batch)
         x = s.augment(images[idx], rng, MILD)
         return C.network_step(net, p, x, C.with_grad(supcon, labels=s.device(severity[idx]),
                                                      temperature=cfg["temperature"]), state=state)
@@ -197,20 +198,13 @@ def _train_simclr(s: C.Context, net, params, images):
     b = cfg["pairs_per_step"]
 
     def step(p, state, k):
-        x = images[rng.choice(len(images), size=b, replace=False)]
+        x = images[C.random_batch(rng, len(images), b)]
         views = [s.augment(x, rng, cfg["simclr_preset"]) for _ in range(2)]
-        return C.network_step(net, p, s.xp.concat(views), _ntxent(cfg["temperature"]), state=state)
+        return C.network_step(net, p, s.xp.concat(views), C.ntxent(cfg["temperature"]), state=state)
 
     return C.train(step, params, steps=cfg["con_steps"] + cfg["pro_steps"], lr=cfg["lr"],
                    weight_decay=cfg["weight_decay"], warmup=cfg["warmup_steps"], desc="SimCLR",
                    images_per_step=2 * b, progress=s.progress)
-
-
-def _ntxent(temperature):
-    def loss(out):
-        value, cache = supcon.ntxent_forward(out, temperature=temperature)
-        return value, supcon.ntxent_backward(1.0, cache)[0]
-    return loss
 
 
 def _evaluate(s: C.Context, features, grade, severity, parts):
@@ -246,7 +240,8 @@ def _evaluate(s: C.Context, features, grade, severity, parts):
             "spearman": spearman(severity[test], distance)}
 
 
-def _claims(methods, cfg):
+def claims_from(methods: dict, cfg: dict) -> list:
+    """The paper's claims, computed from the metrics of every method (``metrics.json["methods"]``)."""
     best = f"ConPro (n={cfg['conpro_references']})"
     counts = cfg["reference_counts"]
     fewest, most = f"ConPro (n={min(counts)})", f"ConPro (n={max(counts)})"
@@ -301,7 +296,7 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     features = {name: C.embed(encoder, p, images, xp=s.xp, dtype=dtype) for name, p in encoders.items()}
     order = ["random init", "SimCLR", "SupCon-n", "SupCon-2"] + [f"ConPro (n={n})" for n in cfg["reference_counts"]]
     methods = {name: _evaluate(s, features[name], grade, severity, parts) for name in order}
-    result = C.result_dict(NAME, seed, methods, _claims(methods, cfg))
+    result = C.result_dict(NAME, seed, methods, claims_from(methods, cfg))
     if out_dir is not None:
         config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
                                  data="data_synth.ordinal_severity" if data is None else "user arrays")
