@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from refimpl import gradcheck
+from refimpl.model import load_npz
 from refimpl.recipes import _common as C
 from refimpl.recipes import _dino, augscale
 
@@ -26,9 +27,7 @@ def test_fast_run_writes_valid_outputs(fast_run):
     assert result["recipe"] == "augscale" and result["seed"] == 0
     assert list(result["methods"]) == ["strong", "weak", "weak+med", "random init"]
     for name, row in result["methods"].items():
-        keys = {"probe_auroc", "probe_aupr"} | (set() if name == "random init" else
-                                               {"separation", "pixel_separation"})
-        assert set(row) == keys, name
+        assert set(row) == {"separation", "pixel_separation", "probe_auroc", "probe_aupr"}, name
         assert all(math.isfinite(v) and 0 <= v <= 1 for v in row.values()), name
     config = json.loads((out / "config.json").read_text())
     assert config["hyperparameters"] == augscale.default_config(fast=True)
@@ -36,27 +35,23 @@ def test_fast_run_writes_valid_outputs(fast_run):
     assert config["presets"]["weak"]["global_scale"] == [0.5, 1.0]
     for name in FIGURES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    # the random init is evaluated on the weak model's views: the same pixels
+    assert result["methods"]["random init"]["pixel_separation"] == result["methods"]["weak"]["pixel_separation"]
+    net = augscale.network(augscale.default_config(fast=True))
     for name in result["methods"]:
-        with np.load(out / f"params_teacher_{C.file_stem(name)}.npz") as stored:
-            assert "params/conv1.w" in stored.files
+        params, state = load_npz(out / f"params_teacher_{C.file_stem(name)}.npz", net)
+        assert "conv1.w" in params and "bn1.running_var" in state
 
 
-def test_claims_are_computed_from_the_metrics(fast_run):
+def test_claims_compare_weak_with_strong_and_weak_med(fast_run):
     result, _ = fast_run
     m, claims = result["methods"], result["claims"]
+    assert [c["claim"] for c in claims] == list(augscale.CLAIMS)
     expected = [m["weak"]["separation"] > m["strong"]["separation"],
                 m["weak"]["probe_auroc"] > m["strong"]["probe_auroc"],
                 m["weak"]["probe_aupr"] > m["strong"]["probe_aupr"],
                 m["weak"]["probe_auroc"] > m["weak+med"]["probe_auroc"]]
     assert [c["holds"] for c in claims] == expected
-    assert claims[0]["effect"] == pytest.approx(m["weak"]["separation"] - m["strong"]["separation"])
-    assert all(c["holds"] == (c["effect"] > 0) for c in claims)
-
-
-def test_same_seed_same_metrics_bit_for_bit(fast_run, tmp_path):
-    _, out = fast_run
-    augscale.run(seed=0, fast=True, out_dir=str(tmp_path), progress=False)
-    assert (tmp_path / "metrics.json").read_bytes() == (out / "metrics.json").read_bytes()
 
 
 def _tiny():

@@ -19,7 +19,7 @@ Pipeline (the paper's Sec. III-C, Fig. 2 and Sec. IV-A, scaled down, see ``SCALE
   number fixes it);
 * methods, differing only in ``L_con`` (Sec. IV-A3: "we simply replace our
   AdaCon loss with these alternative loss functions ... and keep other
-  parameters the same"): **L1** (no contrastive branch loss), **L1 + N-pair**,
+  parameters the same"): **L1 only** (no contrastive loss), **L1 + N-pair**,
   **L1 + SupCon**, **L1 + adaptive triplet**, **L1 + AdaCon** (Eq. 4-6, ECDF over
   the training labels as Eq. 5 defines it). SupCon and N-pair "treat each
   unique label as an individual class", and AdaCon's positives are "the same
@@ -62,7 +62,7 @@ from . import _common as C
 
 NAME = "adacon"
 
-METHODS = ("L1", "L1 + N-pair", "L1 + SupCon", "L1 + adaptive triplet", "L1 + AdaCon")
+METHODS = ("L1 only", "L1 + N-pair", "L1 + SupCon", "L1 + adaptive triplet", "L1 + AdaCon")
 
 #: What the paper used and what this recipe uses instead (written to config.json).
 SCALED_DOWN = {
@@ -161,8 +161,14 @@ def _load(data, cfg, seed):
     return images, target, subject
 
 
-def _network(cfg, channels):
-    """``f`` (TinyNet) then the branches ``reg`` (linear -> 1) and ``proj`` (MLP -> proj_dim)."""
+def network(cfg: dict, channels: int = 1) -> Sequential:
+    """The trained network (what ``params_<method>.npz`` holds): ``f`` (TinyNet), then the
+    branches ``heads.reg`` (linear -> 1: the standardised target) and ``heads.proj`` (MLP -> proj_dim).
+
+    >>> net = network(default_config(fast=True))
+    >>> sorted(k for k in net.param_shapes() if k.startswith("heads."))[:2]
+    ['heads.proj.fc1.b', 'heads.proj.fc1.w']
+    """
     width = cfg["widths"][-1]
     encoder = tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
                       batchnorm=cfg["batchnorm"])
@@ -256,7 +262,7 @@ def _train(s: C.Context, net, init, method, images, target, mean, sd):
     population = target
 
     def step(p, state, k):
-        idx = batches.choice(len(images), size=b, replace=False)
+        idx = C.random_batch(batches, len(images), b)
         x = s.device(images[idx])
         x = xp.concat([augment_view(x, preset, batches, size=images.shape[-2:]) for _ in range(views)])
         y = np.tile(target[idx], views)  # (B V,) view-major
@@ -266,7 +272,7 @@ def _train(s: C.Context, net, init, method, images, target, mean, sd):
             pred, z = out[:, 0], out[:, 1:]
             l_reg, cache = regression.forward(pred, y_std, kind="l1")
             dpred = regression.backward(1.0, cache)[0]
-            if method == "L1":
+            if method == "L1 only":
                 return l_reg, xp.concat([dpred[:, None], xp.zeros_like(z)], axis=1)
             l_con, dz = _contrastive(s, method, z, y, population, negatives)
             g = gamma(k, float(l_reg), float(l_con))
@@ -278,7 +284,7 @@ def _train(s: C.Context, net, init, method, images, target, mean, sd):
                      state=net.init_state(s.dtype, xp=s.xp), desc=method, images_per_step=b * views,
                      progress=s.progress,
                      optimizer=SGD(momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]))
-    return result, (0.0 if method == "L1" else gamma.value)
+    return result, (0.0 if method == "L1 only" else gamma.value)
 
 
 def _evaluate(s: C.Context, net, trained, images, target, parts, mean, sd, pairs):
@@ -312,20 +318,29 @@ def _random_pairs(rng, n, count):
     return i, j
 
 
-def _claims(methods):
+def claims_from(methods: dict, cfg: dict) -> list:
+    """The paper's claims, computed from the metrics of every method (``metrics.json["methods"]``)."""
     ours = "L1 + AdaCon"
     rivals = [m for m in methods if m != ours]
     best_rival = min(rivals, key=lambda m: methods[m]["mae"])
-    order = min(rivals, key=lambda m: methods[m]["sim_vs_ecdf_spearman"])
+    steepest = min(rivals, key=lambda m: methods[m]["sim_vs_ecdf_spearman"])
     return [
-        C.compare(f"AdaCon has the lowest MAE (Table II; best other method: {best_rival})", methods, "mae",
-                  ours, best_rival, higher_is_better=False),
-        C.compare("Adding AdaCon to the L1 regression lowers its MAE (Table III)", methods, "mae", ours, "L1",
-                  higher_is_better=False),
-        C.compare(f"AdaCon's feature similarity falls most steadily with the ECDF label distance (Fig. 3; "
-                  f"most negative Spearman among the others: {order})", methods, "sim_vs_ecdf_spearman",
-                  ours, order, higher_is_better=False),
+        C.compare(CLAIMS[0], methods, "mae", ours, best_rival, higher_is_better=False),
+        C.compare(CLAIMS[1], methods, "mae", ours, "L1 only", higher_is_better=False),
+        C.compare(CLAIMS[2], methods, "sim_vs_ecdf_spearman", ours, steepest, higher_is_better=False),
     ]
+
+
+#: The claims (Table II, Table III, Fig. 3); each is compared with the best other method.
+CLAIMS = (
+    "AdaCon has the lowest MAE of the five methods (Table II)",
+    "Adding AdaCon to the L1 regression lowers its MAE (Table III)",
+    "AdaCon's feature similarity falls most steadily with the ECDF label distance: the most "
+    "negative Spearman correlation of the five (Fig. 3)",
+)
+
+#: Why a claim may not hold on a seed (``refimpl run claims`` prints these).
+CLAIM_NOTES = {}
 
 
 def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, data=None, progress=True,
@@ -344,14 +359,14 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     if not sd > 0:
         raise ValueError("the training targets must not all be equal (their standard deviation is 0)")
 
-    net = _network(cfg, images.shape[1])
+    net = network(cfg, images.shape[1])
     init = net.init(s.rng("init"), s.dtype, xp=s.xp)
     pairs = _random_pairs(s.rng("pairs"), len(test), cfg["similarity_pairs"])
     runs, gammas, methods, evals = {}, {}, {}, {}
     for method in METHODS:
         runs[method], gammas[method] = _train(s, net, init, method, images[train], target[train], mean, sd)
         methods[method], *evals[method] = _evaluate(s, net, runs[method], images, target, parts, mean, sd, pairs)
-    result = C.result_dict(NAME, seed, methods, _claims(methods))
+    result = C.result_dict(NAME, seed, methods, claims_from(methods, cfg))
     if out_dir is not None:
         config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
                                  data="data_synth.continuous_target" if data is None else "user arrays")

@@ -12,7 +12,8 @@ Pipeline (the paper's Sec. 2-3, scaled down, see ``SCALED_DOWN``):
   global crops; loss :mod:`refimpl.losses.dino` with its centre (EMA 0.9) and
   the teacher-temperature warm-up 0.04 -> 0.07. No labels are used.
   Every preset starts from the same weights and the same batches of images.
-* **random init**: the untrained encoder, the reference for what pretraining adds.
+* **random init**: the untrained encoder, the reference for what pretraining adds (its
+  pairs are drawn with the weak preset, the same views as the weak model's).
 
 Evaluation on the teacher's encoder (the paper extracts "features using the
 DINO teacher model (encoder)"), test subjects only:
@@ -108,13 +109,21 @@ def _load(data, cfg, seed):
     return images, severity, subject
 
 
-def _network(cfg, channels):
-    """Student / teacher: ``f`` (TinyNet) then ``head`` (DINO head)."""
-    encoder = tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
-                      batchnorm=cfg["batchnorm"])
+def network(cfg: dict, channels: int = 1) -> Sequential:
+    """The encoder (TinyNet) whose teacher parameters ``params_teacher_<preset>.npz`` hold.
+
+    >>> network(default_config(fast=True)).layers[0][0]
+    'conv1'
+    """
+    return tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
+                   batchnorm=cfg["batchnorm"])
+
+
+def _student(cfg, channels):
+    """Student / teacher: ``f`` (the encoder) then ``head`` (DINO head)."""
     head = dino_head(cfg["widths"][-1], hidden=cfg["head_hidden"], bottleneck=cfg["bottleneck"],
                      prototypes=cfg["prototypes"])
-    return Sequential([("f", encoder), ("head", head)])
+    return Sequential([("f", network(cfg, channels)), ("head", head)])
 
 
 def _pretrain(s: C.Context, net, init, preset, images):
@@ -136,7 +145,7 @@ def _pretrain(s: C.Context, net, init, preset, images):
 
     def step(p, state, k):
         teacher = ema(state["teacher"], p, teacher_momentum(k, steps, cfg["teacher_momentum"]))
-        x = s.device(images[batches.choice(len(images), size=b, replace=False)])
+        x = s.device(images[C.random_batch(batches, len(images), b)])
         globals_, locals_ = multi_crop(x, preset, crops, n_local=cfg["local_crops"], global_size=size,
                                        local_size=local)
         views = [xp.concat(globals_), xp.concat(locals_)]  # (2B, C, H, W), (n_local B, C, h, w)
@@ -182,15 +191,13 @@ def _evaluate(s: C.Context, encoder, params, state, images, severity, parts, pre
     present = [c for c in range(proba.shape[1]) if 0 < np.sum(severity[test] == c) < len(test)]
     metrics = {"probe_auroc": float(np.mean([auroc(proba[:, c], severity[test] == c) for c in present])),
                "probe_aupr": float(np.mean([aupr(proba[:, c], severity[test] == c) for c in present]))}
-    pairs = None
-    if preset is not None:
-        v1, v2 = two_views(s.device(images[test]), preset, s.rng("views", preset.name))
-        pos_px, neg_px = pair_distances(v1, v2)
-        f1 = C.embed(encoder, params, _host(v1), state=state, xp=s.xp, dtype=s.dtype)
-        f2 = C.embed(encoder, params, _host(v2), state=state, xp=s.xp, dtype=s.dtype)
-        pairs = pair_distances(f1, f2)
-        metrics = {"separation": separation_score(*pairs),
-                   "pixel_separation": separation_score(_host(pos_px), _host(neg_px)), **metrics}
+    v1, v2 = two_views(s.device(images[test]), preset, s.rng("views", preset.name))
+    pos_px, neg_px = pair_distances(v1, v2)
+    f1 = C.embed(encoder, params, _host(v1), state=state, xp=s.xp, dtype=s.dtype)
+    f2 = C.embed(encoder, params, _host(v2), state=state, xp=s.xp, dtype=s.dtype)
+    pairs = pair_distances(f1, f2)
+    metrics = {"separation": separation_score(*pairs),
+               "pixel_separation": separation_score(_host(pos_px), _host(neg_px)), **metrics}
     return metrics, feats, pairs
 
 
@@ -200,18 +207,27 @@ def _host(a):
     return np.asarray(to_numpy(a), dtype=np.float64)
 
 
-def _claims(methods):
-    claims = [
-        C.compare("Weak augmentation separates positive from negative pairs better than strong (Fig. 2a)",
-                  methods, "separation", "weak", "strong"),
-        C.compare("A linear probe on weak-pretrained features has a higher severity AUROC than on "
-                  "strong-pretrained ones (Table 4)", methods, "probe_auroc", "weak", "strong"),
-        C.compare("... and a higher AUPR (Table 4)", methods, "probe_aupr", "weak", "strong"),
-    ]
+def claims_from(methods: dict, cfg: dict) -> list:
+    """The paper's claims, computed from the metrics of every method (``metrics.json["methods"]``)."""
+    claims = [C.compare(CLAIMS[0], methods, "separation", "weak", "strong"),
+              C.compare(CLAIMS[1], methods, "probe_auroc", "weak", "strong"),
+              C.compare(CLAIMS[2], methods, "probe_aupr", "weak", "strong")]
     if "weak+med" in methods:
-        claims.append(C.compare("Adding the medical augmentations to weak lowers the probe AUROC (Table 4)",
-                                methods, "probe_auroc", "weak", "weak+med"))
+        claims.append(C.compare(CLAIMS[3], methods, "probe_auroc", "weak", "weak+med"))
     return claims
+
+
+#: The claims (Fig. 2a, Table 4).
+CLAIMS = (
+    "Weak augmentation separates positive from negative pairs better than strong (Fig. 2a)",
+    "A linear probe on weak-pretrained features has a higher severity AUROC than on strong-pretrained "
+    "ones (Table 4)",
+    "... and a higher severity AUPR (Table 4)",
+    "Adding the medical augmentations to weak lowers the probe AUROC (Table 4)",
+)
+
+#: Why a claim may not hold on a seed (``refimpl run claims`` prints these).
+CLAIM_NOTES = {}
 
 
 def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, data=None, progress=True,
@@ -234,7 +250,7 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
         s = dataclasses.replace(s, cfg=cfg)
     parts = C.group_split(subject, cfg["split"], rng=s.rng("split"))
 
-    net = _network(cfg, images.shape[1])
+    net = _student(cfg, images.shape[1])
     encoder = net.layers[0][1]
     init = net.init(s.rng("init"), s.dtype, xp=s.xp)
     runs, teachers = {}, {}
@@ -244,9 +260,10 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     teachers["random init"] = (subtree(init, "f"), subtree(net.init_state(s.dtype, xp=s.xp), "f"))
     methods, feats, pairs = {}, {}, {}
     for name, (params, state) in teachers.items():
+        views = presets.get(name, presets["weak"])  # random init: the weak model's views
         methods[name], feats[name], pairs[name] = _evaluate(s, encoder, params, state, images, severity, parts,
-                                                            presets.get(name))
-    result = C.result_dict(NAME, seed, methods, _claims(methods))
+                                                            views)
+    result = C.result_dict(NAME, seed, methods, claims_from(methods, cfg))
     if out_dir is not None:
         config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
                                  data="data_synth.ordinal_severity" if data is None else "user arrays")
@@ -258,8 +275,9 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
 
 def _figures(out_dir, s, images, severity, parts, presets, methods, feats, pairs, runs):
     test = parts[1]
-    pair_distance_figure({f"{n}, pixels {methods[n]['pixel_separation']:.3f}": pairs[n]
-                          for n in presets}, os.path.join(out_dir, "pair_distances.png"),
+    pair_distance_figure({f"{n if n in presets else n + ' (weak views)'}, pixels "
+                          f"{methods[n]['pixel_separation']:.3f}": pairs[n] for n in pairs},
+                         os.path.join(out_dir, "pair_distances.png"),
                          title="Teacher-feature distances of positive vs negative pairs (Fig. 2a)")
     fig, axes = C.new_figure(len(feats), ncols=len(feats), panel=(3.3, 3.1))
     for ax, (name, f) in zip(axes, feats.items()):
