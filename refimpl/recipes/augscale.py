@@ -171,10 +171,9 @@ def _pretrain(s: C.Context, net, init, preset, images):
     state = {"student": net.init_state(s.dtype, xp=xp), "teacher": dict(init),
              "teacher_state": net.init_state(s.dtype, xp=xp),
              "center": C.to_device(np.zeros((1, cfg["prototypes"])), xp, s.dtype)}
-    images_per_step = b * (2 + cfg["local_crops"] * (local[0] * local[1]) / (size[0] * size[1]))
     result = C.train(step, init, steps=steps, lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-                     warmup=cfg["warmup_steps"], state=state, desc=f"DINO {preset}",
-                     images_per_step=round(images_per_step), progress=s.progress)
+                     warmup=cfg["warmup_steps"], state=state, desc=f"DINO {preset.name}",
+                     images_per_step=b * (2 + cfg["local_crops"]), progress=s.progress)  # crops the student sees
     teacher = ema(result.state["teacher"], result.params, teacher_momentum(steps, steps, cfg["teacher_momentum"]))
     return result, teacher, result.state["teacher_state"]
 
