@@ -342,7 +342,20 @@ CLAIMS = (
 )
 
 #: Why a claim may not hold on a seed (``refimpl run claims`` prints these).
-CLAIM_NOTES = {}
+CLAIM_NOTES = {
+    CLAIMS[0]: "The margins between the contrastive methods are a few thousandths of the target (sd 0.13), "
+               "about the seed-to-seed spread of training, and N-pair or SupCon can come first. With a "
+               "randomly initialised 25k-parameter encoder and 480 training images, every contrastive "
+               "branch first acts as a regulariser: discriminating the augmented copies of each image "
+               "(N-pair and SupCon with each unique label a class) lowers the L1-only MAE here, where the "
+               "paper's ImageNet-pretrained encoder made them slightly worse than L1 (Table II). The label "
+               "order AdaCon adds shows on the Fig. 3 claim, but it buys less MAE than that spread; the "
+               "paper's own margin over the adaptive triplet is 0.0009 (0.0592 vs 0.0601).",
+    CLAIMS[1]: "The contrastive branch is a regulariser of a 40-epoch run; where the L1-only run happens "
+               "to generalise well, the difference is within the training noise.",
+    CLAIMS[2]: "The adaptive triplet optimises the same ECDF margins one triplet at a time (App. B) and "
+               "can order the features as steadily as AdaCon on a seed.",
+}
 
 
 def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, data=None, progress=True,
