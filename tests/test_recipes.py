@@ -72,7 +72,8 @@ def test_fast_run_writes_figures_and_loadable_parameters(fast_run):
     assert len(npz) >= 3
     cfg = module(name).default_config(fast=True)
     if "widths" in cfg:                                              # TinyNet encoders
-        net = tinynet(1, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"])
+        net = tinynet(1, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
+                      batchnorm=cfg.get("batchnorm", False))
         if hasattr(module(name), "network"):                         # the recipe builds what its files hold
             net = module(name).network(cfg, 1)
         for p in npz:
@@ -146,3 +147,14 @@ def test_default_run_three_seeds(name, tmp_path):
         metrics = _load(out / "metrics.json")
         assert metrics["seed"] == seed and metrics["claims"]
         print(printed.splitlines()[-1])                               # "took ... s"
+
+
+def test_cli_help_and_unavailable_backend(capsys):
+    from refimpl import backend, cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--help"])
+    assert stop.value.code == 0 and "--fast" in capsys.readouterr().out
+    if not backend.cupy_available():
+        assert cli.main(["run", "conpro", "--backend", "cupy"]) == 2
+        assert "CuPy" in capsys.readouterr().err

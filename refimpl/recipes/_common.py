@@ -219,8 +219,10 @@ def sample_pairs(rng, labels, n_pairs: int, *, same_fraction: float = 0.5):
 
 
 def to_device(x, xp, dtype):
-    """Host array ``x`` on the namespace ``xp`` in ``dtype`` (a copy for NumPy only when needed)."""
-    return backend.asarray(np.asarray(x), xp=xp, dtype=dtype)
+    """Host array ``x`` on the namespace ``xp``; floating arrays cast to ``dtype``, integer and
+    boolean ones (labels, masks) keep theirs."""
+    x = np.asarray(x)
+    return backend.asarray(x, xp=xp, dtype=dtype if np.issubdtype(x.dtype, np.floating) else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +256,14 @@ class Context:
 
     def rng(self, *keys) -> np.random.Generator:
         return rng_for(self.seed, *keys)
+
+
+def encoder_from(cfg: dict, channels: int):
+    """TinyNet as a recipe's config sets it (``widths``, ``kernel_size``, ``batchnorm``)."""
+    from ..model import tinynet
+
+    return tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
+                   batchnorm=cfg["batchnorm"])
 
 
 def network_step(net, params, x, loss, *, state=None):
@@ -302,10 +312,13 @@ class TrainResult:
     losses: list
 
 
-def train(step, params, *, steps: int, lr: float, weight_decay: float = 1e-4, warmup: int = 0,
-          state=None, desc: str = "train", images_per_step: int = 1, progress: bool = True,
+def train(step, params, state=None, *, steps: int, lr: float, weight_decay: float = 1e-4, warmup: int = 0,
+          desc: str = "train", images_per_step: int = 1, progress: bool = True,
           optimizer=None) -> TrainResult:
     """Run ``steps`` optimiser steps; ``step(params, state, k) -> (loss, grads, new_state)``.
+
+    ``state`` (batch-norm running statistics, :meth:`refimpl.model.Sequential.init_state`)
+    is carried from step to step and returned with the parameters.
 
     AdamW (the WSP paper's optimiser, lr and weight decay 1e-4 there) with a
     cosine schedule and linear warm-up (:func:`refimpl.optim.cosine_lr`) unless
@@ -535,31 +548,22 @@ def unit_rows(x) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def pca_panel(ax, emb, values, *, title: str, label: str, discrete: bool = True, cmap: str = "viridis",
-              markers=None):
+def pca_panel(ax, emb, values, *, title: str, label: str, discrete: bool = True, cmap: str = "viridis"):
     """Scatter of the unit-normalised embeddings projected by PCA, coloured by ``values``.
 
-    Discrete values get a legend, continuous ones a colour bar. ``markers``
-    (optional, per point, 0/1) draws the points of group 1 as triangles (e.g.
-    the strong label of WSP while colour shows depth).
+    Discrete values (ordinal levels) get one colour each and a legend,
+    continuous ones a colour bar.
     """
     xy = pca_2d(unit_rows(emb))
     values = np.asarray(values)
-    groups = [np.ones(len(xy), bool)] if markers is None else [np.asarray(markers) == 0, np.asarray(markers) == 1]
-    for shape, mask in zip("o^", groups):
-        if discrete:
-            levels = np.unique(values)
-            colours = _level_colours(len(levels), cmap)
-            for level, colour in zip(levels, colours):
-                m = mask & (values == level)
-                ax.scatter(xy[m, 0], xy[m, 1], s=9, color=colour, marker=shape, alpha=0.75, linewidths=0,
-                           label=f"{label} {level}" if shape == "o" else None)
-        else:
-            sc = ax.scatter(xy[mask, 0], xy[mask, 1], s=9, c=values[mask], cmap=cmap, marker=shape,
-                            alpha=0.8, linewidths=0, vmin=values.min(), vmax=values.max())
     if discrete:
+        levels = np.unique(values)
+        for level, colour in zip(levels, _level_colours(len(levels), cmap)):
+            m = values == level
+            ax.scatter(xy[m, 0], xy[m, 1], s=9, color=colour, alpha=0.75, linewidths=0, label=f"{label} {level}")
         ax.legend(fontsize=6, markerscale=1.5, loc="best", framealpha=0.7)
     else:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], s=9, c=values, cmap=cmap, alpha=0.8, linewidths=0)
         ax.figure.colorbar(sc, ax=ax, label=label, fraction=0.046, pad=0.02)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("PC 1", fontsize=8)

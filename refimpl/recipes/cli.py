@@ -17,6 +17,7 @@ a BLAS that spins on a busy core can be tens of times slower.
 from __future__ import annotations
 
 import os
+import sys
 
 from . import RECIPES, _common, claims, module
 
@@ -63,8 +64,13 @@ def run_one(name: str, args) -> dict:
 
 
 def main(args) -> int:
+    from .. import backend
     from ..bench import _timing
 
+    if args.backend == "cupy" and not backend.cupy_available():
+        print("refimpl run: --backend cupy needs CuPy with a CUDA device; install the 'gpu' extra "
+              "(pip install 'refimpl[gpu]') on a machine with an NVIDIA driver", file=sys.stderr)
+        return 2
     if args.backend == "numpy" and _timing.needs_relaunch(args.threads):
         return _timing.relaunch(args.argv, args.threads)
     if args.recipe == "claims":

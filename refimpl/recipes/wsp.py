@@ -36,7 +36,7 @@ import numpy as np
 
 from ..augment import AugmentPreset
 from ..losses import kernel
-from ..model import Sequential, mlp_head, subtree, tinynet
+from ..model import Sequential, mlp_head, subtree
 from . import _common as C
 
 NAME = "wsp"
@@ -49,6 +49,9 @@ SCALED_DOWN = {
                "representation) instead of 5x5 kernels, 256-d and 1.1M parameters",
     "projection": "two dense layers 64 -> 64 -> 32 (paper 256 -> 64)",
     "steps": "a few hundred steps of 32 patients x 2 views instead of 200 epochs at batch 64",
+    "batchnorm": "batch norm after each convolution (the authors' TinyNet has none): without it the "
+                 "untrained ReLU encoder maps every slice to nearly one direction (cosine ~0.99) and "
+                 "SupCon's loss stayed at its collapsed value log(2B - 1) for half the run",
     "optimiser": "AdamW lr 2e-3 with cosine decay (paper: lr 1e-4, weight decay 1e-4, cosine)",
     "baselines": "BYOL, the supervised-from-scratch and ResNet-18 rows of Table 1 are not run",
 }
@@ -58,15 +61,33 @@ AUGMENT = AugmentPreset("wsp", global_scale=(0.7, 1.0), rotation_degrees=15.0, j
 
 METHODS = ("random init", "SimCLR", "SupCon", "y-Aware", "WSP")
 
+#: Why a claim may not hold on this data (``refimpl run claims`` quotes these in docs/claims.md).
+CLAIM_NOTES = {
+    "WSP has the best patient-level strong-label AUC (Table 1)":
+        "a baseline beats WSP on the seeds where it fails (on seed 0 SupCon on the weak label, see the "
+        "evidence column). The paper's SupCon failed by not "
+        "generalising from D_radio to D_histo, two hospitals' data; our pretraining and evaluation "
+        "cohorts come from one generator (no centre shift), so a representation that separates the weak "
+        "stages transfers directly to the stage threshold that is the strong label. WSP's distinctive "
+        "structure, depth ordered within a class, is learnt (the depth claim holds) but the stage cue "
+        "does not hide behind depth on these 32x32 slices. With 150 evaluation patients the AUC's "
+        "standard error is about 0.04 (Hanley-McNeil at AUC 0.75), the size of most gaps.",
+    "WSP has the best patient-level balanced accuracy (Table 2)":
+        "as for the AUC; balanced accuracy thresholds the same patient-level probabilities at the most "
+        "probable class, so it follows the AUC's ranking with more noise.",
+}
+
 
 def default_config(fast: bool = False) -> dict:
     """Every hyperparameter of the recipe (``fast``: the smoke-test sizes)."""
     cfg = {
         "pretrain_patients": 400, "eval_patients": 150, "slices": [10, 20], "size": 32, "stages": 4,
-        # subtle global signs and varied builds: the stage hides among the anatomies, so that an
-        # untrained encoder's AUC (0.75 on seed 0) sits in the paper's TinyNet random-init range 0.64-0.75
-        "label_noise": 0.2, "global_signs": 0.5, "size_variation": 0.2, "eval_stage_weights": [1, 1, 1, 1],
-        "widths": [8, 16, 32, 64, 64], "kernel_size": 3, "head_hidden": 64, "proj_dim": 32,
+        # weak labels as reliable as the paper's radiologists (Table 2: balanced accuracy 0.82 against
+        # histology): with neighbour-stage noise 0.75, "weak stage >= 2" scores 0.82 against "stage >= 2"
+        # on the D_radio stage mix; subtle global signs and varied builds, so that an untrained encoder's
+        # AUC (0.75 on seed 0) sits in the paper's TinyNet random-init range 0.64-0.75
+        "label_noise": 0.75, "global_signs": 0.5, "size_variation": 0.2, "eval_stage_weights": [1, 1, 1, 1],
+        "widths": [8, 16, 32, 64, 64], "kernel_size": 3, "batchnorm": True, "head_hidden": 64, "proj_dim": 32,
         "batch_patients": 32, "steps": 400, "lr": 2e-3, "weight_decay": 1e-4, "warmup_steps": 20,
         "sigma": kernel.SIGMA, "temperature": kernel.TEMPERATURE,
         "folds": 5, "probe_l2": 1e-2, "depth_ridge_alpha": 1.0,
@@ -113,7 +134,7 @@ def _loss(method, cfg, labels, depth):
     return C.with_grad(kernel, sigma=sigma, temperature=tau, **kwargs)
 
 
-def _pretrain(s: C.Context, method, net, params, pre):
+def _pretrain(s: C.Context, method, net, start, pre):
     cfg, rng = s.cfg, s.rng("pretrain", method)
     b = cfg["batch_patients"]
 
@@ -121,11 +142,11 @@ def _pretrain(s: C.Context, method, net, params, pre):
         idx = C.one_per_group_batch(rng, pre["patient"], pre["weak_label"], b)
         x = pre["images"][idx]
         views = s.xp.concat([s.augment(x, rng, AUGMENT), s.augment(x, rng, AUGMENT)])  # (2B, ...) view-major
-        labels = s.device(np.tile(pre["weak_label"][idx], 2).astype(np.int64))
+        labels = s.device(np.tile(pre["weak_label"][idx], 2))
         depth = s.device(np.tile(pre["depth"][idx], 2))
         return C.network_step(net, p, views, _loss(method, cfg, labels, depth), state=state)
 
-    return C.train(step, params, steps=cfg["steps"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+    return C.train(step, *start, steps=cfg["steps"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                    warmup=cfg["warmup_steps"], desc=method, images_per_step=2 * b, progress=s.progress)
 
 
@@ -189,18 +210,20 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
     cfg = s.cfg
     pre, ev = _load(data, cfg, s.seed)
     width = cfg["widths"][-1]
-    encoder = tinynet(pre["images"].shape[1], widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"])
+    encoder = C.encoder_from(cfg, pre["images"].shape[1])
     net = Sequential([("f", encoder), ("g", mlp_head(width, cfg["head_hidden"], cfg["proj_dim"]))])
-    init = net.init(s.rng("init"), s.dtype, xp=s.xp)
+    init = (net.init(s.rng("init"), s.dtype, xp=s.xp), net.init_state(s.dtype, xp=s.xp))
     runs = {m: _pretrain(s, m, net, init, pre) for m in METHODS if m != "random init"}
-    encoders = {"random init": subtree(init, "f"), **{m: subtree(r.params, "f") for m, r in runs.items()}}
-    features = {m: C.embed(encoder, p, ev["images"], xp=s.xp, dtype=s.dtype) for m, p in encoders.items()}
+    encoders = {"random init": (subtree(init[0], "f"), subtree(init[1], "f")),
+                **{m: (subtree(r.params, "f"), subtree(r.state, "f")) for m, r in runs.items()}}
+    features = {m: C.embed(encoder, p, ev["images"], state=st, xp=s.xp, dtype=s.dtype)
+                for m, (p, st) in encoders.items()}
     methods = {m: _evaluate(s, features[m], ev) for m in METHODS}
     result = C.result_dict(NAME, s.seed, methods, claims_from(methods, cfg))
     if out_dir is not None:
         config = C.config_record(NAME, s, fast=fast, backend=backend, scaled_down=SCALED_DOWN,
                                  data="data_synth.volumes" if data is None else "user arrays")
-        C.write_outputs(out_dir, result, config, {C.file_stem(m): (p, {}) for m, p in encoders.items()})
+        C.write_outputs(out_dir, result, config, {C.file_stem(m): e for m, e in encoders.items()})
         _figures(out_dir, features, ev, runs, s.seed)
     return result
 
