@@ -56,7 +56,7 @@ import numpy as np
 from .. import backend as B
 from ..augment import AugmentPreset, augment_view
 from ..losses import adacon, npair, regression, supcon, triplet
-from ..model import Layer, Linear, Sequential, mlp_head, subtree, tinynet
+from ..model import Layer, Linear, Sequential, mlp_head, subtree
 from ..optim import SGD
 from . import _common as C
 
@@ -172,8 +172,7 @@ def network(cfg: dict, channels: int = 1) -> Sequential:
     ['heads.proj.fc1.b', 'heads.proj.fc1.w']
     """
     width = cfg["widths"][-1]
-    encoder = tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
-                      batchnorm=cfg["batchnorm"])
+    encoder = C.encoder_from(cfg, channels)
     heads = Branches([("reg", Linear(width, 1)), ("proj", mlp_head(width, width, cfg["proj_dim"]))])
     return Sequential([("f", encoder), ("heads", heads)])
 

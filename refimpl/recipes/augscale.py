@@ -48,7 +48,7 @@ import numpy as np
 from ..augment import get_preset, multi_crop, two_views
 from ..losses import dino
 from ..metrics import aupr, auroc, pair_distance_figure, pair_distances, separation_score
-from ..model import Sequential, subtree, tinynet
+from ..model import Sequential, subtree
 from . import _common as C
 from ._dino import dino_head, ema, teacher_momentum
 
@@ -116,8 +116,7 @@ def network(cfg: dict, channels: int = 1) -> Sequential:
     >>> network(default_config(fast=True)).layers[0][0]
     'conv1'
     """
-    return tinynet(channels, widths=tuple(cfg["widths"]), kernel_size=cfg["kernel_size"],
-                   batchnorm=cfg["batchnorm"])
+    return C.encoder_from(cfg, channels)
 
 
 def _student(cfg, channels):
