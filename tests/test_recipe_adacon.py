@@ -112,6 +112,9 @@ def test_gamma_rule():
     assert gamma(2, 9.0, 1.0) == pytest.approx(2.0 / 4.0)  # mean(1, 3) / mean(4, 4)
     assert gamma(3, 9.0, 1.0) == pytest.approx(0.5)
     assert adacon._Gamma(0.1, epoch_steps=2)(0, 1.0, 4.0) == 0.1
+    for bad in ("fixed", -0.5, float("nan"), True):
+        with pytest.raises(ValueError, match="gamma must be"):
+            adacon._Gamma(bad, epoch_steps=2)
 
 
 @given(st.lists(st.integers(0, 3), min_size=2, max_size=12), st.integers(0, 2**16))

@@ -26,8 +26,9 @@ Pipeline (the paper's Sec. III-C, Fig. 2 and Sec. IV-A, scaled down, see ``SCALE
   ground truth labels": all three share one positive set (``bucket=None``;
   a bucket width bins the labels first for all three, as the authors' code
   does with 0.05). The triplets are (copy, another copy of the same image,
-  a random copy of an image with another label). One softmax scale ``s`` for
-  AdaCon, SupCon (temperature 1/s) and N-pair.
+  a random copy of an image with another label). One softmax scale ``s = 10``
+  for AdaCon, SupCon (temperature 1/s) and N-pair (the paper leaves ``s``
+  "determined empirically"; the authors' code uses 150).
 * every method starts from the same initial weights and sees the same
   batches and the same augmented copies, so their differences come from the
   loss alone.
@@ -232,9 +233,17 @@ def _triplet(s: C.Context, z, y, population, pick):
 
 
 class _Gamma:
-    """The paper's rule for gamma_con: weighted losses of similar magnitude after the first epoch."""
+    """The paper's rule for gamma_con: weighted losses of similar magnitude after the first epoch.
+
+    .. math:: \\gamma = \\overline{L_{reg}} / \\overline{L_{con}}
+
+    over the first batch while the first epoch runs, then over the whole first
+    epoch (``setting="auto"``); a number ``setting`` fixes gamma.
+    """
 
     def __init__(self, setting, epoch_steps):
+        if setting != "auto" and (isinstance(setting, (str, bool)) or not float(setting) >= 0):
+            raise ValueError(f"gamma must be 'auto' or a number >= 0, got {setting!r}")
         self.setting, self.epoch_steps = setting, epoch_steps
         self.reg, self.con = [], []
         self.value = None if setting == "auto" else float(setting)

@@ -46,6 +46,7 @@ import os
 import numpy as np
 
 from ..augment import get_preset, multi_crop, two_views
+from ..backend import to_numpy
 from ..losses import dino
 from ..metrics import aupr, auroc, pair_distance_figure, pair_distances, separation_score
 from ..model import Sequential, subtree
@@ -201,8 +202,6 @@ def _evaluate(s: C.Context, encoder, params, state, images, severity, parts, pre
 
 
 def _host(a):
-    from ..backend import to_numpy
-
     return np.asarray(to_numpy(a), dtype=np.float64)
 
 
