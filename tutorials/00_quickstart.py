@@ -31,7 +31,7 @@ result = conpro.run(seed=0, fast=QUICK, out_dir=out, progress=False)
 # ## The metrics
 #
 # One row per method: the macro-F1, macro recall and MAEE (ConPro Eq. 5:
-# exp of the mean absolute grading error, 1 is perfect) of a prediction head
+# the mean of e to the absolute grading error, 1 is perfect) of a prediction head
 # trained on the frozen encoder, and the Spearman correlation between the
 # true severity and the distance to the "normality anchor" (the mean
 # embedding of normal images).
