@@ -11,6 +11,7 @@ ValueError: levels must be an integer >= 2, got 1
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -26,11 +27,17 @@ def check_int(name: str, value, *, minimum: int) -> int:
 
 
 def check_range(name: str, value, *, high: float = 1.0) -> float:
-    """A real number (not bool) in [0, high] (a probability by default); returned as float."""
+    """A finite real number (not bool) in [0, high] (a probability by default); returned as float.
+
+    >>> check_range("sd", float("inf"), high=float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: sd must be a finite number in [0, inf], got inf
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not 0.0 <= value <= high:
-        raise ValueError(f"{name} must be in [0, {high}], got {value}")
+    if not (math.isfinite(value) and 0.0 <= value <= high):
+        raise ValueError(f"{name} must be a finite number in [0, {high}], got {value}")
     return float(value)
 
 

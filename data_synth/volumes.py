@@ -130,6 +130,8 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     [0.0, 0.2, 0.4, 0.6, 0.8]
     """
     n_patients = check_int("n_patients", n_patients, minimum=1)
+    if not isinstance(slices, (tuple, list)) or len(slices) != 2:
+        raise TypeError(f"slices must be a pair (low, high) of slice counts, got {slices!r}")
     lo, hi = (check_int("slices", s, minimum=1) for s in slices)
     if lo > hi:
         raise ValueError(f"slices must be (low, high) with low <= high, got {tuple(slices)}")

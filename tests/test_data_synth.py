@@ -107,3 +107,15 @@ def test_gallery_command_writes_a_png(tmp_path, capsys):
     assert cli.main(["data", "gallery", "--out", str(out), "--size", "32", "--seed", "1"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: volumes(2, slices=5), TypeError, "slices must be a pair"),
+    (lambda: volumes(2, noise=float("inf")), ValueError, "noise must be a finite number"),
+    (lambda: ordinal_severity(4, jitter=float("nan")), ValueError, "jitter must be a finite number"),
+    (lambda: continuous_target(4, mean=float("inf")), ValueError, "mean must be a finite number"),
+    (lambda: continuous_target(4, sd=float("inf")), ValueError, "sd must be a finite number"),
+])
+def test_non_finite_and_malformed_parameters_are_refused(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
