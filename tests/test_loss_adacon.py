@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import adacon
 
 import torch_reference
+from loss_helpers import assert_naive_matches_fast, matrices
 
 # ----------------------------------------------------------------------------------------------
 # Naive oracles, written straight from the equations with Python loops and floats.
@@ -461,3 +463,39 @@ def test_equals_torch_autograd(torch, batch, variant, reduction, with_population
     np.testing.assert_allclose(loss, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(adacon.backward(dout, cache)[0], zt.grad.numpy(), rtol=1e-10,
                                atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Teaching form
+
+
+LEVELS = st.sampled_from([0.0, 0.05, 0.1, 0.15, 0.25, 0.5, 0.9])  # ties, singletons and bucket edges
+
+
+@st.composite
+def adacon_arrays(draw, official=False):
+    n = draw(st.integers(1, 4)) if official else draw(st.integers(2, 7))
+    y = draw(hnp.arrays(np.float64, n, elements=LEVELS))
+    y = np.tile(y, 2) if official else y
+    return draw(matrices(y.shape[0], st.integers(1, 4))), y
+
+
+@given(adacon_arrays(), st.floats(0.5, 20.0), st.sampled_from([None, 0.05, 0.3]),
+       st.sampled_from(["mean", "sum", "none"]), st.booleans(), st.booleans())
+@example((np.eye(3) + 0.5, np.full(3, 0.2)), 3.0, None, "none", True, False)  # one class: no margin
+def test_naive_form_equals_fast_form_paper(arrays, scale, bucket, reduction, normalize, with_population):
+    population = np.array([0.05, 0.3, 0.5, 0.7]) if with_population else None
+    assert_naive_matches_fast(adacon, arrays, dict(scale=scale, bucket=bucket, reduction=reduction,
+                                                   normalize=normalize, population=population), atol=1e-9)
+
+
+@given(adacon_arrays(official=True))
+def test_naive_form_equals_fast_form_official(arrays):
+    assert_naive_matches_fast(adacon, arrays, dict(scale=adacon.OFFICIAL_SCALE, variant="official"), atol=1e-8)
+
+
+@given(batches(), st.sampled_from(["mean", "sum", "none"]), st.booleans())
+def test_naive_form_gradient_vjp(batch, reduction, normalize):
+    z, y, scale = batch
+    check_vjp(lambda z: adacon.forward_naive(z, y, scale=scale, reduction=reduction, normalize=normalize),
+              adacon.backward_naive, [z], rtol=1e-6, atol=1e-7)

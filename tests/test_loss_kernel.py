@@ -9,11 +9,13 @@ import math
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import _ops, backend, gradcheck
 from refimpl.losses import kernel, supcon
 
 import torch_reference
+from loss_helpers import assert_naive_matches_fast, matrices
 
 # ---------------------------------------------------------------- references
 
@@ -473,3 +475,39 @@ def test_log_kernel_max_equals_masked_row_max_of_the_dense_log_kernel(m, seed, n
     dense = np.where(positive, log_kernel, -np.inf).max(axis=1)
     expected = np.where(dense == -np.inf, 0.0, dense)
     assert kernel._log_kernel_max(depth, labels, sigma).tolist() == expected.tolist()
+
+
+# ---------------------------------------------------------------- teaching form
+
+
+@st.composite
+def kernel_arrays(draw, official=False):
+    """z, labels and depth drawn as arrays; official: two views that repeat labels and depth."""
+    n = draw(st.integers(1, 4)) if official else draw(st.integers(2, 7))
+    z = draw(matrices(2 * n if official else n, st.integers(1, 4)))
+    labels = draw(st.none() | hnp.arrays(np.int64, n, elements=st.integers(0, 3)))
+    depth = draw(st.none() | hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0)))
+    if official:
+        labels, depth = (None if x is None else np.tile(x, 2) for x in (labels, depth))
+    return dict(z=z, labels=labels, depth=depth, sigma=draw(st.floats(0.1, 2.0)),
+                temperature=draw(st.floats(0.05, 1.0)))
+
+
+@given(kernel_arrays(), REDUCTIONS, st.booleans())
+@example(dict(TIED), "none", True)
+def test_naive_form_equals_fast_form_paper(case, reduction, normalize):
+    z = case.pop("z")
+    assert_naive_matches_fast(kernel, (z,), dict(case, reduction=reduction, normalize=normalize), atol=1e-9)
+
+
+@given(kernel_arrays(official=True))
+def test_naive_form_equals_fast_form_official(case):
+    z = case.pop("z")
+    assert_naive_matches_fast(kernel, (z,), dict(case, variant="official"), atol=1e-9)
+
+
+@given(case=paper_cases(), reduction=REDUCTIONS)
+def test_naive_form_gradient_vjp(case, reduction):
+    kwargs = {k: v for k, v in case.items() if k != "z"}
+    gradcheck.check_vjp(lambda z: kernel.forward_naive(z, **kwargs, reduction=reduction), kernel.backward_naive,
+                        [case["z"]])

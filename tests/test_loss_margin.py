@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import margin as M
 
 import torch_reference
+from loss_helpers import assert_naive_matches_fast, matrices
 
 #: half-width of the band around the paper's hinge (d = m) that drawn pairs avoid
 KINK_GAP = 0.05
@@ -268,3 +270,35 @@ def test_equals_torch_autograd(torch, case):
     np.testing.assert_allclose(loss, t_loss.detach().numpy(), rtol=1e-10, atol=1e-12)
     for got, t in zip(M.backward(dout, cache), (ta, tb)):
         np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- teaching form
+
+
+@st.composite
+def pair_arrays(draw):
+    n = draw(st.integers(1, 5))
+    dim = st.integers(2, 5)
+    a = draw(matrices(n, dim))
+    b = draw(matrices(n, a.shape[1]))
+    same = draw(hnp.arrays(np.int64, n, elements=st.integers(0, 1)))
+    return a, b, same
+
+
+@given(pair_arrays(), st.floats(0.2, 2.0), st.sampled_from(["mean", "sum", "none"]), st.booleans())
+@example((np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([0])), 1.0, "mean", True)  # d = m
+@example((np.zeros((1, 2)), np.ones((1, 2)), np.array([1])), 2.0, "none", True)  # a zero row
+def test_naive_form_equals_fast_form(arrays, margin, reduction, normalize):
+    assert_naive_matches_fast(M, arrays, dict(margin=margin, reduction=reduction, normalize=normalize))
+
+
+@given(cases().filter(lambda case: case["variant"] == "paper"))
+def test_naive_form_gradient_vjp(case):
+    a, b, same, opts = _split(case)
+    check_vjp(lambda a, b: M.forward_naive(a, b, same, **opts), M.backward_naive, [a, b])
+
+
+def test_naive_form_refuses_the_official_variant():
+    a, b, same = make_pairs(2, 3, 1.0, seed=0)
+    with pytest.raises(ValueError, match="variant must be 'paper' for the teaching form"):
+        M.forward_naive(a, b, same, variant="official")

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import preference as P
 
 import torch_reference
+from loss_helpers import ELEMENTS, assert_naive_matches_fast, matrices
 
 
 def _unit(v):
@@ -337,3 +339,34 @@ def test_equals_torch_autograd(torch, case):
     np.testing.assert_allclose(loss, t_loss.detach().numpy(), rtol=1e-10, atol=1e-12)
     for got, t in zip(P.backward(dout, cache), leaves):
         np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- teaching form
+
+
+@st.composite
+def preference_arrays(draw):
+    n, dim = draw(st.integers(1, 4)), draw(st.integers(2, 4))
+    refs_shape = (draw(st.integers(1, 3)), dim) if draw(st.booleans()) else (n, draw(st.integers(1, 3)), dim)
+    prefer = hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0))
+    return (draw(matrices(n, dim)), draw(matrices(n, dim)),
+            draw(hnp.arrays(np.float64, refs_shape, elements=ELEMENTS)), draw(prefer))
+
+
+@given(preference_arrays(), st.sampled_from(["mean", "sum", "none"]), st.booleans())
+@example((np.ones((1, 2)), np.zeros((1, 2)), np.ones((1, 2)), np.array([0.5])), "mean", True)  # a zero row
+def test_naive_form_equals_fast_form(arrays, reduction, normalize):
+    assert_naive_matches_fast(P, arrays, dict(reduction=reduction, normalize=normalize))
+
+
+@given(cases().filter(lambda case: case["variant"] == "paper"))
+def test_naive_form_gradient_vjp(case):
+    (u_i, u_j, refs, prefer), opts = _split(case)
+    check_vjp(lambda u_i, u_j, refs: P.forward_naive(u_i, u_j, refs, prefer, **opts), P.backward_naive,
+              [u_i, u_j, refs])
+
+
+def test_naive_form_refuses_the_official_variant():
+    u_i, u_j, refs, prefer = make_inputs(2, 3, 1, True, seed=0, variant="official")
+    with pytest.raises(ValueError, match="variant must be 'paper' for the teaching form"):
+        P.forward_naive(u_i, u_j, refs, prefer, variant="official")

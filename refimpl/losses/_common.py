@@ -5,6 +5,8 @@ them and its backward calls their backwards in reverse order.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _validate, backend
 from .._validate import check_bool, check_choice
 
@@ -126,6 +128,18 @@ def check_official(reduction: str, normalize: bool) -> None:
     if not normalize:
         raise ValueError("normalize must be True with variant='official' "
                          "(the authors' code always takes the cosine of raw embeddings)")
+
+
+def off_diagonal(like):
+    """The (M, M) bool mask ``j != t`` for the (M, ...) array ``like``, on its device (teaching forms)."""
+    return backend.asarray(~np.eye(like.shape[0], dtype=bool), like=like)
+
+
+def check_paper_only(variant: str) -> None:
+    """A teaching form ``forward_naive`` that covers ``variant="paper"`` only refuses the others."""
+    if variant != "paper":
+        raise ValueError(f"variant must be 'paper' for the teaching form forward_naive (the official "
+                         f"variant is in forward), got {variant!r}")
 
 
 def log_softmax(logits):

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import math
 
+from typing import NamedTuple
+
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 ECDF_KINDS = ("paper", "official")
@@ -198,6 +200,25 @@ def _group_others(x, groups):
     return xp.astype(total - xp.astype(x, xp.float64), x.dtype)
 
 
+def _check(z, y, scale, population, bucket, variant, reduction, normalize):
+    """Validate the arguments of :func:`forward`; returns ``scale`` and the keys of ``y`` and the population."""
+    check_array("z", z, ndim=2)
+    m_rows = z.shape[0]
+    if m_rows < 2:
+        raise ValueError(f"z must have at least 2 rows (an anchor and another sample), got {m_rows}")
+    scale = check_positive("scale", scale)
+    check_choice("variant", variant, VARIANTS)
+    check_choice("reduction", reduction, REDUCTIONS)
+    if variant == "official":
+        check_official(reduction, normalize)
+        bucket = OFFICIAL_BUCKET if bucket is None else bucket
+    keys, pop_keys = _keys(y, population, bucket)
+    check_same_length("y", keys, "z", m_rows)
+    if variant == "official":
+        _check_views(y, m_rows)
+    return scale, keys, pop_keys
+
+
 def _check_views(y, m_rows):
     xp = backend.namespace(y)
     if m_rows % 2:
@@ -207,6 +228,87 @@ def _check_views(y, m_rows):
     if not bool(xp.all(y[:half] == y[half:])):
         raise ValueError("y must give both views of a sample the same label with "
                          "variant='official': y[:M // 2] == y[M // 2:]")
+
+
+class NaiveCache(NamedTuple):
+    """What :func:`backward_naive` needs from :func:`forward_naive`."""
+
+    zn: object  # (M, D) normalised rows
+    prob: object  # (M, M) softmax of the margin logits over a != i (0 on the diagonal)
+    positive: object  # (M, M) 1 where a is in P(i)
+    n_pos: object  # (M,) |P(i)|
+    scale: float
+    norm: object  # l2_normalize cache, None without normalisation
+    reduction: tuple
+
+
+def forward_naive(z, y, *, scale, population=None, bucket=None, variant="paper", reduction="mean",
+                  normalize=True):
+    """Teaching form of :func:`forward`: AdaCon Eq. 4-6 with (M, M) masks, both variants.
+
+    .. math:: \\ell_i = -\\frac{1}{|P(i)|} \\sum_{p \\in P(i)} \\log
+              \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}}
+
+    Same arguments and values as :func:`forward` (see there for the variants,
+    the errata and anchors without positives); ``d`` is :func:`margin` (Eq. 4,
+    0 between positives), ``P(i)`` a mask. Several (M, M) arrays live at once.
+    Stabiliser: the row maximum over ``a != i`` is subtracted inside the
+    log-sum-exp.
+
+    >>> import numpy as np
+    >>> z = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+    >>> loss, cache = forward_naive(z, np.array([0.1, 0.1, 0.5, 0.9]), scale=2.0)
+    >>> round(float(loss), 4)
+    0.5385
+    """
+    xp = namespace(z=z, y=y, population=population)
+    scale, keys, pop_keys = _check(z, y, scale, population, bucket, variant, reduction, normalize)
+    zn, norm = maybe_normalize(z, normalize)
+    others = off_diagonal(zn)  # (M, M) a != i
+    counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)  # n F(y_i), Eq. 5
+    d = _margin_from_counts(counts, pop_keys.shape[0])  # (M, M) Eq. 4
+    cos = zn @ xp.permute_dims(zn, (1, 0))  # (M, D) @ (D, M)
+    positive = xp.astype(others & (keys[:, None] == keys[None, :]), z.dtype)  # (M, M) P(i)
+    n_pos = xp.sum(positive, axis=1)  # (M,)
+    logits = xp.where(others, scale * (cos + d), xp.full_like(cos, -xp.inf))
+    row_max = xp.max(logits, axis=1, keepdims=True)  # (M, 1)
+    exp = xp.exp(logits - row_max)
+    log_denom = row_max + xp.log(xp.sum(exp, axis=1, keepdims=True))  # (M, 1)
+    log_prob = scale * cos - log_denom  # (M, M) the log of Eq. 6's fraction
+    per_anchor = -xp.sum(positive * log_prob, axis=1) / xp.maximum(n_pos, xp.ones_like(n_pos))  # 0 if no P(i)
+    loss, reduce_cache = reduce(per_anchor, reduction)
+    prob = exp / xp.sum(exp, axis=1, keepdims=True)
+    return loss, NaiveCache(zn, prob, positive, n_pos, scale, norm, reduce_cache)
+
+
+def backward_naive(dout, cache: NaiveCache):
+    """Gradient ``(dz,)`` of :func:`forward_naive`, one factor at a time.
+
+    ``dl_i/dcos_ia = s (p_ia - [a in P(i)] / |P(i)|)`` for an anchor with
+    positives (0 for one without); ``dzn = (dcos + dcos^T) zn``; then the
+    normalisation.
+    """
+    xp = backend.namespace(cache.zn)
+    g = reduce_backward(dout, cache.reduction)  # (M,) dL/dl_i, dout checked
+    g = xp.where(cache.n_pos > 0, g, xp.zeros_like(g))  # l_i = 0 without positives
+    n_pos = xp.maximum(cache.n_pos, xp.ones_like(cache.n_pos))[:, None]  # (M, 1)
+    dcos = cache.scale * g[:, None] * (cache.prob - cache.positive / n_pos)  # (M, M)
+    dzn = (dcos + xp.permute_dims(dcos, (1, 0))) @ cache.zn  # (M, M) @ (M, D)
+    return (maybe_normalize_backward(dzn, cache.norm),)
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    exp: object  # (M, M) exp(logit - row max), 0 on the diagonal
+    denom: object  # (M,) its row sums
+    zn: object  # (M, D) normalised rows
+    norm: object  # l2_normalize cache, None without normalisation
+    groups: tuple  # _groups(keys): sort order, start, stop
+    has_pos: object  # (M,) bool
+    n_pos_safe: object  # (M,) |P(i)|, 1 where empty
+    scale: float
+    reduction: tuple
 
 
 def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduction="mean",
@@ -292,20 +394,8 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     [[0.0, -0.153], [-0.4333, 0.5777], [0.3063, 0.0], [0.2103, 0.1577]]
     """
     xp = namespace(z=z, y=y, population=population)
-    check_array("z", z, ndim=2)
+    scale, keys, pop_keys = _check(z, y, scale, population, bucket, variant, reduction, normalize)
     m_rows = z.shape[0]
-    if m_rows < 2:
-        raise ValueError(f"z must have at least 2 rows (an anchor and another sample), got {m_rows}")
-    scale = check_positive("scale", scale)
-    check_choice("variant", variant, VARIANTS)
-    check_choice("reduction", reduction, REDUCTIONS)
-    if variant == "official":
-        check_official(reduction, normalize)
-        bucket = OFFICIAL_BUCKET if bucket is None else bucket
-    keys, pop_keys = _keys(y, population, bucket)
-    check_same_length("y", keys, "z", m_rows)
-    if variant == "official":
-        _check_views(y, m_rows)
     counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)
     zn, norm_cache = maybe_normalize(z, normalize)
 
@@ -333,11 +423,11 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     per_anchor = xp.where(has_pos, log_denom - scale * pos_cos / n_pos_safe,
                           xp.zeros_like(log_denom))
     loss, reduce_cache = reduce(per_anchor, reduction)
-    cache = (exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache)
+    cache = Cache(exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache)
     return loss, cache
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward` with respect to ``z``; returns ``(dz,)``.
 
     With upstream weights ``g_i`` per anchor (0 for anchors without
@@ -348,17 +438,17 @@ def backward(dout, cache):
     row weights inside two (M, M) @ (M, D) products; the positive terms use
     group sums.
     """
-    exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache = cache
+    exp, zn = cache.exp, cache.zn
     xp = backend.namespace(exp)
-    g = reduce_backward(dout, reduce_cache)  # (M,)
-    g = xp.where(has_pos, g, xp.zeros_like(denom))
-    u = (g / denom)[:, None]  # (M, 1) softmax rows as exp / denom
-    k = (g / n_pos_safe)[:, None]  # (M, 1)
+    g = reduce_backward(dout, cache.reduction)  # (M,)
+    g = xp.where(cache.has_pos, g, xp.zeros_like(cache.denom))
+    u = (g / cache.denom)[:, None]  # (M, 1) softmax rows as exp / denom
+    k = (g / cache.n_pos_safe)[:, None]  # (M, 1)
     # sum_a dS_ia zn_a + sum_a dS_ai zn_a, softmax part
     dzn = u * (exp @ zn) + xp.permute_dims(exp, (1, 0)) @ (u * zn)  # (M, M) @ (M, D)
     # positive part: P x = the other rows of x with the anchor's key, P symmetric
     d = zn.shape[1]
-    others = _group_others(xp.concat([zn, k * zn], axis=1), groups)  # (M, 2D)
+    others = _group_others(xp.concat([zn, k * zn], axis=1), cache.groups)  # (M, 2D)
     dzn -= k * others[:, :d] + others[:, d:]
-    dzn *= scale
-    return (maybe_normalize_backward(dzn, norm_cache),)
+    dzn *= cache.scale
+    return (maybe_normalize_backward(dzn, cache.norm),)

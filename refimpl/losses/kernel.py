@@ -9,14 +9,104 @@ last two under their own names.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 #: the paper's sigma (WSP Sec. 2) and temperature (its code's default; the paper names none).
 SIGMA = 0.1
 TEMPERATURE = 0.1
+
+
+class NaiveCache(NamedTuple):
+    """What :func:`backward_naive` needs from :func:`forward_naive`."""
+
+    zn: object  # (M, D) normalised rows
+    prob: object  # (M, M) p_tj, softmax of s_tj over j != t (0 on the diagonal)
+    weights: object  # (M, M) normalised kernel weights w~_ti (0 on the diagonal)
+    temperature: float
+    scale: float  # 2 for the official variant's -(1/N) sum over 2N anchors
+    norm: object  # l2_normalize cache, None without normalisation
+    reduction: tuple
+
+
+def forward_naive(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE, variant="paper",
+                  reduction="mean", normalize=True):
+    """Teaching form of :func:`forward`: WSP Eq. 4 with (M, M) masks, both variants.
+
+    .. math:: \\ell_t = -\\sum_{i \\ne t} \\tilde w_{ti} \\log p_{ti}, \\qquad
+              p_{ti} = \\frac{e^{s_{ti}}}{\\sum_{j \\ne t} e^{s_{tj}}}, \\qquad
+              \\tilde w_{ti} = \\frac{w_{ti}}{\\sum_{k \\ne t} w_{tk}}
+
+    Same arguments and values as :func:`forward` (see there for the errata and
+    the official variant's column-wise weight normalisation). Several (M, M)
+    arrays live at once. Stabiliser: the row maximum over ``j != t`` is
+    subtracted inside the log-sum-exp. The Gaussian weights are used as they
+    are, so a sigma small enough to underflow every weight of an anchor
+    (``(d_t - d_i)^2 / 2 sigma^2 > 700``) leaves it without positives here,
+    while :func:`forward` normalises them in log space.
+
+    >>> import numpy as np
+    >>> z = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8], [0.6, -0.8]])
+    >>> labels, depth = np.array([0, 0, 1, 1, 0]), np.array([0.1, 0.2, 0.3, 0.5, 0.6])
+    >>> loss, cache = forward_naive(z, labels=labels, depth=depth, sigma=0.1, temperature=0.5)
+    >>> round(float(loss), 4)
+    0.7636
+    """
+    xp = namespace(z=z, labels=labels, depth=depth)
+    tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
+    zn, norm = maybe_normalize(z, normalize)
+    others = off_diagonal(zn)  # (M, M) j != t
+    s = zn @ xp.permute_dims(zn, (1, 0)) / tau  # (M, D) @ (D, M): s_tj
+    w = xp.astype(others, zn.dtype)  # kernel w_ti (Eq. 2), an anchor is not its own positive
+    if labels is not None:  # Dirac kernel on the weak labels
+        w = w * xp.astype(labels[:, None] == labels[None, :], zn.dtype)
+    if depth is not None:  # Gaussian kernel on the depth
+        d = xp.astype(depth, zn.dtype)
+        w = w * xp.exp(-(d[:, None] - d[None, :]) ** 2 / (2 * sigma**2))
+    total = xp.sum(w, axis=1)  # (M,)
+    if variant == "official":
+        weights = w / total[None, :]  # the code's broadcast: column i over the row sum of i
+    else:
+        weights = w / xp.where(total > 0, total, xp.ones_like(total))[:, None]  # 0 without positives
+    s_others = xp.where(others, s, xp.full_like(s, -xp.inf))  # the denominator runs over j != t
+    row_max = xp.max(s_others, axis=1, keepdims=True)  # (M, 1)
+    exp = xp.exp(s_others - row_max)
+    log_denom = row_max + xp.log(xp.sum(exp, axis=1, keepdims=True))  # (M, 1)
+    log_prob = s - log_denom  # (M, M) log p_ti
+    per_anchor = -xp.sum(weights * log_prob, axis=1)  # Eq. 4 per anchor
+    loss, reduce_cache = reduce(per_anchor, reduction)
+    scale = 2.0 if variant == "official" else 1.0
+    prob = exp / xp.sum(exp, axis=1, keepdims=True)
+    return loss * scale, NaiveCache(zn, prob, weights, tau, scale, norm, reduce_cache)
+
+
+def backward_naive(dout, cache: NaiveCache):
+    """Gradient ``(dz,)`` of :func:`forward_naive`, one factor at a time.
+
+    ``dl_t/ds_tj = (sum_i w~_ti) p_tj - w~_tj``; as ``s = zn zn^T / tau``,
+    ``dzn = (ds + ds^T) zn / tau``; then the normalisation.
+    """
+    xp = backend.namespace(cache.zn)
+    g = reduce_backward(dout, cache.reduction) * cache.scale  # (M,) dL/dl_t, dout checked
+    total = xp.sum(cache.weights, axis=1, keepdims=True)  # (M, 1)
+    ds = g[:, None] * (total * cache.prob - cache.weights)  # (M, M) dL/ds_tj
+    dzn = (ds + xp.permute_dims(ds, (1, 0))) @ cache.zn / cache.temperature  # (M, M) @ (M, D)
+    return (maybe_normalize_backward(dzn, cache.norm),)
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    dlogits: object  # (M, M) dl_t/ds_tj = (sum_k w_tk) p_tj - w_tj
+    zn: object  # (M, D) normalised rows
+    temperature: float
+    scale: float  # 2 for the official variant's -(1/N) sum over 2N anchors
+    norm: object  # l2_normalize cache, None without normalisation
+    reduction: tuple
 
 
 def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE, variant="paper",
@@ -133,21 +223,21 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     exp -= w
     loss, reduce_cache = reduce(per_anchor, reduction)
     scale = 2.0 if variant == "official" else 1.0  # the code's -(1/N) sum over 2N anchors
-    return loss * scale, (exp, zn, tau, scale, norm_cache, reduce_cache)
+    return loss * scale, Cache(exp, zn, tau, scale, norm_cache, reduce_cache)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward` with respect to ``z``; returns ``(dz,)``.
 
     With ``g_t = dL/dl_t`` and ``D_tj = (sum_k w_tk) p_tj - w_tj`` (cached),
     ``ds_tj = g_t D_tj`` and, as ``s = z z^T / tau``,
     ``dz = (G + G^T) z / tau = (g * (D z) + D^T (g * z)) / tau`` (no (M, M) temporary).
     """
-    dlogits, zn, tau, scale, norm_cache, reduce_cache = cache
+    dlogits, zn = cache.dlogits, cache.zn
     xp = backend.namespace(zn)
-    g = (reduce_backward(dout, reduce_cache) * scale)[:, None]  # (M, 1)
-    dzn = (g * (dlogits @ zn) + xp.permute_dims(dlogits, (1, 0)) @ (g * zn)) / tau  # (M, D)
-    return (maybe_normalize_backward(dzn, norm_cache),)
+    g = (reduce_backward(dout, cache.reduction) * cache.scale)[:, None]  # (M, 1)
+    dzn = (g * (dlogits @ zn) + xp.permute_dims(dlogits, (1, 0)) @ (g * zn)) / cache.temperature  # (M, D)
+    return (maybe_normalize_backward(dzn, cache.norm),)
 
 
 def _fill_diagonal(a, value):
