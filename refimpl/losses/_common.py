@@ -5,6 +5,8 @@ them and its backward calls their backwards in reverse order.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import _validate, backend
@@ -15,6 +17,21 @@ VARIANTS = ("paper", "official")
 
 #: floor on the norm in :func:`l2_normalize` (as ``torch.nn.functional.normalize``).
 NORM_EPS = 1e-12
+
+
+class NormCache(NamedTuple):
+    """What :func:`l2_normalize_backward` needs from :func:`l2_normalize`."""
+
+    z: object  # (..., D) the unit rows
+    denom: object  # (..., 1) the floored norms
+    floored: object  # (..., 1) bool, the norm is at or below the floor
+
+
+class ReduceCache(NamedTuple):
+    """What :func:`reduce_backward` needs from :func:`reduce`."""
+
+    reduction: str
+    values: object  # (N,) the per-sample values
 
 
 def l2_normalize(x, *, eps: float = NORM_EPS):
@@ -32,7 +49,9 @@ def l2_normalize(x, *, eps: float = NORM_EPS):
 
     Shapes: ``x`` (..., D) -> ``z`` (..., D).
 
-    >>> import numpy as np
+    >>> from typing import NamedTuple
+
+import numpy as np
     >>> z, _ = l2_normalize(np.array([[3.0, 4.0]]))
     >>> z.tolist()
     [[0.6, 0.8]]
@@ -42,7 +61,7 @@ def l2_normalize(x, *, eps: float = NORM_EPS):
     floored = norm <= eps
     denom = xp.where(floored, xp.full_like(norm, eps), norm)
     z = x / denom
-    return z, (z, denom, floored)
+    return z, NormCache(z, denom, floored)
 
 
 def _row_norm(x):
@@ -50,7 +69,9 @@ def _row_norm(x):
 
     .. math:: \\lVert x \\rVert_2 = s \\, \\lVert x / s \\rVert_2, \\quad s = \\max_k |x_k|
 
-    >>> import numpy as np
+    >>> from typing import NamedTuple
+
+import numpy as np
     >>> x = np.array([[3e30, 4e30], [0.0, 0.0]], dtype=np.float32)   # x * x overflows float32
     >>> (_row_norm(x) / 1e30).ravel().round(4).tolist()
     [5.0, 0.0]
@@ -61,15 +82,14 @@ def _row_norm(x):
     return s * xp.sqrt(xp.sum(scaled * scaled, axis=-1, keepdims=True))
 
 
-def l2_normalize_backward(dz, cache):
+def l2_normalize_backward(dz, cache: NormCache):
     """Gradient of :func:`l2_normalize`: ``dx = (dz - z <z, dz>) / |x|`` above the floor."""
-    z, denom, floored = cache
     xp = backend.namespace(dz)
-    radial = xp.sum(dz * z, axis=-1, keepdims=True)  # (..., 1)
+    radial = xp.sum(dz * cache.z, axis=-1, keepdims=True)  # (..., 1)
     # below the floor the map is x / eps, whose derivative has no radial term;
     # masking the (..., 1) factor is much cheaper than a where over (..., D)
-    radial = radial * xp.astype(xp.logical_not(floored), radial.dtype)
-    return (dz - z * radial) / denom
+    radial = radial * xp.astype(xp.logical_not(cache.floored), radial.dtype)
+    return (dz - cache.z * radial) / cache.denom
 
 
 def maybe_normalize(x, normalize: bool):
@@ -93,12 +113,12 @@ def reduce(values, reduction: str):
         out = xp.sum(values)
     else:
         out = xp.mean(values)
-    return out, (reduction, values)
+    return out, ReduceCache(reduction, values)
 
 
-def reduce_backward(dout, cache):
+def reduce_backward(dout, cache: ReduceCache):
     """Gradient of :func:`reduce` with respect to the per-sample values; checks ``dout`` first."""
-    reduction, values = cache
+    reduction, values = cache.reduction, cache.values
     xp = backend.namespace(values)
     shape = tuple(values.shape)
     if reduction == "none":
@@ -151,7 +171,9 @@ def log_softmax(logits):
 
     Shapes: ``logits`` (M, K) -> (M, K).
 
-    >>> import numpy as np
+    >>> from typing import NamedTuple
+
+import numpy as np
     >>> out, _ = log_softmax(np.log(np.array([[1.0, 3.0]])))
     >>> np.exp(out).tolist()
     [[0.25, 0.75]]

@@ -46,190 +46,6 @@ OFFICIAL_BUCKET = 0.05
 OFFICIAL_SCALE = 150.0
 
 
-def _labels(name, y):
-    """Validated 1-D real labels; integer labels are promoted to float64."""
-    check_array(name, y, ndim=1, floating=False)
-    xp = backend.namespace(y)
-    if not xp.isdtype(y.dtype, ("integral", "real floating")):
-        raise TypeError(f"{name} must have an integer or real floating dtype, got {y.dtype}")
-    return y if xp.isdtype(y.dtype, "real floating") else xp.astype(y, xp.float64)
-
-
-def _keys(y, population, bucket):
-    """Labels and population as comparable keys: bucket indices ``y // bucket`` or ``y``."""
-    y = _labels("y", y)
-    pop = y if population is None else _labels("population", population)
-    xp = backend.namespace(y, pop)
-    dtype = xp.result_type(y.dtype, pop.dtype)
-    y, pop = xp.astype(y, dtype), xp.astype(pop, dtype)
-    if bucket is None:
-        return y, pop
-    bucket = check_positive("bucket", bucket)
-    # Floating floor division as numpy.floor_divide (and Python's //): 0.15 // 0.05 == 2.0,
-    # while floor(0.15 / 0.05) == 2.0 but floor(0.25 / 0.05) == 5.0 != 0.25 // 0.05 == 4.0.
-    return _ops.floor_divide(y, bucket), _ops.floor_divide(pop, bucket)
-
-
-def _counts(keys, pop_keys, kind):
-    """``n F(key)``: #{pop <= key} (paper) or #{pop < key} + #{pop == key} / 2 (official)."""
-    xp = backend.namespace(keys)
-    ref = xp.sort(pop_keys)
-    right = xp.astype(xp.searchsorted(ref, keys, side="right"), keys.dtype)
-    if kind == "paper":
-        return right
-    left = xp.astype(xp.searchsorted(ref, keys, side="left"), keys.dtype)
-    return (left + right) / 2
-
-
-def ecdf(y, population=None, *, bucket=None, kind="paper"):
-    """Empirical CDF of labels ``y`` over ``population`` (AdaCon Eq. 5).
-
-    .. math::
-
-        F_{\\mathrm{paper}}(v) = \\frac{1}{n} \\sum_{k=1}^{n} \\mathbb{1}[b_k \\le v],
-        \\qquad
-        F_{\\mathrm{official}}(v) = \\frac{1}{n} \\Big(\\#\\{b_k < v\\}
-            + \\tfrac12 \\#\\{b_k = v\\}\\Big)
-
-    evaluated at :math:`v = b(y_i)`, where :math:`b_1..b_n` are the keys of the
-    population and :math:`b(y) = y` or, with ``bucket``, the bucket index
-    ``y // bucket`` (``numpy.floor_divide`` semantics, so ``0.15 // 0.05 ==
-    2.0``). ``kind="paper"`` is Eq. 5 with its non-strict inequality;
-    ``kind="official"`` is the mid-rank of the authors' ``echo.py``
-    (``EF_CLS``: cumulative count up to the bucket minus half its own count),
-    divided by ``n`` here (their code multiplies by ``2 / n`` in the loss).
-
-    Errata: Eq. 5 is written as a sum over the N training samples (Sec. III)
-    but is commonly read as the ECDF of the batch; ``population=None`` (the batch
-    ``y`` itself) gives the batch reading, the training labels as
-    ``population`` the other. The text calls F "the sample estimate of
-    Pr(Y < y)" (strict), Eq. 5 uses <=; we follow Eq. 5.
-
-    Values: in ``(0, 1]`` for keys present in the population (the paper kind
-    reaches 1 at the largest); a key absent from it gets the count of the
-    population keys below it (possibly 0). At a key that occurs once in the
-    population the two kinds differ by exactly ``1 / (2n)``. Without
-    ``bucket``, any strictly increasing map of ``y`` and ``population``
-    leaves both kinds unchanged.
-
-    Parameters
-    ----------
-    y : array (M,), integer or real floating, finite
-    population : array (P,), P >= 1, optional
-        The labels the ECDF counts; ``None`` means ``y`` itself (the batch).
-    bucket : float > 0, optional
-        Bucket width; ``None`` compares raw labels.
-    kind : {"paper", "official"}
-
-    Returns
-    -------
-    array (M,) in the floating dtype of the labels (float64 for integers).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> y = np.array([0.3, 0.1, 0.3, 0.7])
-    >>> ecdf(y).tolist()
-    [0.75, 0.25, 0.75, 1.0]
-    >>> ecdf(y, kind="official").tolist()
-    [0.5, 0.125, 0.5, 0.875]
-    >>> ecdf(np.array([0.15, 0.25]), bucket=0.05, kind="official").tolist()
-    [0.25, 0.75]
-    """
-    check_choice("kind", kind, ECDF_KINDS)
-    keys, pop_keys = _keys(y, population, bucket)
-    return _counts(keys, pop_keys, kind) / pop_keys.shape[0]
-
-
-def _margin_from_counts(counts, n):
-    """``d_ia = 2 |c_i - c_a| / n`` as a fresh (M, M) array (counts ``c = n F``)."""
-    xp = backend.namespace(counts)
-    d = xp.abs(counts[:, None] - counts[None, :])  # (M, 1) - (1, M) -> (M, M)
-    d *= 2.0 / n
-    return d
-
-
-def margin(y, population=None, *, bucket=None, kind="paper"):
-    """Adaptive margins of every pair (AdaCon Eq. 4): ``d_ia = 2 |F(y_i) - F(y_a)|``.
-
-    .. math:: d_{ia} = 2\\,|F(y_i) - F(y_a)| \\in [0, 2]
-
-    ``F`` is :func:`ecdf` with the same arguments. Pairs with equal keys (the
-    positives) get exactly 0 (Eq. 14), and for ``y_i < y_j < y_k`` (keys
-    distinct in the population) ``d_ik > d_ij``. The bound 2 is reached only
-    by keys outside the population (counts 0 and n); labels of the population
-    stay below it. The authors' code computes
-    ``clamp(|c_i - c_a| * 2 / N_train, 0, 2)`` on mid-rank counts ``c``; the
-    clamp never binds (``|c_i - c_a| <= n`` and ``fl(n * fl(2 / n)) <= 2``), so
-    it is omitted; the product is formed in that order, number for number.
-
-    Shapes: ``y`` (M,) -> (M, M) in the floating dtype of the labels.
-
-    >>> import numpy as np
-    >>> margin(np.array([0.1, 0.5, 0.5, 0.9])).tolist()
-    [[0.0, 1.0, 1.0, 1.5], [1.0, 0.0, 0.0, 0.5], [1.0, 0.0, 0.0, 0.5], [1.5, 0.5, 0.5, 0.0]]
-    """
-    check_choice("kind", kind, ECDF_KINDS)
-    keys, pop_keys = _keys(y, population, bucket)
-    return _margin_from_counts(_counts(keys, pop_keys, kind), pop_keys.shape[0])
-
-
-def _groups(keys):
-    """Sort order of ``keys`` and, per row, the slice [start, stop) of its key group."""
-    xp = backend.namespace(keys)
-    order = xp.argsort(keys)
-    ordered = xp.take(keys, order)
-    start = xp.searchsorted(ordered, keys, side="left")
-    stop = xp.searchsorted(ordered, keys, side="right")
-    return order, start, stop
-
-
-def _group_others(x, groups):
-    """Per row, the sum of the *other* rows of ``x`` (M, K) with the same key (itself excluded).
-
-    Stabiliser: the prefix sums, and the row's own removal from its group's
-    sum, run in float64: differences of float32 prefix sums over thousands of
-    rows would lose about 1e-4 of a group's sum, and a row much larger than
-    the others of its group would leave only rounding error of itself.
-    """
-    order, start, stop = groups
-    xp = backend.namespace(x)
-    rows = xp.astype(xp.take(x, order, axis=0), xp.float64)  # (M, K), sorted by key
-    prefix = xp.cumulative_sum(rows, axis=0, include_initial=True)  # (M + 1, K)
-    total = xp.take(prefix, stop, axis=0) - xp.take(prefix, start, axis=0)  # (M, K) group sums
-    return xp.astype(total - xp.astype(x, xp.float64), x.dtype)
-
-
-def _check(z, y, scale, population, bucket, variant, reduction, normalize):
-    """Validate the arguments of :func:`forward`; returns ``scale`` and the keys of ``y`` and the population."""
-    check_array("z", z, ndim=2)
-    m_rows = z.shape[0]
-    if m_rows < 2:
-        raise ValueError(f"z must have at least 2 rows (an anchor and another sample), got {m_rows}")
-    scale = check_positive("scale", scale)
-    check_choice("variant", variant, VARIANTS)
-    check_choice("reduction", reduction, REDUCTIONS)
-    if variant == "official":
-        check_official(reduction, normalize)
-        bucket = OFFICIAL_BUCKET if bucket is None else bucket
-    keys, pop_keys = _keys(y, population, bucket)
-    check_same_length("y", keys, "z", m_rows)
-    if variant == "official":
-        _check_views(y, m_rows)
-    return scale, keys, pop_keys
-
-
-def _check_views(y, m_rows):
-    xp = backend.namespace(y)
-    if m_rows % 2:
-        raise ValueError(f"z must have an even number of rows with variant='official' "
-                         f"(two views stacked view-major), got {m_rows}")
-    half = m_rows // 2
-    if not bool(xp.all(y[:half] == y[half:])):
-        raise ValueError("y must give both views of a sample the same label with "
-                         "variant='official': y[:M // 2] == y[M // 2:]")
-
-
 class NaiveCache(NamedTuple):
     """What :func:`backward_naive` needs from :func:`forward_naive`."""
 
@@ -452,3 +268,187 @@ def backward(dout, cache: Cache):
     dzn -= k * others[:, :d] + others[:, d:]
     dzn *= cache.scale
     return (maybe_normalize_backward(dzn, cache.norm),)
+
+
+def _labels(name, y):
+    """Validated 1-D real labels; integer labels are promoted to float64."""
+    check_array(name, y, ndim=1, floating=False)
+    xp = backend.namespace(y)
+    if not xp.isdtype(y.dtype, ("integral", "real floating")):
+        raise TypeError(f"{name} must have an integer or real floating dtype, got {y.dtype}")
+    return y if xp.isdtype(y.dtype, "real floating") else xp.astype(y, xp.float64)
+
+
+def _keys(y, population, bucket):
+    """Labels and population as comparable keys: bucket indices ``y // bucket`` or ``y``."""
+    y = _labels("y", y)
+    pop = y if population is None else _labels("population", population)
+    xp = backend.namespace(y, pop)
+    dtype = xp.result_type(y.dtype, pop.dtype)
+    y, pop = xp.astype(y, dtype), xp.astype(pop, dtype)
+    if bucket is None:
+        return y, pop
+    bucket = check_positive("bucket", bucket)
+    # Floating floor division as numpy.floor_divide (and Python's //): 0.15 // 0.05 == 2.0,
+    # while floor(0.15 / 0.05) == 2.0 but floor(0.25 / 0.05) == 5.0 != 0.25 // 0.05 == 4.0.
+    return _ops.floor_divide(y, bucket), _ops.floor_divide(pop, bucket)
+
+
+def _counts(keys, pop_keys, kind):
+    """``n F(key)``: #{pop <= key} (paper) or #{pop < key} + #{pop == key} / 2 (official)."""
+    xp = backend.namespace(keys)
+    ref = xp.sort(pop_keys)
+    right = xp.astype(xp.searchsorted(ref, keys, side="right"), keys.dtype)
+    if kind == "paper":
+        return right
+    left = xp.astype(xp.searchsorted(ref, keys, side="left"), keys.dtype)
+    return (left + right) / 2
+
+
+def ecdf(y, population=None, *, bucket=None, kind="paper"):
+    """Empirical CDF of labels ``y`` over ``population`` (AdaCon Eq. 5).
+
+    .. math::
+
+        F_{\\mathrm{paper}}(v) = \\frac{1}{n} \\sum_{k=1}^{n} \\mathbb{1}[b_k \\le v],
+        \\qquad
+        F_{\\mathrm{official}}(v) = \\frac{1}{n} \\Big(\\#\\{b_k < v\\}
+            + \\tfrac12 \\#\\{b_k = v\\}\\Big)
+
+    evaluated at :math:`v = b(y_i)`, where :math:`b_1..b_n` are the keys of the
+    population and :math:`b(y) = y` or, with ``bucket``, the bucket index
+    ``y // bucket`` (``numpy.floor_divide`` semantics, so ``0.15 // 0.05 ==
+    2.0``). ``kind="paper"`` is Eq. 5 with its non-strict inequality;
+    ``kind="official"`` is the mid-rank of the authors' ``echo.py``
+    (``EF_CLS``: cumulative count up to the bucket minus half its own count),
+    divided by ``n`` here (their code multiplies by ``2 / n`` in the loss).
+
+    Errata: Eq. 5 is written as a sum over the N training samples (Sec. III)
+    but is commonly read as the ECDF of the batch; ``population=None`` (the batch
+    ``y`` itself) gives the batch reading, the training labels as
+    ``population`` the other. The text calls F "the sample estimate of
+    Pr(Y < y)" (strict), Eq. 5 uses <=; we follow Eq. 5.
+
+    Values: in ``(0, 1]`` for keys present in the population (the paper kind
+    reaches 1 at the largest); a key absent from it gets the count of the
+    population keys below it (possibly 0). At a key that occurs once in the
+    population the two kinds differ by exactly ``1 / (2n)``. Without
+    ``bucket``, any strictly increasing map of ``y`` and ``population``
+    leaves both kinds unchanged.
+
+    Parameters
+    ----------
+    y : array (M,), integer or real floating, finite
+    population : array (P,), P >= 1, optional
+        The labels the ECDF counts; ``None`` means ``y`` itself (the batch).
+    bucket : float > 0, optional
+        Bucket width; ``None`` compares raw labels.
+    kind : {"paper", "official"}
+
+    Returns
+    -------
+    array (M,) in the floating dtype of the labels (float64 for integers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([0.3, 0.1, 0.3, 0.7])
+    >>> ecdf(y).tolist()
+    [0.75, 0.25, 0.75, 1.0]
+    >>> ecdf(y, kind="official").tolist()
+    [0.5, 0.125, 0.5, 0.875]
+    >>> ecdf(np.array([0.15, 0.25]), bucket=0.05, kind="official").tolist()
+    [0.25, 0.75]
+    """
+    check_choice("kind", kind, ECDF_KINDS)
+    keys, pop_keys = _keys(y, population, bucket)
+    return _counts(keys, pop_keys, kind) / pop_keys.shape[0]
+
+
+def _margin_from_counts(counts, n):
+    """``d_ia = 2 |c_i - c_a| / n`` as a fresh (M, M) array (counts ``c = n F``)."""
+    xp = backend.namespace(counts)
+    d = xp.abs(counts[:, None] - counts[None, :])  # (M, 1) - (1, M) -> (M, M)
+    d *= 2.0 / n
+    return d
+
+
+def margin(y, population=None, *, bucket=None, kind="paper"):
+    """Adaptive margins of every pair (AdaCon Eq. 4): ``d_ia = 2 |F(y_i) - F(y_a)|``.
+
+    .. math:: d_{ia} = 2\\,|F(y_i) - F(y_a)| \\in [0, 2]
+
+    ``F`` is :func:`ecdf` with the same arguments. Pairs with equal keys (the
+    positives) get exactly 0 (Eq. 14), and for ``y_i < y_j < y_k`` (keys
+    distinct in the population) ``d_ik > d_ij``. The bound 2 is reached only
+    by keys outside the population (counts 0 and n); labels of the population
+    stay below it. The authors' code computes
+    ``clamp(|c_i - c_a| * 2 / N_train, 0, 2)`` on mid-rank counts ``c``; the
+    clamp never binds (``|c_i - c_a| <= n`` and ``fl(n * fl(2 / n)) <= 2``), so
+    it is omitted; the product is formed in that order, number for number.
+
+    Shapes: ``y`` (M,) -> (M, M) in the floating dtype of the labels.
+
+    >>> import numpy as np
+    >>> margin(np.array([0.1, 0.5, 0.5, 0.9])).tolist()
+    [[0.0, 1.0, 1.0, 1.5], [1.0, 0.0, 0.0, 0.5], [1.0, 0.0, 0.0, 0.5], [1.5, 0.5, 0.5, 0.0]]
+    """
+    check_choice("kind", kind, ECDF_KINDS)
+    keys, pop_keys = _keys(y, population, bucket)
+    return _margin_from_counts(_counts(keys, pop_keys, kind), pop_keys.shape[0])
+
+
+def _groups(keys):
+    """Sort order of ``keys`` and, per row, the slice [start, stop) of its key group."""
+    xp = backend.namespace(keys)
+    order = xp.argsort(keys)
+    ordered = xp.take(keys, order)
+    start = xp.searchsorted(ordered, keys, side="left")
+    stop = xp.searchsorted(ordered, keys, side="right")
+    return order, start, stop
+
+
+def _group_others(x, groups):
+    """Per row, the sum of the *other* rows of ``x`` (M, K) with the same key (itself excluded).
+
+    Stabiliser: the prefix sums, and the row's own removal from its group's
+    sum, run in float64: differences of float32 prefix sums over thousands of
+    rows would lose about 1e-4 of a group's sum, and a row much larger than
+    the others of its group would leave only rounding error of itself.
+    """
+    order, start, stop = groups
+    xp = backend.namespace(x)
+    rows = xp.astype(xp.take(x, order, axis=0), xp.float64)  # (M, K), sorted by key
+    prefix = xp.cumulative_sum(rows, axis=0, include_initial=True)  # (M + 1, K)
+    total = xp.take(prefix, stop, axis=0) - xp.take(prefix, start, axis=0)  # (M, K) group sums
+    return xp.astype(total - xp.astype(x, xp.float64), x.dtype)
+
+
+def _check(z, y, scale, population, bucket, variant, reduction, normalize):
+    """Validate the arguments of :func:`forward`; returns ``scale`` and the keys of ``y`` and the population."""
+    check_array("z", z, ndim=2)
+    m_rows = z.shape[0]
+    if m_rows < 2:
+        raise ValueError(f"z must have at least 2 rows (an anchor and another sample), got {m_rows}")
+    scale = check_positive("scale", scale)
+    check_choice("variant", variant, VARIANTS)
+    check_choice("reduction", reduction, REDUCTIONS)
+    if variant == "official":
+        check_official(reduction, normalize)
+        bucket = OFFICIAL_BUCKET if bucket is None else bucket
+    keys, pop_keys = _keys(y, population, bucket)
+    check_same_length("y", keys, "z", m_rows)
+    if variant == "official":
+        _check_views(y, m_rows)
+    return scale, keys, pop_keys
+
+
+def _check_views(y, m_rows):
+    xp = backend.namespace(y)
+    if m_rows % 2:
+        raise ValueError(f"z must have an even number of rows with variant='official' "
+                         f"(two views stacked view-major), got {m_rows}")
+    half = m_rows // 2
+    if not bool(xp.all(y[:half] == y[half:])):
+        raise ValueError("y must give both views of a sample the same label with "
+                         "variant='official': y[:M // 2] == y[M // 2:]")
