@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate, backend
+from .. import _ops, _validate, backend
 from .._validate import check_bool, check_choice
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -148,6 +148,61 @@ def check_official(reduction: str, normalize: bool) -> None:
     if not normalize:
         raise ValueError("normalize must be True with variant='official' "
                          "(the authors' code always takes the cosine of raw embeddings)")
+
+
+def matmul_transposed(x, y):
+    """``x @ y^T``, (M, D) @ (D, K) -> (M, K), with ``y^T`` copied first.
+
+    Why the copy: for ``z @ z.T`` NumPy takes its syrk path, which fills the
+    mirror triangle in one thread and is slower than a plain gemm on a
+    (D, K) copy.
+    """
+    xp = backend.namespace(x, y)
+    return x @ xp.astype(xp.permute_dims(y, (1, 0)), y.dtype)  # astype copies
+
+
+def fill_diagonal(a, value):
+    """Set ``a[t, t] = value`` for a square ``a`` the caller owns; use the returned array.
+
+    Why a strided flat view: it writes M entries, where a where() over an
+    (M, M) mask would read and write M^2 (the view is a copy on backends
+    that cannot reshape in place, hence: use the result).
+    """
+    xp = backend.namespace(a)
+    m = a.shape[0]
+    flat = xp.reshape(a, (m * m,))  # a view where the backend allows it
+    flat[::m + 1] = value
+    return xp.reshape(flat, (m, m))
+
+
+def exp_without_self(logits):
+    """Shifted ``exp`` of square ``logits`` over ``j != t``; overwrites ``logits``.
+
+    Returns ``e`` (M, M) with ``e_tj = exp(s_tj - m_t)`` and ``e_tt = 0``, the
+    row maximum ``m`` (M,) over ``j != t`` and ``denom = sum_j e_tj`` (M,).
+    Why: the anchor is excluded exactly (its entry is set to -inf), and
+    subtracting ``m_t`` (finite, as M >= 2) cannot overflow and keeps
+    ``denom >= 1``; all of it in the one (M, M) buffer of ``logits``.
+    """
+    xp = backend.namespace(logits)
+    logits = fill_diagonal(logits, -xp.inf)
+    row_max = xp.max(logits, axis=1)  # (M,)
+    logits -= row_max[:, None]
+    exp = _ops.exp_(logits)
+    return exp, row_max, xp.sum(exp, axis=1)
+
+
+def check_two_views(z, **per_row) -> None:
+    """``variant="official"`` stacks two views view-major: an even number of rows of ``z``, and
+    every per-row argument (None is skipped) equal on both views, as the authors' code keeps one per pair."""
+    m = z.shape[0]
+    if m % 2:
+        raise ValueError(f"z must have an even number of rows with variant='official' (two views stacked "
+                         f"view-major), got {m}")
+    for name, x in per_row.items():
+        if x is not None and not bool(backend.namespace(x).all(x[:m // 2] == x[m // 2:])):
+            raise ValueError(f"{name} must give both views of a sample the same value with "
+                             f"variant='official': {name}[:M // 2] == {name}[M // 2:]")
 
 
 def off_diagonal(like):

@@ -24,19 +24,20 @@ Two variants (``variant=``):
   training population, positives = same bucket (a sample's other view
   included), mean over the 2N anchors.
 
-Memory: one (M, M) buffer is built in place (margin, then + cosine, then the
-logits, then their exponentials) and kept for the backward pass; the sums over
-positives use sorted label groups, O(M D), so no (M, M) positive mask exists.
+Memory (:func:`forward`): the logits are built in one (M, M) buffer (margin,
+then + cosine, a product of the same size that lives only while it is added,
+then * s, then their shifted exponentials in place) that backward keeps; the
+sums over positives use sorted label groups, O(M D), so no (M, M) positive mask
+exists. :func:`forward_naive` writes the same with masks.
 """
 from __future__ import annotations
-
-import math
 
 from typing import NamedTuple
 
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize, off_diagonal,
+from ._common import (REDUCTIONS, VARIANTS, check_official, check_two_views, exp_without_self,
+                      matmul_transposed, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 ECDF_KINDS = ("paper", "official")
@@ -120,7 +121,7 @@ class Cache(NamedTuple):
     denom: object  # (M,) its row sums
     zn: object  # (M, D) normalised rows
     norm: object  # l2_normalize cache, None without normalisation
-    groups: tuple  # _groups(keys): sort order, start, stop
+    groups: Groups  # rows grouped by key
     has_pos: object  # (M,) bool
     n_pos_safe: object  # (M,) |P(i)|, 1 where empty
     scale: float
@@ -211,28 +212,18 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     """
     xp = namespace(z=z, y=y, population=population)
     scale, keys, pop_keys = _check(z, y, scale, population, bucket, variant, reduction, normalize)
-    m_rows = z.shape[0]
     counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)
     zn, norm_cache = maybe_normalize(z, normalize)
 
-    # One (M, M) buffer, built in place: margin, + cosine, * s, anchor -> -inf, exp.
+    # One (M, M) buffer, built in place: margin, + cosine, * s, then its shifted exp over a != i.
     logits = _margin_from_counts(counts, pop_keys.shape[0])
-    # zn^T copied (astype copies): NumPy's syrk path for zn @ zn.T fills the mirror
-    # triangle in one thread and is slower than gemm on a copy (a (D, M) array)
-    logits += zn @ xp.astype(xp.permute_dims(zn, (1, 0)), zn.dtype)  # (M, D) @ (D, M)
+    logits += matmul_transposed(zn, zn)  # (M, D) @ (D, M): cos
     logits *= scale
-    flat = xp.reshape(logits, (m_rows * m_rows,))  # a view where the backend allows it
-    flat[::m_rows + 1] = -math.inf  # the anchor is not in its own denominator
-    logits = xp.reshape(flat, (m_rows, m_rows))
-    row_max = xp.max(logits, axis=1, keepdims=True)  # (M, 1), over a != i
-    logits -= row_max
-    exp = xp.exp(logits)  # (M, M), 0 on the diagonal
-    del logits, flat
-    denom = xp.sum(exp, axis=1)  # (M,)
-    log_denom = row_max[:, 0] + xp.log(denom)
+    exp, row_max, denom = exp_without_self(logits)  # logits' buffer, not used after
+    log_denom = row_max + xp.log(denom)
 
     groups = _groups(keys)
-    n_pos = xp.astype(groups[2] - groups[1], z.dtype) - 1  # (M,) |P(i)|
+    n_pos = xp.astype(groups.stop - groups.start, z.dtype) - 1  # (M,) |P(i)|
     has_pos = n_pos > 0
     n_pos_safe = xp.where(has_pos, n_pos, xp.ones_like(n_pos))
     pos_cos = xp.sum(zn * _group_others(zn, groups), axis=1)  # (M,) sum_p cos_ip, d_ip = 0
@@ -398,14 +389,22 @@ def margin(y, population=None, *, bucket=None, kind="paper"):
     return _margin_from_counts(_counts(keys, pop_keys, kind), pop_keys.shape[0])
 
 
-def _groups(keys):
-    """Sort order of ``keys`` and, per row, the slice [start, stop) of its key group."""
+class Groups(NamedTuple):
+    """Rows grouped by key: the sort order and, per row, the slice [start, stop) of its group."""
+
+    order: object  # (M,)
+    start: object  # (M,)
+    stop: object  # (M,)
+
+
+def _groups(keys) -> Groups:
+    """:class:`Groups` of ``keys``."""
     xp = backend.namespace(keys)
     order = xp.argsort(keys)
     ordered = xp.take(keys, order)
     start = xp.searchsorted(ordered, keys, side="left")
     stop = xp.searchsorted(ordered, keys, side="right")
-    return order, start, stop
+    return Groups(order, start, stop)
 
 
 def _group_others(x, groups):
@@ -416,8 +415,8 @@ def _group_others(x, groups):
     rows would lose about 1e-4 of a group's sum, and a row much larger than
     the others of its group would leave only rounding error of itself.
     """
-    order, start, stop = groups
     xp = backend.namespace(x)
+    order, start, stop = groups.order, groups.start, groups.stop
     rows = xp.astype(xp.take(x, order, axis=0), xp.float64)  # (M, K), sorted by key
     prefix = xp.cumulative_sum(rows, axis=0, include_initial=True)  # (M + 1, K)
     total = xp.take(prefix, stop, axis=0) - xp.take(prefix, start, axis=0)  # (M, K) group sums
@@ -439,16 +438,5 @@ def _check(z, y, scale, population, bucket, variant, reduction, normalize):
     keys, pop_keys = _keys(y, population, bucket)
     check_same_length("y", keys, "z", m_rows)
     if variant == "official":
-        _check_views(y, m_rows)
+        check_two_views(z, y=y)
     return scale, keys, pop_keys
-
-
-def _check_views(y, m_rows):
-    xp = backend.namespace(y)
-    if m_rows % 2:
-        raise ValueError(f"z must have an even number of rows with variant='official' "
-                         f"(two views stacked view-major), got {m_rows}")
-    half = m_rows // 2
-    if not bool(xp.all(y[:half] == y[half:])):
-        raise ValueError("y must give both views of a sample the same label with "
-                         "variant='official': y[:M // 2] == y[M // 2:]")

@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize, off_diagonal,
+from ._common import (REDUCTIONS, VARIANTS, check_official, check_two_views, exp_without_self, fill_diagonal,
+                      matmul_transposed, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 #: the paper's sigma (WSP Sec. 2) and temperature (its code's default; the paper names none).
@@ -210,20 +211,18 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     xp = namespace(z=z, labels=labels, depth=depth)
     tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
     zn, norm_cache = maybe_normalize(z, normalize)
-    # memory: at most two (M, M) float arrays live at once (w and sim/exp), one cached
+    # memory: at most two (M, M) float arrays live at once (w and sim, which becomes exp, then
+    # dlogits), one cached
     w = _weights(zn, labels, depth, sigma, variant)  # (M, M)
     total_w = xp.sum(w, axis=1)  # (M,) 1 (paper), 0 without positives, free (official)
-    # zn^T copied (astype copies): a plain gemm, faster than NumPy's syrk for x @ x.T
-    sim = (zn / tau) @ xp.astype(xp.permute_dims(zn, (1, 0)), zn.dtype)  # (M, D) @ (D, M)
+    sim = matmul_transposed(zn / tau, zn)  # (M, D) @ (D, M): s_tj
     positive_sim = _ops.rowdot(w, sim)  # (M,) sum_i w_ti s_ti, before the diagonal is -inf
-    exp, row_max, denom = _exp_without_self(sim)
+    exp, row_max, denom = exp_without_self(sim)  # sim's buffer, not used after
     per_anchor = total_w * (row_max + xp.log(denom)) - positive_sim  # l_t
-    # dl_t / ds_tj = total_w_t p_tj - w_tj, built in the exp buffer (p = exp / denom)
-    exp *= (total_w / denom)[:, None]
-    exp -= w
+    dlogits = _dlogits_over_exp(exp, total_w / denom, w)  # exp's buffer, not used after
     loss, reduce_cache = reduce(per_anchor, reduction)
     scale = 2.0 if variant == "official" else 1.0  # the code's -(1/N) sum over 2N anchors
-    return loss * scale, Cache(exp, zn, tau, scale, norm_cache, reduce_cache)
+    return loss * scale, Cache(dlogits, zn, tau, scale, norm_cache, reduce_cache)
 
 
 def backward(dout, cache: Cache):
@@ -240,29 +239,13 @@ def backward(dout, cache: Cache):
     return (maybe_normalize_backward(dzn, cache.norm),)
 
 
-def _fill_diagonal(a, value):
-    """Set ``a[t, t] = value`` through a strided flat view (no (M, M) mask); use the result."""
-    xp = backend.namespace(a)
-    m = a.shape[0]
-    flat = xp.reshape(a, (m * m,))  # a view where the backend allows it
-    flat[::m + 1] = value
-    return xp.reshape(flat, (m, m))
-
-
-def _exp_without_self(sim):
-    """Shifted ``exp`` of the similarities over ``j != t``; overwrites ``sim``.
-
-    Returns ``e`` (M, M) with ``e_tj = exp(s_tj - m_t)`` and ``e_tt = 0``, the
-    row maximum ``m`` (M,) over ``j != t`` and ``denom = sum_j e_tj`` (M,).
-    Stabiliser: subtracting ``m_t`` (finite, as M >= 2) cannot overflow and
-    keeps ``denom >= 1``.
-    """
-    xp = backend.namespace(sim)
-    sim = _fill_diagonal(sim, -xp.inf)
-    row_max = xp.max(sim, axis=1)  # (M,)
-    sim -= row_max[:, None]
-    exp = _ops.exp_(sim)
-    return exp, row_max, xp.sum(exp, axis=1)
+def _dlogits_over_exp(exp, row_scale, w):
+    """``dl_t/ds_tj = (sum_k w_tk) p_tj - w_tj`` with ``p = exp / denom``, given ``row_scale`` (M,) =
+    ``(sum_k w_tk) / denom_t``; overwrites ``exp`` (M, M). Why: the gradient backward needs is
+    built in the buffer of the last (M, M) temporary instead of a third one."""
+    exp *= row_scale[:, None]
+    exp -= w
+    return exp
 
 
 def _weights(zn, labels, depth, sigma, variant):
@@ -273,14 +256,14 @@ def _weights(zn, labels, depth, sigma, variant):
     if depth is None:
         w = (backend.asarray(xp.ones((m, m), dtype=zn.dtype), like=zn) if same_label is None
              else xp.astype(same_label, zn.dtype))
-        w = _fill_diagonal(w, 0.0)  # an anchor is not its own positive
+        w = fill_diagonal(w, 0.0)  # an anchor is not its own positive
     else:
         d = xp.astype(depth, zn.dtype)
         w = d[:, None] - d[None, :]  # (M, M) d_t - d_i
         w *= w
         w *= -0.5 / sigma**2  # log of the Gaussian kernel
         w -= _log_kernel_max(d, labels, sigma)[:, None]
-        w = _fill_diagonal(w, -xp.inf)
+        w = fill_diagonal(w, -xp.inf)
         # exp only where the Dirac kernel does not zero the weight
         w = _ops.exp_(w) if same_label is None else _ops.exp_where(w, same_label)
     total = xp.sum(w, axis=1)  # (M,)
@@ -329,23 +312,10 @@ def _check(z, labels, depth, sigma, temperature, variant, reduction, normalize):
     tau = check_positive("temperature", temperature)
     if variant == "official":
         check_official(reduction, normalize)
-    if variant == "official" and m % 2:
-        raise ValueError(f"z must have an even number of rows (two views) for variant='official', "
-                         f"got {m}")
     for name, x, floating in (("labels", labels, False), ("depth", depth, True)):
-        if x is None:
-            continue
-        check_array(name, x, ndim=1, floating=floating)
-        check_same_length(name, x, "z", m)
-        if variant == "official":
-            _check_two_views(name, x)
+        if x is not None:
+            check_array(name, x, ndim=1, floating=floating)
+            check_same_length(name, x, "z", m)
+    if variant == "official":
+        check_two_views(z, labels=labels, depth=depth)
     return tau
-
-
-def _check_two_views(name, x):
-    """The official code takes one label / depth per pair: both views must carry the same."""
-    xp = backend.namespace(x)
-    n = x.shape[0] // 2
-    if not bool(xp.all(x[:n] == x[n:])):
-        raise ValueError(f"{name} must repeat across the two views (rows t and t + N equal) "
-                         "for variant='official'")
