@@ -214,13 +214,13 @@ def test_vjp_paper(batch, reduction, bucket, normalize):
     z, y, scale = batch
     # atol: central differences of losses of size ~scale carry ~1e-16 * scale / 1e-6 of noise
     check_vjp(_fwd(y, scale=scale, bucket=bucket, reduction=reduction, normalize=normalize),
-              adacon.backward, [z], rtol=1e-6, atol=1e-7)
+              adacon.backward, [z], rtol=1e-6, atol=1e-7).raise_if_failed()
 
 
 @given(batches(official=True, max_samples=4))
 def test_vjp_official(batch):
     z, y, scale = batch
-    check_vjp(_fwd(y, scale=scale, variant="official"), adacon.backward, [z], rtol=1e-6, atol=1e-7)
+    check_vjp(_fwd(y, scale=scale, variant="official"), adacon.backward, [z], rtol=1e-6, atol=1e-7).raise_if_failed()
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -498,4 +498,4 @@ def test_naive_form_equals_fast_form_official(arrays):
 def test_naive_form_gradient_vjp(batch, reduction, normalize):
     z, y, scale = batch
     check_vjp(lambda z: adacon.forward_naive(z, y, scale=scale, reduction=reduction, normalize=normalize),
-              adacon.backward_naive, [z], rtol=1e-6, atol=1e-7)
+              adacon.backward_naive, [z], rtol=1e-6, atol=1e-7).raise_if_failed()

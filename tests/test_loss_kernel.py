@@ -181,12 +181,12 @@ def test_official_equals_naive_loops(case):
 
 @given(case=paper_cases(), reduction=REDUCTIONS)
 def test_paper_vjp(case, reduction):
-    gradcheck.check_vjp(_loss(case, reduction=reduction), kernel.backward, [case["z"]])
+    gradcheck.check_vjp(_loss(case, reduction=reduction), kernel.backward, [case["z"]]).raise_if_failed()
 
 
 @given(case=official_cases())
 def test_official_vjp(case):
-    gradcheck.check_vjp(_loss(case, variant="official"), kernel.backward, [case["z"]])
+    gradcheck.check_vjp(_loss(case, variant="official"), kernel.backward, [case["z"]]).raise_if_failed()
 
 
 @pytest.mark.parametrize("variant, normalize, reduction", [
@@ -510,4 +510,4 @@ def test_naive_form_equals_fast_form_official(case):
 def test_naive_form_gradient_vjp(case, reduction):
     kwargs = {k: v for k, v in case.items() if k != "z"}
     gradcheck.check_vjp(lambda z: kernel.forward_naive(z, **kwargs, reduction=reduction), kernel.backward_naive,
-                        [case["z"]])
+                        [case["z"]]).raise_if_failed()

@@ -88,7 +88,7 @@ def test_matches_naive_loop(case):
 @given(cases())
 def test_gradient_vjp(case):
     a, b, same, opts = _split(case)
-    check_vjp(lambda a, b: M.forward(a, b, same, **opts), M.backward, [a, b])
+    check_vjp(lambda a, b: M.forward(a, b, same, **opts), M.backward, [a, b]).raise_if_failed()
 
 
 @pytest.mark.parametrize("variant,reduction,normalize", [
@@ -295,7 +295,7 @@ def test_naive_form_equals_fast_form(arrays, margin, reduction, normalize):
 @given(cases().filter(lambda case: case["variant"] == "paper"))
 def test_naive_form_gradient_vjp(case):
     a, b, same, opts = _split(case)
-    check_vjp(lambda a, b: M.forward_naive(a, b, same, **opts), M.backward_naive, [a, b])
+    check_vjp(lambda a, b: M.forward_naive(a, b, same, **opts), M.backward_naive, [a, b]).raise_if_failed()
 
 
 def test_naive_form_refuses_the_official_variant():

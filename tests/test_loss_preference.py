@@ -99,7 +99,7 @@ def test_matches_naive_loop(case):
 def test_gradient_vjp(case):
     (u_i, u_j, refs, prefer), opts = _split(case)
     check_vjp(lambda u_i, u_j, refs: P.forward(u_i, u_j, refs, prefer, **opts), P.backward,
-              [u_i, u_j, refs])
+              [u_i, u_j, refs]).raise_if_failed()
 
 
 @pytest.mark.parametrize("variant,reduction,normalize,shared", [
@@ -363,7 +363,7 @@ def test_naive_form_equals_fast_form(arrays, reduction, normalize):
 def test_naive_form_gradient_vjp(case):
     (u_i, u_j, refs, prefer), opts = _split(case)
     check_vjp(lambda u_i, u_j, refs: P.forward_naive(u_i, u_j, refs, prefer, **opts), P.backward_naive,
-              [u_i, u_j, refs])
+              [u_i, u_j, refs]).raise_if_failed()
 
 
 def test_naive_form_refuses_the_official_variant():

@@ -73,7 +73,8 @@ def test_vjp_on_every_backend(xpd, batchnorm):
     params = _away_from_kinks(net.init(0, "float64", like=x))
     names = sorted(params)
     forward, backward = _as_function(net, names, state=net.init_state("float64", like=x))
-    assert gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)]) < 1e-6
+    report = gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)])
+    assert report.ok and report.worst_rel_error < 1e-6, str(report)
 
 
 @settings(max_examples=12)  # each example is a whole network; the layers draw many more
@@ -89,7 +90,7 @@ def test_vjp_over_drawn_configurations(seed, in_channels, widths, kernel_size, b
     forward, backward = _as_function(net, names, state=net.init_state("float64"))
     side = 32 if pool_last else 16
     x = _image((batch, in_channels, side, side), seed)
-    gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)], seed=seed)
+    gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)], seed=seed).raise_if_failed()
 
 
 def test_forward_backward_pure_and_repeatable():
