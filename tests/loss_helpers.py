@@ -44,3 +44,26 @@ def assert_naive_matches_fast(module, args, kwargs, *, rtol=1e-10, atol=1e-10):
     dout = upstream(fast)
     for got, want in zip(module.backward_naive(dout, naive_cache), module.backward(dout, fast_cache)):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def embeddings(rows, cols):
+    """float64 (rows, cols) embeddings whose row norms lie in [0.5, 2], drawn as arrays.
+
+    Directions from :func:`matrices` (off the zero-norm kink by construction)
+    and norms from their own array, so that failures shrink in both. Not all
+    in one direction: there a contrastive loss is flat by symmetry and a
+    central difference sees only its rounding noise (about 1e-9 at
+    temperature 0.05), which no gradient check can tell from zero.
+    """
+    @st.composite
+    def draw_embeddings(draw):
+        directions = draw(matrices(rows, cols).filter(_two_directions))
+        norms = draw(hnp.arrays(np.float64, (directions.shape[0], 1), elements=st.floats(0.5, 2.0)))
+        return directions / np.linalg.norm(directions, axis=1, keepdims=True) * norms
+
+    return draw_embeddings()
+
+
+def _two_directions(x):
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return bool(np.any(np.abs(unit - unit[0]) > 1e-3))

@@ -15,7 +15,7 @@ from refimpl import _ops, backend, gradcheck
 from refimpl.losses import kernel, supcon
 
 import torch_reference
-from loss_helpers import assert_naive_matches_fast, matrices
+from loss_helpers import assert_naive_matches_fast, embeddings, matrices
 
 # ---------------------------------------------------------------- references
 
@@ -128,24 +128,26 @@ def _embeddings(gen, m, d):
     return _unit_rows(gen.standard_normal((m, d))) * gen.uniform(0.5, 2.0, (m, 1))
 
 
+def _labels_and_depth(m):
+    """Optional labels (1 class: all tied, up to m: mostly singletons) and depth in [0, 1], as arrays."""
+    labels = st.integers(1, m).flatmap(
+        lambda n_classes: hnp.arrays(np.int64, m, elements=st.integers(0, n_classes - 1)))
+    return st.tuples(st.none() | labels, st.none() | hnp.arrays(np.float64, m, elements=st.floats(0.0, 1.0)))
+
+
 @st.composite
 def paper_cases(draw, min_rows=3):
     m = draw(st.integers(min_rows, 7))
-    gen = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    n_classes = draw(st.integers(1, m))  # 1: all tied; m: mostly singletons
-    labels = gen.integers(0, n_classes, m) if draw(st.booleans()) else None
-    depth = gen.uniform(0, 1, m) if draw(st.booleans()) else None
-    return dict(z=_embeddings(gen, m, draw(st.integers(1, 4))), labels=labels, depth=depth,
+    labels, depth = draw(_labels_and_depth(m))
+    return dict(z=draw(embeddings(m, st.integers(1, 4))), labels=labels, depth=depth,
                 sigma=draw(st.floats(0.1, 2.0)), temperature=draw(st.floats(0.05, 1.0)))
 
 
 @st.composite
 def official_cases(draw):
     n = draw(st.integers(1, 4))
-    gen = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    labels = np.tile(gen.integers(0, draw(st.integers(1, n)), n), 2) if draw(st.booleans()) else None
-    depth = np.tile(gen.uniform(0, 1, n), 2) if draw(st.booleans()) else None
-    return dict(z=_embeddings(gen, 2 * n, draw(st.integers(1, 4))), labels=labels, depth=depth,
+    labels, depth = (None if x is None else np.tile(x, 2) for x in draw(_labels_and_depth(n)))
+    return dict(z=draw(embeddings(2 * n, st.integers(1, 4))), labels=labels, depth=depth,
                 sigma=draw(st.floats(0.1, 2.0)), temperature=draw(st.floats(0.05, 1.0)))
 
 

@@ -2,6 +2,8 @@
 
 Both delegate to :mod:`refimpl.losses.kernel` (Dirac kernel on ``labels``, no
 Gaussian factor); nothing is computed here but the labels and a constant factor.
+The teaching form is :func:`refimpl.losses.kernel.forward_naive` with ``labels``
+and without ``depth``.
 """
 from __future__ import annotations
 
