@@ -6,6 +6,9 @@ y-Aware (Dufumier et al., MICCAI 2021); with ``labels`` only (or
 ``sigma -> inf``) it is SupCon (Khosla et al., NeurIPS 2020); with sample ids
 as labels it is SimCLR's NT-Xent. :mod:`refimpl.losses.supcon` exposes the
 last two under their own names.
+
+Read :func:`forward_naive` first (Eq. 4 with (M, M) masks, one screen); :func:`forward`
+is the fast form the project calls, each of its tricks in a named helper.
 """
 from __future__ import annotations
 
@@ -258,20 +261,31 @@ def _weights(zn, labels, depth, sigma, variant):
              else xp.astype(same_label, zn.dtype))
         w = fill_diagonal(w, 0.0)  # an anchor is not its own positive
     else:
-        d = xp.astype(depth, zn.dtype)
-        w = d[:, None] - d[None, :]  # (M, M) d_t - d_i
-        w *= w
-        w *= -0.5 / sigma**2  # log of the Gaussian kernel
-        w -= _log_kernel_max(d, labels, sigma)[:, None]
-        w = fill_diagonal(w, -xp.inf)
-        # exp only where the Dirac kernel does not zero the weight
-        w = _ops.exp_(w) if same_label is None else _ops.exp_where(w, same_label)
+        log_kernel = _shifted_log_kernel(xp.astype(depth, zn.dtype), labels, sigma)
+        # exp only where the Dirac kernel does not zero the weight; in log_kernel's buffer
+        w = _ops.exp_(log_kernel) if same_label is None else _ops.exp_where(log_kernel, same_label)
     total = xp.sum(w, axis=1)  # (M,)
     if variant == "official":
         w /= total[None, :]  # the code's broadcast: column j over the row sum of j
     else:
         w /= xp.where(total > 0, total, xp.ones_like(total))[:, None]
     return w
+
+
+def _shifted_log_kernel(d, labels, sigma):
+    """``-(d_t - d_i)^2 / (2 sigma^2)`` minus its row maximum over the positives (M, M), -inf on the diagonal.
+
+    Why in place: the differences are squared, scaled and shifted in their own
+    (M, M) buffer, the largest temporary of the loss; the shift
+    (:func:`_log_kernel_max`) keeps a small sigma from underflowing every
+    weight of an anchor (it cancels in the normalisation).
+    """
+    xp = backend.namespace(d)
+    log_kernel = d[:, None] - d[None, :]  # (M, M) d_t - d_i, turned into the log-kernel in place
+    log_kernel *= log_kernel
+    log_kernel *= -0.5 / sigma**2
+    log_kernel -= _log_kernel_max(d, labels, sigma)[:, None]
+    return fill_diagonal(log_kernel, -xp.inf)  # an anchor is not its own positive
 
 
 def _log_kernel_max(d, labels, sigma):

@@ -19,6 +19,9 @@ Kinks and the subgradients chosen (as PyTorch's ``relu``: ``max'(0) = 0``): the
 paper hinge at ``d = m`` gets slope 0. The squared hinge of the official variant
 is differentiable there (slope 0 on both sides). ``d = 1 - cos`` has no kink at
 ``a = b``: the cosine is smooth and stationary there, so the gradient is 0.
+
+Read :func:`forward_naive` first (the paper variant, Eq. 1-2 line by line);
+:func:`forward` adds the official variant.
 """
 from __future__ import annotations
 

@@ -33,6 +33,9 @@ each reference count equally whatever its norm, pass L2-normalised references
 (:func:`refimpl.losses._common.l2_normalize`, and chain its backward into
 ``drefs``). With ``normalize=False`` nothing is normalised: the cosine becomes
 a dot product with the mean of the references.
+
+Read :func:`forward_naive` first (the paper variant, Eq. 3-4 as printed);
+:func:`forward` adds the official variant and log-sigmoids that never overflow.
 """
 from __future__ import annotations
 
