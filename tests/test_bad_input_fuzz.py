@@ -64,6 +64,10 @@ CALLS = {
                     {"x": "x", "gamma": "x", "beta": "x", "running_mean": "x", "running_var": "x",
                      "momentum": "nonneg", "eps": "pos"}),
 }
+#: the teaching forms validate exactly as the fast forms do
+CALLS.update({f"{name}_naive": (module.forward_naive,) + CALLS[name][1:]
+              for name, module in (("margin", margin), ("preference", preference), ("kernel", kernel),
+                                   ("adacon", adacon))})
 
 ARRAY_SPOILERS = {
     "list": lambda a: a.tolist(),

@@ -103,3 +103,20 @@ def test_layer_backward_checks_dout(name):
         backward(np.ones(out.shape).tolist(), cache)
     grads = backward(np.ones(out.shape), cache)
     assert grads[0].shape == X4.shape or grads[0].shape == Z.shape
+
+
+@pytest.mark.parametrize("name", ["margin", "preference", "kernel", "adacon"])
+@pytest.mark.parametrize("reduction, dout, error, message", [
+    ("mean", np.ones(6), ValueError, r"dout must have shape \(\), the shape of the forward output, got \(6,\)"),
+    ("mean", np.ones((), np.float32), TypeError, "dout has dtype float32"),
+    ("mean", float("nan"), ValueError, "dout must be finite"),
+    ("none", 1.0, ValueError, "dout must be an array of shape"),
+])
+def test_teaching_forms_check_dout(name, reduction, dout, error, message):
+    module = LOSSES[name][0]
+    args = {"margin": (Z, Z[::-1].copy(), SAME), "preference": (Z, Z[::-1].copy(), Z[:2], SAME),
+            "kernel": (Z,), "adacon": (Z, Y)}[name]
+    kwargs = {"kernel": dict(labels=LABELS), "adacon": dict(scale=2.0)}.get(name, {})
+    _, cache = module.forward_naive(*args, **kwargs, reduction=reduction)
+    with pytest.raises(error, match=message):
+        module.backward_naive(dout, cache)

@@ -25,7 +25,8 @@ def _inputs(seed, n=3, d=4, k=2):
 def test_correct_backward_passes_full_and_vjp():
     report = gradcheck.check_gradients(_tanh_affine, _tanh_affine_backward, _inputs(0))
     assert report.ok, str(report)
-    assert gradcheck.check_vjp(_tanh_affine, _tanh_affine_backward, _inputs(0)) < 1e-7
+    vjp = gradcheck.check_vjp(_tanh_affine, _tanh_affine_backward, _inputs(0))
+    assert vjp.ok and vjp.resolved and vjp.worst_rel_error < 1e-7, str(vjp)
 
 
 def test_planted_single_entry_bug_is_located():
@@ -43,7 +44,7 @@ def test_planted_single_entry_bug_is_located():
     with pytest.raises(AssertionError, match="gradient check failed"):
         report.raise_if_failed()
     with pytest.raises(AssertionError, match="VJP check failed"):
-        gradcheck.check_vjp(_tanh_affine, buggy, _inputs(1), n_directions=3)
+        gradcheck.check_vjp(_tanh_affine, buggy, _inputs(1), n_directions=3).raise_if_failed()
 
 
 def test_planted_transpose_bug_is_caught():
@@ -92,4 +93,88 @@ def test_works_on_every_backend(xpd):
 
     x = xpd.put(np.linspace(-1, 1, 5))
     assert gradcheck.check_gradients(forward, backward, [x]).ok
-    gradcheck.check_vjp(forward, backward, [x])
+    gradcheck.check_vjp(forward, backward, [x]).raise_if_failed()
+
+
+# ---------------------------------------------------------------- verdicts: zero, 5% wrong, small, float32, kinks
+
+
+def _zero(dout, cache):
+    return tuple(np.zeros_like(g) for g in _tanh_affine_backward(dout, cache))
+
+
+def _five_percent(dout, cache):
+    return tuple(1.05 * g for g in _tanh_affine_backward(dout, cache))
+
+
+@pytest.mark.parametrize("size", [1.0, 1e-3, 1e-6])
+@pytest.mark.parametrize("planted", [_zero, _five_percent])
+def test_planted_zero_and_five_percent_backwards_fail_at_every_scale(size, planted):
+    """Down to gradients of 1e-7 (a little above the float64 noise floor atol = 1e-8)."""
+    def forward(x, w):
+        out, cache = _tanh_affine(x, w)
+        return size * out, cache
+
+    def correct(dout, cache):
+        return _tanh_affine_backward(size * dout, cache)
+
+    def wrong(dout, cache):
+        return planted(size * dout, cache)
+
+    inputs = _inputs(4)
+    assert gradcheck.check_gradients(forward, correct, inputs).ok
+    assert gradcheck.check_vjp(forward, correct, inputs).ok
+    report = gradcheck.check_gradients(forward, wrong, inputs)
+    assert not report.ok and not report.inputs[0].ok and not report.inputs[1].ok, str(report)
+    vjp = gradcheck.check_vjp(forward, wrong, inputs)
+    assert not vjp.ok and all(not d.ok for d in vjp.directions), str(vjp)
+    with pytest.raises(AssertionError, match="VJP check failed"):
+        vjp.raise_if_failed()
+
+
+def test_a_zero_gradient_is_passed_and_said_to_be_unresolved():
+    def forward(x):
+        return 1e-12 * np.sum(x), None  # a true gradient of 1e-12: below any float64 difference's noise
+
+    def backward(dout, cache):
+        return (np.zeros(3),)
+
+    report = gradcheck.check_gradients(forward, backward, [np.ones(3)])
+    assert report.ok and not report.inputs[0].resolved
+    assert "cannot tell it from zero" in str(report)
+    assert not gradcheck.check_vjp(forward, backward, [np.ones(3)]).resolved
+
+
+@pytest.mark.parametrize("check", [gradcheck.check_gradients, gradcheck.check_vjp])
+def test_float32_is_refused_with_the_reason_and_the_way_to_check_it(check):
+    inputs = [a.astype(np.float32) for a in _inputs(0)]
+    with pytest.raises(TypeError, match=r"inputs\[0\] has dtype float32: gradient checks need float64") as info:
+        check(_tanh_affine, _tanh_affine_backward, inputs)
+    assert "float64 inputs here" in str(info.value) and "rounding error" in str(info.value)
+
+
+def _relu(x):
+    return np.maximum(x, 0.0), x > 0
+
+
+def _relu_backward(dout, positive):
+    return (dout * positive,)
+
+
+def test_kink_adjacent_entries_are_reported_as_such_not_as_mismatches():
+    x = np.array([1.0, 3e-7, -2.0])  # the middle entry lies within h = 1e-6 of the kink
+    report = gradcheck.check_gradients(_relu, _relu_backward, [x], dout=np.ones(3))
+    assert report.ok, str(report)
+    assert [e.index for e in report.inputs[0].kinks] == [(1,)]
+    assert (1,) not in [e.index for e in report.inputs[0].worst]
+    assert "next to a kink" in str(report)
+    vjp = gradcheck.check_vjp(_relu, _relu_backward, [np.array([1e-9])])  # every direction crosses it
+    assert vjp.ok and vjp.directions[0].kink, str(vjp)
+
+
+def test_a_wrong_value_next_to_a_kink_is_still_a_mismatch():
+    def wrong(dout, positive):
+        return (dout * (positive + 2.0),)  # slope 2 or 3: outside both one-sided slopes (0 and 1)
+
+    report = gradcheck.check_gradients(_relu, wrong, [np.array([3e-7])], dout=np.ones(1))
+    assert not report.ok and not report.inputs[0].kinks

@@ -46,7 +46,7 @@ def test_equals_loop_and_vjp(n, c, h, w, train, momentum, eps):
     np.testing.assert_allclose(mean, want_mean, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(var, want_var, rtol=1e-12, atol=1e-14)
     gradcheck.check_vjp(lambda *a: batchnorm2d.forward(*a, **kw), batchnorm2d.backward, list(inputs),
-                        wrt=[0, 1, 2])
+                        wrt=[0, 1, 2]).raise_if_failed()
 
 
 @pytest.mark.parametrize("train", [True, False])

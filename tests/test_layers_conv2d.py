@@ -83,7 +83,7 @@ def test_vjp(g, bias):
     x, w, b = _case(g, bias=bias)
     inputs = [x, w] + ([b] if bias else [])
     fwd = lambda x, w, b=None: conv2d.forward(x, w, b, **_kw(g))
-    gradcheck.check_vjp(fwd, conv2d.backward, inputs, wrt=list(range(len(inputs))))
+    gradcheck.check_vjp(fwd, conv2d.backward, inputs, wrt=list(range(len(inputs)))).raise_if_failed()
 
 
 def test_naive_gradient_check():

@@ -15,7 +15,7 @@ def test_relu_vjp_away_from_the_kink(shape):
     x = distinct(shape)
     out, _ = relu.forward(x)
     np.testing.assert_array_equal(out, np.where(x > 0, x, 0.0))
-    gradcheck.check_vjp(relu.forward, relu.backward, [x])
+    gradcheck.check_vjp(relu.forward, relu.backward, [x]).raise_if_failed()
 
 
 def test_relu_gradient_at_zero_is_zero_as_torch(torch):
@@ -76,7 +76,7 @@ def test_flatten_round_trip(shape):
     out, cache = flatten.forward(x)
     assert out.shape == (shape[0], int(np.prod(shape[1:])))
     np.testing.assert_array_equal(out.ravel(), x.ravel())
-    gradcheck.check_vjp(flatten.forward, flatten.backward, [x])
+    gradcheck.check_vjp(flatten.forward, flatten.backward, [x]).raise_if_failed()
     np.testing.assert_array_equal(flatten.backward(out, cache)[0], x)
 
 

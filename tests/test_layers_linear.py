@@ -23,7 +23,7 @@ def test_equals_loop_and_vjp(n, d_in, d_out, bias):
             want = sum(x[i, k] * w[o, k] for k in range(d_in)) + (b[o] if bias else 0.0)
             assert abs(out[i, o] - want) < 1e-12
     inputs = [x, w] + ([b] if bias else [])
-    gradcheck.check_vjp(lambda x, w, b=None: linear.forward(x, w, b), linear.backward, inputs)
+    gradcheck.check_vjp(lambda x, w, b=None: linear.forward(x, w, b), linear.backward, inputs).raise_if_failed()
 
 
 def test_full_gradient_check_and_no_bias():

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import adacon
 
 import torch_reference
+from loss_helpers import assert_naive_matches_fast, embeddings, matrices
 
 # ----------------------------------------------------------------------------------------------
 # Naive oracles, written straight from the equations with Python loops and floats.
@@ -87,20 +89,22 @@ def _rows(gen, m, d):
     return u / np.linalg.norm(u, axis=1, keepdims=True) * gen.uniform(0.5, 2.0, (m, 1))
 
 
+ON_GRID = st.integers(0, 19).map(lambda k: round(k * 0.05, 2))  # bucket edges of floor_divide
+#: labels in [0, 1] on a 1e-3 grid: distinct labels stay distinct under any increasing map tested
+OFF_GRID = st.integers(0, 1000).map(lambda k: k / 1000)
+
+
 @st.composite
 def batches(draw, official=False, max_samples=8):
+    """Labels from a few levels (ties and singletons), drawn as arrays; official: two views."""
     n = draw(st.integers(1 if official else 2, max_samples))
-    d = draw(st.integers(2, 4))
-    gen = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n_levels = draw(st.integers(1, n))
-    on_grid = draw(st.booleans())  # multiples of 0.05: bucket edges of floor_divide
-    levels = np.round(gen.integers(0, 20, n_levels) * 0.05, 2) if on_grid else gen.uniform(0, 1, n_levels)
-    y = levels[gen.integers(0, n_levels, n)]
+    levels = draw(hnp.arrays(np.float64, n_levels, elements=ON_GRID | OFF_GRID))
+    y = levels[draw(hnp.arrays(np.int64, n, elements=st.integers(0, n_levels - 1)))]
     if official:
         y = np.concatenate([y, y])  # view-major: the second view repeats the labels
-    z = _rows(gen, y.shape[0], d)
-    scale = draw(st.floats(0.5, 20.0))
-    return z, y, scale
+    z = draw(embeddings(y.shape[0], st.integers(2, 4)))
+    return z, y, draw(st.floats(0.5, 20.0))
 
 
 def _fwd(y, **kw):
@@ -212,13 +216,13 @@ def test_vjp_paper(batch, reduction, bucket, normalize):
     z, y, scale = batch
     # atol: central differences of losses of size ~scale carry ~1e-16 * scale / 1e-6 of noise
     check_vjp(_fwd(y, scale=scale, bucket=bucket, reduction=reduction, normalize=normalize),
-              adacon.backward, [z], rtol=1e-6, atol=1e-7)
+              adacon.backward, [z], rtol=1e-6, atol=1e-7).raise_if_failed()
 
 
 @given(batches(official=True, max_samples=4))
 def test_vjp_official(batch):
     z, y, scale = batch
-    check_vjp(_fwd(y, scale=scale, variant="official"), adacon.backward, [z], rtol=1e-6, atol=1e-7)
+    check_vjp(_fwd(y, scale=scale, variant="official"), adacon.backward, [z], rtol=1e-6, atol=1e-7).raise_if_failed()
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -461,3 +465,39 @@ def test_equals_torch_autograd(torch, batch, variant, reduction, with_population
     np.testing.assert_allclose(loss, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(adacon.backward(dout, cache)[0], zt.grad.numpy(), rtol=1e-10,
                                atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Teaching form
+
+
+LEVELS = st.sampled_from([0.0, 0.05, 0.1, 0.15, 0.25, 0.5, 0.9])  # ties, singletons and bucket edges
+
+
+@st.composite
+def adacon_arrays(draw, official=False):
+    n = draw(st.integers(1, 4)) if official else draw(st.integers(2, 7))
+    y = draw(hnp.arrays(np.float64, n, elements=LEVELS))
+    y = np.tile(y, 2) if official else y
+    return draw(matrices(y.shape[0], st.integers(1, 4))), y
+
+
+@given(adacon_arrays(), st.floats(0.5, 20.0), st.sampled_from([None, 0.05, 0.3]),
+       st.sampled_from(["mean", "sum", "none"]), st.booleans(), st.booleans())
+@example((np.eye(3) + 0.5, np.full(3, 0.2)), 3.0, None, "none", True, False)  # one class: no margin
+def test_naive_form_equals_fast_form_paper(arrays, scale, bucket, reduction, normalize, with_population):
+    population = np.array([0.05, 0.3, 0.5, 0.7]) if with_population else None
+    assert_naive_matches_fast(adacon, arrays, dict(scale=scale, bucket=bucket, reduction=reduction,
+                                                   normalize=normalize, population=population), atol=1e-9)
+
+
+@given(adacon_arrays(official=True))
+def test_naive_form_equals_fast_form_official(arrays):
+    assert_naive_matches_fast(adacon, arrays, dict(scale=adacon.OFFICIAL_SCALE, variant="official"), atol=1e-8)
+
+
+@given(batches(), st.sampled_from(["mean", "sum", "none"]), st.booleans())
+def test_naive_form_gradient_vjp(batch, reduction, normalize):
+    z, y, scale = batch
+    check_vjp(lambda z: adacon.forward_naive(z, y, scale=scale, reduction=reduction, normalize=normalize),
+              adacon.backward_naive, [z], rtol=1e-6, atol=1e-7).raise_if_failed()

@@ -54,7 +54,7 @@ def test_vjp(case, reduction):
     kwargs = dict(targets=case["targets"], weight=case["weight"],
                   label_smoothing=case["label_smoothing"], reduction=reduction)
     gradcheck.check_vjp(lambda x: cross_entropy.forward(x, **kwargs), cross_entropy.backward,
-                        [case["logits"]])
+                        [case["logits"]]).raise_if_failed()
 
 
 @given(case=cases())

@@ -9,11 +9,13 @@ import math
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import _ops, backend, gradcheck
 from refimpl.losses import kernel, supcon
 
 import torch_reference
+from loss_helpers import assert_naive_matches_fast, embeddings, matrices
 
 # ---------------------------------------------------------------- references
 
@@ -126,24 +128,26 @@ def _embeddings(gen, m, d):
     return _unit_rows(gen.standard_normal((m, d))) * gen.uniform(0.5, 2.0, (m, 1))
 
 
+def _labels_and_depth(m):
+    """Optional labels (1 class: all tied, up to m: mostly singletons) and depth in [0, 1], as arrays."""
+    labels = st.integers(1, m).flatmap(
+        lambda n_classes: hnp.arrays(np.int64, m, elements=st.integers(0, n_classes - 1)))
+    return st.tuples(st.none() | labels, st.none() | hnp.arrays(np.float64, m, elements=st.floats(0.0, 1.0)))
+
+
 @st.composite
 def paper_cases(draw, min_rows=3):
     m = draw(st.integers(min_rows, 7))
-    gen = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    n_classes = draw(st.integers(1, m))  # 1: all tied; m: mostly singletons
-    labels = gen.integers(0, n_classes, m) if draw(st.booleans()) else None
-    depth = gen.uniform(0, 1, m) if draw(st.booleans()) else None
-    return dict(z=_embeddings(gen, m, draw(st.integers(1, 4))), labels=labels, depth=depth,
+    labels, depth = draw(_labels_and_depth(m))
+    return dict(z=draw(embeddings(m, st.integers(1, 4))), labels=labels, depth=depth,
                 sigma=draw(st.floats(0.1, 2.0)), temperature=draw(st.floats(0.05, 1.0)))
 
 
 @st.composite
 def official_cases(draw):
     n = draw(st.integers(1, 4))
-    gen = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    labels = np.tile(gen.integers(0, draw(st.integers(1, n)), n), 2) if draw(st.booleans()) else None
-    depth = np.tile(gen.uniform(0, 1, n), 2) if draw(st.booleans()) else None
-    return dict(z=_embeddings(gen, 2 * n, draw(st.integers(1, 4))), labels=labels, depth=depth,
+    labels, depth = (None if x is None else np.tile(x, 2) for x in draw(_labels_and_depth(n)))
+    return dict(z=draw(embeddings(2 * n, st.integers(1, 4))), labels=labels, depth=depth,
                 sigma=draw(st.floats(0.1, 2.0)), temperature=draw(st.floats(0.05, 1.0)))
 
 
@@ -179,12 +183,12 @@ def test_official_equals_naive_loops(case):
 
 @given(case=paper_cases(), reduction=REDUCTIONS)
 def test_paper_vjp(case, reduction):
-    gradcheck.check_vjp(_loss(case, reduction=reduction), kernel.backward, [case["z"]])
+    gradcheck.check_vjp(_loss(case, reduction=reduction), kernel.backward, [case["z"]]).raise_if_failed()
 
 
 @given(case=official_cases())
 def test_official_vjp(case):
-    gradcheck.check_vjp(_loss(case, variant="official"), kernel.backward, [case["z"]])
+    gradcheck.check_vjp(_loss(case, variant="official"), kernel.backward, [case["z"]]).raise_if_failed()
 
 
 @pytest.mark.parametrize("variant, normalize, reduction", [
@@ -457,15 +461,13 @@ def test_ops_exp_and_rowdot_agree_on_every_backend(xpd):
     assert backend.to_numpy(_ops.argsort_stable(xpd.put(keys))).tolist() == [1, 4, 3, 0, 2, 5]
 
 
-@given(m=st.integers(2, 12), seed=st.integers(0, 2**32 - 1), n_classes=st.integers(0, 12),
-       grid=st.sampled_from([4, 1000]), sigma=st.floats(1e-3, 2.0))
-def test_log_kernel_max_equals_masked_row_max_of_the_dense_log_kernel(m, seed, n_classes, grid,
-                                                                      sigma):
+@given(m=st.integers(2, 12), n_classes=st.integers(0, 12), grid=st.sampled_from([4, 1000]),
+       sigma=st.floats(1e-3, 2.0), data=st.data())
+def test_log_kernel_max_equals_masked_row_max_of_the_dense_log_kernel(m, n_classes, grid, sigma, data):
     # the sorted-neighbour shift must be bit for bit the row max over positives (ties from a
     # coarse depth grid; n_classes 0: labels=None), and 0 for an anchor without positives
-    gen = np.random.default_rng(seed)
-    depth = gen.integers(0, grid, m) / grid
-    labels = gen.integers(0, n_classes, m) if n_classes else None
+    depth = data.draw(hnp.arrays(np.int64, m, elements=st.integers(0, grid - 1))) / grid
+    labels = data.draw(hnp.arrays(np.int64, m, elements=st.integers(0, n_classes - 1))) if n_classes else None
     log_kernel = (depth[:, None] - depth[None, :]) ** 2 * (-0.5 / sigma**2)
     positive = ~np.eye(m, dtype=bool)
     if labels is not None:
@@ -473,3 +475,39 @@ def test_log_kernel_max_equals_masked_row_max_of_the_dense_log_kernel(m, seed, n
     dense = np.where(positive, log_kernel, -np.inf).max(axis=1)
     expected = np.where(dense == -np.inf, 0.0, dense)
     assert kernel._log_kernel_max(depth, labels, sigma).tolist() == expected.tolist()
+
+
+# ---------------------------------------------------------------- teaching form
+
+
+@st.composite
+def kernel_arrays(draw, official=False):
+    """z, labels and depth drawn as arrays; official: two views that repeat labels and depth."""
+    n = draw(st.integers(1, 4)) if official else draw(st.integers(2, 7))
+    z = draw(matrices(2 * n if official else n, st.integers(1, 4)))
+    labels = draw(st.none() | hnp.arrays(np.int64, n, elements=st.integers(0, 3)))
+    depth = draw(st.none() | hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0)))
+    if official:
+        labels, depth = (None if x is None else np.tile(x, 2) for x in (labels, depth))
+    return dict(z=z, labels=labels, depth=depth, sigma=draw(st.floats(0.1, 2.0)),
+                temperature=draw(st.floats(0.05, 1.0)))
+
+
+@given(kernel_arrays(), REDUCTIONS, st.booleans())
+@example(dict(TIED), "none", True)
+def test_naive_form_equals_fast_form_paper(case, reduction, normalize):
+    z = case.pop("z")
+    assert_naive_matches_fast(kernel, (z,), dict(case, reduction=reduction, normalize=normalize), atol=1e-9)
+
+
+@given(kernel_arrays(official=True))
+def test_naive_form_equals_fast_form_official(case):
+    z = case.pop("z")
+    assert_naive_matches_fast(kernel, (z,), dict(case, variant="official"), atol=1e-9)
+
+
+@given(case=paper_cases(), reduction=REDUCTIONS)
+def test_naive_form_gradient_vjp(case, reduction):
+    kwargs = {k: v for k, v in case.items() if k != "z"}
+    gradcheck.check_vjp(lambda z: kernel.forward_naive(z, **kwargs, reduction=reduction), kernel.backward_naive,
+                        [case["z"]]).raise_if_failed()

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import margin as M
 
 import torch_reference
+from loss_helpers import assert_naive_matches_fast, matrices
 
 #: half-width of the band around the paper's hinge (d = m) that drawn pairs avoid
 KINK_GAP = 0.05
@@ -36,18 +38,29 @@ def naive(a, b, same, margin=2.0, variant="paper", reduction="mean", normalize=T
     return sum(losses) / (len(losses) if reduction == "mean" else 1)
 
 
+def _pairs(t, x, e, margin):
+    """Unit pairs ``(x_k, b_k)`` at cosine distance ``t_k`` in [0, 2 - 2 gap], moved off (m - gap, m + gap).
+
+    ``b`` is built from ``x`` and the part of ``e`` orthogonal to it (or, where
+    ``e`` is parallel to ``x``, a vector orthogonal to ``x`` in its first two
+    coordinates), so every draw is valid by construction.
+    """
+    d = np.where(t < margin - KINK_GAP, t, t + 2 * KINK_GAP)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    e = e - np.sum(e * x, axis=1, keepdims=True) * x
+    perpendicular = np.zeros_like(x)
+    perpendicular[:, 0], perpendicular[:, 1] = -x[:, 1], x[:, 0]
+    e = np.where(np.linalg.norm(e, axis=1, keepdims=True) < 1e-3, perpendicular, e)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    cos = 1.0 - d
+    return x, cos[:, None] * x + np.sqrt(np.clip(1.0 - cos ** 2, 0.0, None))[:, None] * e
+
+
 def make_pairs(n, dim, margin, seed, normalize=True):
-    """Pairs whose cosine distances are drawn in [0, 2] outside (m - gap, m + gap)."""
+    """Pairs whose cosine distances are drawn in [0, 2] outside (m - gap, m + gap), from a seed."""
     g = np.random.default_rng(seed)
     t = g.uniform(0.0, 2.0 - 2 * KINK_GAP, n)
-    d = np.where(t < margin - KINK_GAP, t, t + 2 * KINK_GAP)
-    x = g.standard_normal((n, dim))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    e = g.standard_normal((n, dim))
-    e -= np.sum(e * x, axis=1, keepdims=True) * x
-    e /= np.linalg.norm(e, axis=1, keepdims=True)
-    cos = 1.0 - d
-    b = cos[:, None] * x + np.sqrt(np.clip(1.0 - cos ** 2, 0.0, None))[:, None] * e
+    x, b = _pairs(t, g.standard_normal((n, dim)), g.standard_normal((n, dim)), margin)
     if normalize:  # raw embeddings of various norms
         x, b = x * g.uniform(0.5, 2.0, (n, 1)), b * g.uniform(0.5, 2.0, (n, 1))
     return x, b, g.integers(0, 2, n)
@@ -55,10 +68,15 @@ def make_pairs(n, dim, margin, seed, normalize=True):
 
 @st.composite
 def cases(draw):
+    """Pairs drawn as arrays (distances, two direction matrices, norms, labels), valid by construction."""
     variant = draw(st.sampled_from(["paper", "official"]))
     paper = variant == "paper"
+    n, dim = draw(st.integers(1, 5)), draw(st.integers(2, 5))
     return dict(
-        n=draw(st.integers(1, 5)), dim=draw(st.integers(2, 5)), seed=draw(st.integers(0, 2 ** 32 - 1)),
+        t=draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 2.0 - 2 * KINK_GAP))),
+        x=draw(matrices(n, dim)), e=draw(matrices(n, dim)),
+        norms=draw(hnp.arrays(np.float64, (n, 2), elements=st.floats(0.5, 2.0))),
+        same=draw(hnp.arrays(np.int64, n, elements=st.integers(0, 1))),
         margin=draw(st.floats(0.2, 2.0 if paper else 3.0)), variant=variant,
         reduction=draw(st.sampled_from(["mean", "sum", "none"])) if paper else "mean",
         normalize=draw(st.booleans()) if paper else True,
@@ -66,12 +84,15 @@ def cases(draw):
 
 
 def _split(case):
-    a, b, same = make_pairs(case["n"], case["dim"], case["margin"], case["seed"], case["normalize"])
+    a, b = _pairs(case["t"], case["x"], case["e"], case["margin"])
+    if case["normalize"]:  # raw embeddings of various norms
+        a, b = a * case["norms"][:, :1], b * case["norms"][:, 1:]
     opts = {k: case[k] for k in ("margin", "variant", "reduction", "normalize")}
-    return a, b, same, opts
+    return a, b, case["same"], opts
 
 
-EDGE = dict(n=1, dim=2, seed=0, margin=2.0, variant="paper", reduction="mean", normalize=True)
+EDGE = dict(t=np.array([1.0]), x=np.array([[1.0, 0.0]]), e=np.array([[0.0, 1.0]]), norms=np.ones((1, 2)),
+            same=np.array([0]), margin=2.0, variant="paper", reduction="mean", normalize=True)
 
 
 @given(cases())
@@ -86,7 +107,7 @@ def test_matches_naive_loop(case):
 @given(cases())
 def test_gradient_vjp(case):
     a, b, same, opts = _split(case)
-    check_vjp(lambda a, b: M.forward(a, b, same, **opts), M.backward, [a, b])
+    check_vjp(lambda a, b: M.forward(a, b, same, **opts), M.backward, [a, b]).raise_if_failed()
 
 
 @pytest.mark.parametrize("variant,reduction,normalize", [
@@ -268,3 +289,35 @@ def test_equals_torch_autograd(torch, case):
     np.testing.assert_allclose(loss, t_loss.detach().numpy(), rtol=1e-10, atol=1e-12)
     for got, t in zip(M.backward(dout, cache), (ta, tb)):
         np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- teaching form
+
+
+@st.composite
+def pair_arrays(draw):
+    n = draw(st.integers(1, 5))
+    dim = st.integers(2, 5)
+    a = draw(matrices(n, dim))
+    b = draw(matrices(n, a.shape[1]))
+    same = draw(hnp.arrays(np.int64, n, elements=st.integers(0, 1)))
+    return a, b, same
+
+
+@given(pair_arrays(), st.floats(0.2, 2.0), st.sampled_from(["mean", "sum", "none"]), st.booleans())
+@example((np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([0])), 1.0, "mean", True)  # d = m
+@example((np.zeros((1, 2)), np.ones((1, 2)), np.array([1])), 2.0, "none", True)  # a zero row
+def test_naive_form_equals_fast_form(arrays, margin, reduction, normalize):
+    assert_naive_matches_fast(M, arrays, dict(margin=margin, reduction=reduction, normalize=normalize))
+
+
+@given(cases().filter(lambda case: case["variant"] == "paper"))
+def test_naive_form_gradient_vjp(case):
+    a, b, same, opts = _split(case)
+    check_vjp(lambda a, b: M.forward_naive(a, b, same, **opts), M.backward_naive, [a, b]).raise_if_failed()
+
+
+def test_naive_form_refuses_the_official_variant():
+    a, b, same = make_pairs(2, 3, 1.0, seed=0)
+    with pytest.raises(ValueError, match="variant must be 'paper' for the teaching form"):
+        M.forward_naive(a, b, same, variant="official")

@@ -62,7 +62,7 @@ def test_equals_naive_loop(case, reduction):
 def test_vjp(case, reduction):
     rest = _rest(case)
     gradcheck.check_vjp(lambda a, p: npair.forward(a, p, **rest, reduction=reduction), npair.backward,
-                        [case["anchor"], case["positive"]])
+                        [case["anchor"], case["positive"]]).raise_if_failed()
 
 
 @given(case=cases(), seed=st.integers(0, 2**32 - 1))

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import backend
 from refimpl.gradcheck import check_gradients, check_vjp
 from refimpl.losses import preference as P
 
 import torch_reference
+from loss_helpers import ELEMENTS, assert_naive_matches_fast, matrices
 
 
 def _unit(v):
@@ -64,29 +66,46 @@ def make_inputs(n, dim, n_refs, shared, seed, variant="paper", scale=1.0):
     return u_i, u_j, refs, prefer
 
 
+def _references(draw, shape):
+    """References drawn as an array, first coordinate in [0.25, 2.25]: their mean (the anchor) is
+    off the zero-norm kink of the normalisation by construction."""
+    refs = draw(matrices(int(np.prod(shape[:-1])), shape[-1])).reshape(shape)
+    refs[..., 0] = np.abs(refs[..., 0])
+    return refs
+
+
 @st.composite
 def cases(draw):
+    """Pairs, references and preferences drawn as arrays."""
     variant = draw(st.sampled_from(["paper", "official"]))
     paper = variant == "paper"
+    n, dim, n_refs = draw(st.integers(1, 5)), draw(st.integers(2, 5)), draw(st.integers(1, 4))
+    shared = draw(st.booleans())
+    if paper:
+        prefer = draw(hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0)))
+    else:
+        prefer = draw(hnp.arrays(np.float64, n, elements=st.sampled_from([0.0, 1.0])))
+        prefer[0] = prefer[0] if n > 1 else 0.0  # label 1 reads pair 1, which N = 1 lacks
     return dict(
-        n=draw(st.integers(1, 5)), dim=draw(st.integers(2, 5)), n_refs=draw(st.integers(1, 4)),
-        shared=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 32 - 1)), variant=variant,
+        u_i=draw(matrices(n, dim)), u_j=draw(matrices(n, dim)),
+        refs=_references(draw, (n_refs, dim) if shared else (n, n_refs, dim)), prefer=prefer, variant=variant,
         reduction=draw(st.sampled_from(["mean", "sum", "none"])) if paper else "mean",
         normalize=draw(st.booleans()) if paper else True,
     )
 
 
 def _split(case):
-    args = make_inputs(case["n"], case["dim"], case["n_refs"], case["shared"], case["seed"], case["variant"])
+    args = tuple(case[k] for k in ("u_i", "u_j", "refs", "prefer"))
     return args, {k: case[k] for k in ("variant", "reduction", "normalize")}
 
 
-EDGE = dict(n=1, dim=2, n_refs=1, shared=True, seed=0, variant="paper", reduction="mean", normalize=True)
+EDGE = dict(u_i=np.array([[1.0, 0.0]]), u_j=np.array([[0.0, 1.0]]), refs=np.array([[1.0, 0.5]]),
+            prefer=np.array([0.0]), variant="paper", reduction="mean", normalize=True)
 
 
 @given(cases())
 @example(EDGE)
-@example(dict(EDGE, variant="official", shared=False))
+@example(dict(EDGE, variant="official", refs=np.array([[[1.0, 0.5]]])))
 def test_matches_naive_loop(case):
     args, opts = _split(case)
     loss, _ = P.forward(*args, **opts)
@@ -97,7 +116,7 @@ def test_matches_naive_loop(case):
 def test_gradient_vjp(case):
     (u_i, u_j, refs, prefer), opts = _split(case)
     check_vjp(lambda u_i, u_j, refs: P.forward(u_i, u_j, refs, prefer, **opts), P.backward,
-              [u_i, u_j, refs])
+              [u_i, u_j, refs]).raise_if_failed()
 
 
 @pytest.mark.parametrize("variant,reduction,normalize,shared", [
@@ -337,3 +356,34 @@ def test_equals_torch_autograd(torch, case):
     np.testing.assert_allclose(loss, t_loss.detach().numpy(), rtol=1e-10, atol=1e-12)
     for got, t in zip(P.backward(dout, cache), leaves):
         np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- teaching form
+
+
+@st.composite
+def preference_arrays(draw):
+    n, dim = draw(st.integers(1, 4)), draw(st.integers(2, 4))
+    refs_shape = (draw(st.integers(1, 3)), dim) if draw(st.booleans()) else (n, draw(st.integers(1, 3)), dim)
+    prefer = hnp.arrays(np.float64, n, elements=st.floats(0.0, 1.0))
+    return (draw(matrices(n, dim)), draw(matrices(n, dim)),
+            draw(hnp.arrays(np.float64, refs_shape, elements=ELEMENTS)), draw(prefer))
+
+
+@given(preference_arrays(), st.sampled_from(["mean", "sum", "none"]), st.booleans())
+@example((np.ones((1, 2)), np.zeros((1, 2)), np.ones((1, 2)), np.array([0.5])), "mean", True)  # a zero row
+def test_naive_form_equals_fast_form(arrays, reduction, normalize):
+    assert_naive_matches_fast(P, arrays, dict(reduction=reduction, normalize=normalize))
+
+
+@given(cases().filter(lambda case: case["variant"] == "paper"))
+def test_naive_form_gradient_vjp(case):
+    (u_i, u_j, refs, prefer), opts = _split(case)
+    check_vjp(lambda u_i, u_j, refs: P.forward_naive(u_i, u_j, refs, prefer, **opts), P.backward_naive,
+              [u_i, u_j, refs]).raise_if_failed()
+
+
+def test_naive_form_refuses_the_official_variant():
+    u_i, u_j, refs, prefer = make_inputs(2, 3, 1, True, seed=0, variant="official")
+    with pytest.raises(ValueError, match="variant must be 'paper' for the teaching form"):
+        P.forward_naive(u_i, u_j, refs, prefer, variant="official")

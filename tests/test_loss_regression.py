@@ -57,7 +57,7 @@ def test_vjp(case, kind, reduction):
     pred, target, delta = case
     gradcheck.check_vjp(
         lambda p: regression.forward(p, target, kind=kind, delta=delta, reduction=reduction),
-        regression.backward, [pred])
+        regression.backward, [pred]).raise_if_failed()
 
 
 @given(case=cases(), kind=KINDS)

@@ -73,7 +73,7 @@ def test_vjp(case, reduction):
     args, kwargs = _args(case)
     assume(np.all(np.abs(naive_h(*args, **kwargs)) > 1e-3))  # off the hinge kink
     gradcheck.check_vjp(lambda a, p, n: triplet.forward(a, p, n, *args[3:], **kwargs, reduction=reduction),
-                        triplet.backward, args[:3])
+                        triplet.backward, args[:3]).raise_if_failed()
 
 
 @given(case=cases(), seed=st.integers(0, 2**32 - 1))

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from refimpl import backend, gradcheck, model
+from refimpl.layers import batchnorm2d, conv2d, global_avg_pool, linear, maxpool2d, relu
 
 
 def _net(**tiny):
@@ -72,7 +73,8 @@ def test_vjp_on_every_backend(xpd, batchnorm):
     params = _away_from_kinks(net.init(0, "float64", like=x))
     names = sorted(params)
     forward, backward = _as_function(net, names, state=net.init_state("float64", like=x))
-    assert gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)]) < 1e-6
+    report = gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)])
+    assert report.ok and report.worst_rel_error < 1e-6, str(report)
 
 
 @settings(max_examples=12)  # each example is a whole network; the layers draw many more
@@ -88,7 +90,7 @@ def test_vjp_over_drawn_configurations(seed, in_channels, widths, kernel_size, b
     forward, backward = _as_function(net, names, state=net.init_state("float64"))
     side = 32 if pool_last else 16
     x = _image((batch, in_channels, side, side), seed)
-    gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)], seed=seed)
+    gradcheck.check_vjp(forward, backward, [x, *(params[k] for k in names)], seed=seed).raise_if_failed()
 
 
 def test_forward_backward_pure_and_repeatable():
@@ -411,3 +413,41 @@ def test_load_dtype_must_be_a_float_type(tmp_path, dtype):
         model.load_npz(path, net, dtype=dtype)
     params, _ = model.load_npz(path, net, dtype=np.float32)
     assert params["fc1.w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("layer, module, shape", [
+    (model.Conv2d(2, 3, 3, padding=1, bias=False), conv2d, (2, 2, 4, 4)),
+    (model.Conv2d(2, 3, 3, stride=2), conv2d, (2, 2, 5, 5)),
+    (model.Linear(4, 3), linear, (5, 4)),
+    (model.BatchNorm2d(2), batchnorm2d, (3, 2, 2, 2)),
+    (model.ReLU(), relu, (3, 4)),
+    (model.MaxPool2d(2), maxpool2d, (1, 2, 4, 4)),
+    (model.GlobalAvgPool(), global_avg_pool, (2, 3, 2, 2)),
+])
+def test_every_layer_is_its_module_under_one_contract(layer, module, shape):
+    """forward gives the module's own output and cache; backward its (dx, *dparams) keyed by name."""
+    gen = np.random.default_rng(0)
+    x = gen.standard_normal(shape)
+    params, state = layer.init(1, "float64"), layer.init_state("float64")
+    out, cache = layer.forward(params, x, train=True, state=state)
+    args = [params.get(name) for name in layer.params] + [state[name] for name in layer.state_shapes()]
+    want, want_cache = module.forward(x, *args, **layer.options(True))
+    assert type(cache) is type(want_cache)
+    np.testing.assert_array_equal(out, want)
+    dout = gen.standard_normal(out.shape)
+    grads, dx = layer.backward(dout, cache)
+    want_dx, *want_dparams = module.backward(dout, want_cache)
+    np.testing.assert_array_equal(dx, want_dx)
+    assert sorted(grads) == sorted(params)
+    for name, d in zip(layer.params, want_dparams):
+        if name in params:
+            np.testing.assert_array_equal(grads[name], d)
+
+
+def test_input_grad_false_reaches_only_the_layers_that_skip_dx():
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    params = model.Linear(3, 2).init(0, "float64")
+    _, cache = model.Linear(3, 2).forward(params, x, train=True, input_grad=False)
+    assert model.Linear(3, 2).backward(np.ones((2, 2)), cache)[1] is None
+    _, cache = model.ReLU().forward({}, x, train=True, input_grad=False)  # computes dx, Sequential drops it
+    assert model.ReLU().backward(np.ones((2, 3)), cache)[1].shape == (2, 3)

@@ -24,17 +24,20 @@ Two variants (``variant=``):
   training population, positives = same bucket (a sample's other view
   included), mean over the 2N anchors.
 
-Memory: one (M, M) buffer is built in place (margin, then + cosine, then the
-logits, then their exponentials) and kept for the backward pass; the sums over
-positives use sorted label groups, O(M D), so no (M, M) positive mask exists.
+Memory (:func:`forward`): the logits are built in one (M, M) buffer (margin,
+then + cosine, a product of the same size that lives only while it is added,
+then * s, then their shifted exponentials in place) that backward keeps; the
+sums over positives use sorted label groups, O(M D), so no (M, M) positive mask
+exists. Read :func:`forward_naive` first: Eq. 4-6 with (M, M) masks, one screen.
 """
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, check_two_views, exp_without_self,
+                      matmul_transposed, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 ECDF_KINDS = ("paper", "official")
@@ -42,6 +45,220 @@ ECDF_KINDS = ("paper", "official")
 OFFICIAL_BUCKET = 0.05
 #: scale ``s`` of the authors' code (``scale_s = 150``).
 OFFICIAL_SCALE = 150.0
+
+
+class NaiveCache(NamedTuple):
+    """What :func:`backward_naive` needs from :func:`forward_naive`."""
+
+    zn: object  # (M, D) normalised rows
+    prob: object  # (M, M) softmax of the margin logits over a != i (0 on the diagonal)
+    positive: object  # (M, M) 1 where a is in P(i)
+    n_pos: object  # (M,) |P(i)|
+    scale: float
+    norm: object  # l2_normalize cache, None without normalisation
+    reduction: tuple
+
+
+def forward_naive(z, y, *, scale, population=None, bucket=None, variant="paper", reduction="mean",
+                  normalize=True):
+    """Teaching form of :func:`forward`: AdaCon Eq. 4-6 with (M, M) masks, both variants.
+
+    .. math:: \\ell_i = -\\frac{1}{|P(i)|} \\sum_{p \\in P(i)} \\log
+              \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}}
+
+    Same arguments and values as :func:`forward` (see there for the variants,
+    the errata and anchors without positives); ``d`` is :func:`margin` (Eq. 4,
+    0 between positives), ``P(i)`` a mask. Several (M, M) arrays live at once.
+    Stabiliser: the row maximum over ``a != i`` is subtracted inside the
+    log-sum-exp.
+
+    >>> import numpy as np
+    >>> z = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+    >>> loss, cache = forward_naive(z, np.array([0.1, 0.1, 0.5, 0.9]), scale=2.0)
+    >>> round(float(loss), 4)
+    0.5385
+    """
+    xp = namespace(z=z, y=y, population=population)
+    scale, keys, pop_keys = _check(z, y, scale, population, bucket, variant, reduction, normalize)
+    zn, norm = maybe_normalize(z, normalize)
+    others = off_diagonal(zn)  # (M, M) a != i
+    counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)  # n F(y_i), Eq. 5
+    d = _margin_from_counts(counts, pop_keys.shape[0])  # (M, M) Eq. 4
+    cos = zn @ xp.permute_dims(zn, (1, 0))  # (M, D) @ (D, M)
+    positive = xp.astype(others & (keys[:, None] == keys[None, :]), z.dtype)  # (M, M) P(i)
+    n_pos = xp.sum(positive, axis=1)  # (M,)
+    logits = xp.where(others, scale * (cos + d), xp.full_like(cos, -xp.inf))
+    row_max = xp.max(logits, axis=1, keepdims=True)  # (M, 1)
+    exp = xp.exp(logits - row_max)
+    log_denom = row_max + xp.log(xp.sum(exp, axis=1, keepdims=True))  # (M, 1)
+    log_prob = scale * cos - log_denom  # (M, M) the log of Eq. 6's fraction
+    per_anchor = -xp.sum(positive * log_prob, axis=1) / xp.maximum(n_pos, xp.ones_like(n_pos))  # 0 if no P(i)
+    loss, reduce_cache = reduce(per_anchor, reduction)
+    prob = exp / xp.sum(exp, axis=1, keepdims=True)
+    return loss, NaiveCache(zn, prob, positive, n_pos, scale, norm, reduce_cache)
+
+
+def backward_naive(dout, cache: NaiveCache):
+    """Gradient ``(dz,)`` of :func:`forward_naive`, one factor at a time.
+
+    ``dl_i/dcos_ia = s (p_ia - [a in P(i)] / |P(i)|)`` for an anchor with
+    positives (0 for one without); ``dzn = (dcos + dcos^T) zn``; then the
+    normalisation.
+    """
+    xp = backend.namespace(cache.zn)
+    g = reduce_backward(dout, cache.reduction)  # (M,) dL/dl_i, dout checked
+    g = xp.where(cache.n_pos > 0, g, xp.zeros_like(g))  # l_i = 0 without positives
+    n_pos = xp.maximum(cache.n_pos, xp.ones_like(cache.n_pos))[:, None]  # (M, 1)
+    dcos = cache.scale * g[:, None] * (cache.prob - cache.positive / n_pos)  # (M, M)
+    dzn = (dcos + xp.permute_dims(dcos, (1, 0))) @ cache.zn  # (M, M) @ (M, D)
+    return (maybe_normalize_backward(dzn, cache.norm),)
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    exp: object  # (M, M) exp(logit - row max), 0 on the diagonal
+    denom: object  # (M,) its row sums
+    zn: object  # (M, D) normalised rows
+    norm: object  # l2_normalize cache, None without normalisation
+    groups: Groups  # rows grouped by key
+    has_pos: object  # (M,) bool
+    n_pos_safe: object  # (M,) |P(i)|, 1 where empty
+    scale: float
+    reduction: tuple
+
+
+def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduction="mean",
+            normalize=True):
+    """AdaCon loss (Eq. 6) of embeddings ``z`` with continuous labels ``y``.
+
+    .. math::
+
+        \\ell_i = \\log \\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}
+            - \\frac{s}{|P(i)|} \\sum_{p \\in P(i)} \\cos\\theta_{ip},
+        \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
+
+    the per-anchor form of Eq. 6 (Eq. 14 of App. A, with :math:`d_{ip} = 0`).
+    :math:`\\cos\\theta_{ia} = \\hat z_i^\\top \\hat z_a` on L2-normalised
+    rows (``normalize=False``: on ``z`` as given). ``P(i)`` = the other rows
+    whose key equals the anchor's (label, or bucket ``y // bucket``).
+    ``margin`` gives :math:`d`, ``ecdf`` gives :math:`F`.
+
+    Variants:
+
+    * ``"paper"``: ``F`` = Eq. 5 (``ecdf(kind="paper")``) over ``population``
+      (default: the batch ``y``); ``bucket=None`` compares raw labels.
+    * ``"official"``: ``SupConLoss_admargin`` of XMed-Lab/AdaCon: rows are two
+      views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
+      N samples, ``y[:N] == y[N:]``), ``bucket`` 0.05 by default, ``F`` the
+      mid-rank ECDF of the bucket over ``population`` (their code: the whole
+      training split, ``norm_val = 2 / N_train``; default here: the batch,
+      whose two copies of each label give the same F), ``s = 150`` in their
+      code (pass ``scale=OFFICIAL_SCALE``). Reduction "mean" and
+      ``normalize=True`` only (their model normalises).
+
+    Anchors without positives: Eq. 1 and 6 divide by ``|P(i)| = 0``; such an
+    anchor contributes 0 (and gets no gradient as an anchor) and still counts
+    in the mean, as HobbitLong/SupContrast. With two views every anchor has
+    a positive.
+
+    Errata: Eq. 6 sums over anchors while the code averages; ``reduction``
+    chooses ("sum" is Eq. 6 as printed, "mean" the code). Eq. 5 sums over the
+    training set (Sec. III), read here as the batch ECDF by default (see
+    :func:`ecdf`). The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
+    [0, 2 - 2/n].
+
+    Stabilisers: the row maximum over ``a != i`` is subtracted before ``exp``
+    (exact; needed: scale 150 makes logits up to 450 with normalised rows);
+    the anchor's own entry is set to -inf, so the sum excludes it exactly.
+    The official code takes its row maximum with the anchor included; the
+    value is the same. Group sums over positives run in float64.
+
+    Parameters
+    ----------
+    z : array (M, D), real floating, finite, M >= 2
+    y : array (M,), integer or real floating, finite
+    scale : float > 0
+        ``s`` (inverse temperature); 150 in the authors' code.
+    population : array (P,), optional
+        Labels the ECDF counts (e.g. the training labels); default ``y``.
+    bucket : float > 0, optional
+        Label bucket width; default None (paper) or 0.05 (official).
+    variant : {"paper", "official"}
+    reduction : {"mean", "sum", "none"}
+        "none" returns the (M,) per-anchor losses.
+    normalize : bool
+        L2-normalise the rows of ``z`` inside (floor 1e-12 on the norm).
+
+    Returns
+    -------
+    loss : array, scalar or (M,)
+    cache : for :func:`backward`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+    >>> y = np.array([0.1, 0.1, 0.5, 0.9])
+    >>> loss, cache = forward(z, y, scale=2.0)
+    >>> round(float(loss), 4)
+    0.5385
+    >>> per_anchor, _ = forward(z, y, scale=2.0, reduction="none")
+    >>> per_anchor.round(4).tolist()        # the last two anchors have no positive
+    [0.6922, 1.4619, 0.0, 0.0]
+    >>> (dz,) = backward(1.0, cache)
+    >>> dz.round(4).tolist()
+    [[0.0, -0.153], [-0.4333, 0.5777], [0.3063, 0.0], [0.2103, 0.1577]]
+    """
+    xp = namespace(z=z, y=y, population=population)
+    scale, keys, pop_keys = _check(z, y, scale, population, bucket, variant, reduction, normalize)
+    counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)
+    zn, norm_cache = maybe_normalize(z, normalize)
+
+    # One (M, M) buffer, built in place: margin, + cosine, * s, then its shifted exp over a != i.
+    logits = _margin_from_counts(counts, pop_keys.shape[0])
+    logits += matmul_transposed(zn, zn)  # (M, D) @ (D, M): cos
+    logits *= scale
+    exp, row_max, denom = exp_without_self(logits)  # logits' buffer, not used after
+    log_denom = row_max + xp.log(denom)
+
+    groups = _groups(keys)
+    n_pos = xp.astype(groups.stop - groups.start, z.dtype) - 1  # (M,) |P(i)|
+    has_pos = n_pos > 0
+    n_pos_safe = xp.where(has_pos, n_pos, xp.ones_like(n_pos))
+    pos_cos = xp.sum(zn * _group_others(zn, groups), axis=1)  # (M,) sum_p cos_ip, d_ip = 0
+    per_anchor = xp.where(has_pos, log_denom - scale * pos_cos / n_pos_safe,
+                          xp.zeros_like(log_denom))
+    loss, reduce_cache = reduce(per_anchor, reduction)
+    cache = Cache(exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache)
+    return loss, cache
+
+
+def backward(dout, cache: Cache):
+    """Gradient of :func:`forward` with respect to ``z``; returns ``(dz,)``.
+
+    With upstream weights ``g_i`` per anchor (0 for anchors without
+    positives), :math:`\\partial \\ell_i / \\partial S_{ia} = g_i (p_{ia} -
+    [a \\in P(i)] / |P(i)|)` for logits :math:`S = s(\\cos + d)` and softmax
+    :math:`p` over ``a != i``; then ``dzn = s (dS + dS^T) zn`` and the
+    normalisation's backward. The softmax is applied as ``exp / denom``
+    row weights inside two (M, M) @ (M, D) products; the positive terms use
+    group sums.
+    """
+    exp, zn = cache.exp, cache.zn
+    xp = backend.namespace(exp)
+    g = reduce_backward(dout, cache.reduction)  # (M,)
+    g = xp.where(cache.has_pos, g, xp.zeros_like(cache.denom))
+    u = (g / cache.denom)[:, None]  # (M, 1) softmax rows as exp / denom
+    k = (g / cache.n_pos_safe)[:, None]  # (M, 1)
+    # sum_a dS_ia zn_a + sum_a dS_ai zn_a, softmax part
+    dzn = u * (exp @ zn) + xp.permute_dims(exp, (1, 0)) @ (u * zn)  # (M, M) @ (M, D)
+    # positive part: P x = the other rows of x with the anchor's key, P symmetric
+    d = zn.shape[1]
+    others = _group_others(xp.concat([zn, k * zn], axis=1), cache.groups)  # (M, 2D)
+    dzn -= k * others[:, :d] + others[:, d:]
+    dzn *= cache.scale
+    return (maybe_normalize_backward(dzn, cache.norm),)
 
 
 def _labels(name, y):
@@ -172,14 +389,22 @@ def margin(y, population=None, *, bucket=None, kind="paper"):
     return _margin_from_counts(_counts(keys, pop_keys, kind), pop_keys.shape[0])
 
 
-def _groups(keys):
-    """Sort order of ``keys`` and, per row, the slice [start, stop) of its key group."""
+class Groups(NamedTuple):
+    """Rows grouped by key: the sort order and, per row, the slice [start, stop) of its group."""
+
+    order: object  # (M,)
+    start: object  # (M,)
+    stop: object  # (M,)
+
+
+def _groups(keys) -> Groups:
+    """:class:`Groups` of ``keys``."""
     xp = backend.namespace(keys)
     order = xp.argsort(keys)
     ordered = xp.take(keys, order)
     start = xp.searchsorted(ordered, keys, side="left")
     stop = xp.searchsorted(ordered, keys, side="right")
-    return order, start, stop
+    return Groups(order, start, stop)
 
 
 def _group_others(x, groups):
@@ -190,108 +415,16 @@ def _group_others(x, groups):
     rows would lose about 1e-4 of a group's sum, and a row much larger than
     the others of its group would leave only rounding error of itself.
     """
-    order, start, stop = groups
     xp = backend.namespace(x)
+    order, start, stop = groups.order, groups.start, groups.stop
     rows = xp.astype(xp.take(x, order, axis=0), xp.float64)  # (M, K), sorted by key
     prefix = xp.cumulative_sum(rows, axis=0, include_initial=True)  # (M + 1, K)
     total = xp.take(prefix, stop, axis=0) - xp.take(prefix, start, axis=0)  # (M, K) group sums
     return xp.astype(total - xp.astype(x, xp.float64), x.dtype)
 
 
-def _check_views(y, m_rows):
-    xp = backend.namespace(y)
-    if m_rows % 2:
-        raise ValueError(f"z must have an even number of rows with variant='official' "
-                         f"(two views stacked view-major), got {m_rows}")
-    half = m_rows // 2
-    if not bool(xp.all(y[:half] == y[half:])):
-        raise ValueError("y must give both views of a sample the same label with "
-                         "variant='official': y[:M // 2] == y[M // 2:]")
-
-
-def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduction="mean",
-            normalize=True):
-    """AdaCon loss (Eq. 6) of embeddings ``z`` with continuous labels ``y``.
-
-    .. math::
-
-        \\ell_i = \\log \\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}
-            - \\frac{s}{|P(i)|} \\sum_{p \\in P(i)} \\cos\\theta_{ip},
-        \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
-
-    the per-anchor form of Eq. 6 (Eq. 14 of App. A, with :math:`d_{ip} = 0`).
-    :math:`\\cos\\theta_{ia} = \\hat z_i^\\top \\hat z_a` on L2-normalised
-    rows (``normalize=False``: on ``z`` as given). ``P(i)`` = the other rows
-    whose key equals the anchor's (label, or bucket ``y // bucket``).
-    ``margin`` gives :math:`d`, ``ecdf`` gives :math:`F`.
-
-    Variants:
-
-    * ``"paper"``: ``F`` = Eq. 5 (``ecdf(kind="paper")``) over ``population``
-      (default: the batch ``y``); ``bucket=None`` compares raw labels.
-    * ``"official"``: ``SupConLoss_admargin`` of XMed-Lab/AdaCon: rows are two
-      views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
-      N samples, ``y[:N] == y[N:]``), ``bucket`` 0.05 by default, ``F`` the
-      mid-rank ECDF of the bucket over ``population`` (their code: the whole
-      training split, ``norm_val = 2 / N_train``; default here: the batch,
-      whose two copies of each label give the same F), ``s = 150`` in their
-      code (pass ``scale=OFFICIAL_SCALE``). Reduction "mean" and
-      ``normalize=True`` only (their model normalises).
-
-    Anchors without positives: Eq. 1 and 6 divide by ``|P(i)| = 0``; such an
-    anchor contributes 0 (and gets no gradient as an anchor) and still counts
-    in the mean, as HobbitLong/SupContrast. With two views every anchor has
-    a positive.
-
-    Errata: Eq. 6 sums over anchors while the code averages; ``reduction``
-    chooses ("sum" is Eq. 6 as printed, "mean" the code). Eq. 5 sums over the
-    training set (Sec. III), read here as the batch ECDF by default (see
-    :func:`ecdf`). The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
-    [0, 2 - 2/n].
-
-    Stabilisers: the row maximum over ``a != i`` is subtracted before ``exp``
-    (exact; needed: scale 150 makes logits up to 450 with normalised rows);
-    the anchor's own entry is set to -inf, so the sum excludes it exactly.
-    The official code takes its row maximum with the anchor included; the
-    value is the same. Group sums over positives run in float64.
-
-    Parameters
-    ----------
-    z : array (M, D), real floating, finite, M >= 2
-    y : array (M,), integer or real floating, finite
-    scale : float > 0
-        ``s`` (inverse temperature); 150 in the authors' code.
-    population : array (P,), optional
-        Labels the ECDF counts (e.g. the training labels); default ``y``.
-    bucket : float > 0, optional
-        Label bucket width; default None (paper) or 0.05 (official).
-    variant : {"paper", "official"}
-    reduction : {"mean", "sum", "none"}
-        "none" returns the (M,) per-anchor losses.
-    normalize : bool
-        L2-normalise the rows of ``z`` inside (floor 1e-12 on the norm).
-
-    Returns
-    -------
-    loss : array, scalar or (M,)
-    cache : for :func:`backward`
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> z = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
-    >>> y = np.array([0.1, 0.1, 0.5, 0.9])
-    >>> loss, cache = forward(z, y, scale=2.0)
-    >>> round(float(loss), 4)
-    0.5385
-    >>> per_anchor, _ = forward(z, y, scale=2.0, reduction="none")
-    >>> per_anchor.round(4).tolist()        # the last two anchors have no positive
-    [0.6922, 1.4619, 0.0, 0.0]
-    >>> (dz,) = backward(1.0, cache)
-    >>> dz.round(4).tolist()
-    [[0.0, -0.153], [-0.4333, 0.5777], [0.3063, 0.0], [0.2103, 0.1577]]
-    """
-    xp = namespace(z=z, y=y, population=population)
+def _check(z, y, scale, population, bucket, variant, reduction, normalize):
+    """Validate the arguments of :func:`forward`; returns ``scale`` and the keys of ``y`` and the population."""
     check_array("z", z, ndim=2)
     m_rows = z.shape[0]
     if m_rows < 2:
@@ -305,60 +438,5 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     keys, pop_keys = _keys(y, population, bucket)
     check_same_length("y", keys, "z", m_rows)
     if variant == "official":
-        _check_views(y, m_rows)
-    counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)
-    zn, norm_cache = maybe_normalize(z, normalize)
-
-    # One (M, M) buffer, built in place: margin, + cosine, * s, anchor -> -inf, exp.
-    logits = _margin_from_counts(counts, pop_keys.shape[0])
-    # zn^T copied (astype copies): NumPy's syrk path for zn @ zn.T fills the mirror
-    # triangle in one thread and is slower than gemm on a copy (a (D, M) array)
-    logits += zn @ xp.astype(xp.permute_dims(zn, (1, 0)), zn.dtype)  # (M, D) @ (D, M)
-    logits *= scale
-    flat = xp.reshape(logits, (m_rows * m_rows,))  # a view where the backend allows it
-    flat[::m_rows + 1] = -math.inf  # the anchor is not in its own denominator
-    logits = xp.reshape(flat, (m_rows, m_rows))
-    row_max = xp.max(logits, axis=1, keepdims=True)  # (M, 1), over a != i
-    logits -= row_max
-    exp = xp.exp(logits)  # (M, M), 0 on the diagonal
-    del logits, flat
-    denom = xp.sum(exp, axis=1)  # (M,)
-    log_denom = row_max[:, 0] + xp.log(denom)
-
-    groups = _groups(keys)
-    n_pos = xp.astype(groups[2] - groups[1], z.dtype) - 1  # (M,) |P(i)|
-    has_pos = n_pos > 0
-    n_pos_safe = xp.where(has_pos, n_pos, xp.ones_like(n_pos))
-    pos_cos = xp.sum(zn * _group_others(zn, groups), axis=1)  # (M,) sum_p cos_ip, d_ip = 0
-    per_anchor = xp.where(has_pos, log_denom - scale * pos_cos / n_pos_safe,
-                          xp.zeros_like(log_denom))
-    loss, reduce_cache = reduce(per_anchor, reduction)
-    cache = (exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache)
-    return loss, cache
-
-
-def backward(dout, cache):
-    """Gradient of :func:`forward` with respect to ``z``; returns ``(dz,)``.
-
-    With upstream weights ``g_i`` per anchor (0 for anchors without
-    positives), :math:`\\partial \\ell_i / \\partial S_{ia} = g_i (p_{ia} -
-    [a \\in P(i)] / |P(i)|)` for logits :math:`S = s(\\cos + d)` and softmax
-    :math:`p` over ``a != i``; then ``dzn = s (dS + dS^T) zn`` and the
-    normalisation's backward. The softmax is applied as ``exp / denom``
-    row weights inside two (M, M) @ (M, D) products; the positive terms use
-    group sums.
-    """
-    exp, denom, zn, norm_cache, groups, has_pos, n_pos_safe, scale, reduce_cache = cache
-    xp = backend.namespace(exp)
-    g = reduce_backward(dout, reduce_cache)  # (M,)
-    g = xp.where(has_pos, g, xp.zeros_like(denom))
-    u = (g / denom)[:, None]  # (M, 1) softmax rows as exp / denom
-    k = (g / n_pos_safe)[:, None]  # (M, 1)
-    # sum_a dS_ia zn_a + sum_a dS_ai zn_a, softmax part
-    dzn = u * (exp @ zn) + xp.permute_dims(exp, (1, 0)) @ (u * zn)  # (M, M) @ (M, D)
-    # positive part: P x = the other rows of x with the anchor's key, P symmetric
-    d = zn.shape[1]
-    others = _group_others(xp.concat([zn, k * zn], axis=1), groups)  # (M, 2D)
-    dzn -= k * others[:, :d] + others[:, d:]
-    dzn *= scale
-    return (maybe_normalize_backward(dzn, norm_cache),)
+        check_two_views(z, y=y)
+    return scale, keys, pop_keys

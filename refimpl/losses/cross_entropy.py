@@ -8,6 +8,8 @@ Label smoothing is that of Szegedy et al. (CVPR 2016, Sec. 7). Values and gradie
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import backend
 from .._validate import (check_array, check_choice, check_nonnegative, check_same_dtype,
                          check_same_length, namespace)
@@ -15,29 +17,12 @@ from ._common import (REDUCTIONS, log_softmax, log_softmax_backward, reduce,
                       reduce_backward)
 
 
-def _check_smoothing(label_smoothing) -> float:
-    v = check_nonnegative("label_smoothing", label_smoothing)
-    if v > 1.0:
-        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
-    return v
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
 
-
-def _check_targets(targets, n: int, n_classes: int):
-    xp = backend.namespace(targets)
-    check_array("targets", targets, ndim=1, floating=False)
-    if not xp.isdtype(targets.dtype, "integral"):
-        raise TypeError(f"targets must have an integer dtype (class indices), got {targets.dtype}")
-    check_same_length("targets", targets, "logits", n)
-    if bool(xp.any((targets < 0) | (targets >= n_classes))):
-        raise ValueError(f"targets must be class indices in [0, {n_classes}), got values outside")
-
-
-def _check_weight(weight, n_classes: int, logits):
-    xp = backend.namespace(weight)
-    check_array("weight", weight, shape=(n_classes,))
-    check_same_dtype("weight", weight, "logits", logits)
-    if bool(xp.any(weight < 0)):
-        raise ValueError("weight must be >= 0 for every class")
+    coef: object  # (N, K) per-class coefficients of -log p (targets, smoothing, weights, mean)
+    softmax: object  # log_softmax's cache
+    reduction: tuple
 
 
 def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduction: str = "mean"):
@@ -103,12 +88,36 @@ def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduc
     log_prob, lcache = log_softmax(logits)
     values = -xp.sum(coef * log_prob, axis=1)  # (N,)
     loss, rcache = reduce(values, reduction)
-    return loss, (coef, lcache, rcache)
+    return loss, Cache(coef, lcache, rcache)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward`: ``(dlogits, None, None)`` (targets and weights get none)."""
-    coef, lcache, rcache = cache
-    dvalues = reduce_backward(dout, rcache)  # (N,)
-    dlogits = log_softmax_backward(-coef * dvalues[:, None], lcache)
+    dvalues = reduce_backward(dout, cache.reduction)  # (N,)
+    dlogits = log_softmax_backward(-cache.coef * dvalues[:, None], cache.softmax)
     return dlogits, None, None
+
+
+def _check_smoothing(label_smoothing) -> float:
+    v = check_nonnegative("label_smoothing", label_smoothing)
+    if v > 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
+    return v
+
+
+def _check_targets(targets, n: int, n_classes: int):
+    xp = backend.namespace(targets)
+    check_array("targets", targets, ndim=1, floating=False)
+    if not xp.isdtype(targets.dtype, "integral"):
+        raise TypeError(f"targets must have an integer dtype (class indices), got {targets.dtype}")
+    check_same_length("targets", targets, "logits", n)
+    if bool(xp.any((targets < 0) | (targets >= n_classes))):
+        raise ValueError(f"targets must be class indices in [0, {n_classes}), got values outside")
+
+
+def _check_weight(weight, n_classes: int, logits):
+    xp = backend.namespace(weight)
+    check_array("weight", weight, shape=(n_classes,))
+    check_same_dtype("weight", weight, "logits", logits)
+    if bool(xp.any(weight < 0)):
+        raise ValueError("weight must be >= 0 for every class")

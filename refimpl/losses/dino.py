@@ -14,32 +14,20 @@ view ``v`` of the ``B`` images, the ``n_global`` global views first.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import backend
 from .._validate import check_array, check_nonnegative, check_positive, check_same_dtype, namespace
 from ._common import check_dout, log_softmax, log_softmax_backward
 
 
-def _check_views(student, teacher, center, n_global: int) -> int:
-    """Validate the shapes; return the batch size B."""
-    if not isinstance(n_global, int) or isinstance(n_global, bool) or n_global < 1:
-        raise ValueError(f"n_global must be an integer >= 1, got {n_global!r}")
-    check_array("teacher", teacher, ndim=2)
-    rows, k = teacher.shape
-    if rows % n_global:
-        raise ValueError(f"teacher has {rows} rows, expected a multiple of n_global={n_global}")
-    b = rows // n_global
-    check_array("student", student, shape=(None, k))
-    check_same_dtype("teacher", teacher, "student", student)
-    if student.shape[0] % b or student.shape[0] // b < max(n_global, 2):
-        raise ValueError(
-            f"student has {student.shape[0]} rows, expected ncrops * B with B={b} and "
-            f"ncrops >= max(n_global, 2) (the global crops come first)"
-        )
-    check_array("center", center)
-    if tuple(center.shape) not in ((k,), (1, k)):
-        raise ValueError(f"center must have shape ({k},) or (1, {k}), got {tuple(center.shape)}")
-    check_same_dtype("center", center, "student", student)
-    return b
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    q_sum: object  # (V, B*K) sum over the global views paired with each crop of the teacher's Q
+    scale: float  # 1 / (B G (V - 1))
+    softmax: object  # log_softmax's cache, (V*B, K)
+    student_temp: float
 
 
 def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp: float = 0.04,
@@ -104,16 +92,15 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
     loss = xp.sum(pair * cross) * scale
     # the student's gradient needs sum_g pair[g, v] Q_g for every crop v
     q_sum = xp.permute_dims(pair, (1, 0)) @ q  # (V, B*K)
-    return loss, (q_sum, scale, lcache, student_temp)
+    return loss, Cache(q_sum, scale, lcache, student_temp)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward`: ``(dstudent, None, None)``."""
-    q_sum, scale, lcache, student_temp = cache
+    q_sum, softmax = cache.q_sum, cache.softmax
     xp = backend.namespace(q_sum)
-    softmax = lcache
-    dlog_p = xp.reshape(-q_sum * (check_dout(dout, q_sum, ()) * scale), tuple(softmax.shape))  # (V*B, K)
-    dstudent = log_softmax_backward(dlog_p, lcache) / student_temp
+    dlog_p = xp.reshape(-q_sum * (check_dout(dout, q_sum, ()) * cache.scale), tuple(softmax.shape))  # (V*B, K)
+    dstudent = log_softmax_backward(dlog_p, softmax) / cache.student_temp
     return dstudent, None, None
 
 
@@ -173,3 +160,26 @@ def teacher_temperature(epoch: int, warmup_epochs: int, start: float = 0.04, end
     if warmup_epochs == 1:
         return start
     return start + (end - start) * epoch / (warmup_epochs - 1)
+
+
+def _check_views(student, teacher, center, n_global: int) -> int:
+    """Validate the shapes; return the batch size B."""
+    if not isinstance(n_global, int) or isinstance(n_global, bool) or n_global < 1:
+        raise ValueError(f"n_global must be an integer >= 1, got {n_global!r}")
+    check_array("teacher", teacher, ndim=2)
+    rows, k = teacher.shape
+    if rows % n_global:
+        raise ValueError(f"teacher has {rows} rows, expected a multiple of n_global={n_global}")
+    b = rows // n_global
+    check_array("student", student, shape=(None, k))
+    check_same_dtype("teacher", teacher, "student", student)
+    if student.shape[0] % b or student.shape[0] // b < max(n_global, 2):
+        raise ValueError(
+            f"student has {student.shape[0]} rows, expected ncrops * B with B={b} and "
+            f"ncrops >= max(n_global, 2) (the global crops come first)"
+        )
+    check_array("center", center)
+    if tuple(center.shape) not in ((k,), (1, k)):
+        raise ValueError(f"center must have shape ({k},) or (1, {k}), got {tuple(center.shape)}")
+    check_same_dtype("center", center, "student", student)
+    return b

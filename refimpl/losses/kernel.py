@@ -6,17 +6,111 @@ y-Aware (Dufumier et al., MICCAI 2021); with ``labels`` only (or
 ``sigma -> inf``) it is SupCon (Khosla et al., NeurIPS 2020); with sample ids
 as labels it is SimCLR's NT-Xent. :mod:`refimpl.losses.supcon` exposes the
 last two under their own names.
+
+Read :func:`forward_naive` first (Eq. 4 with (M, M) masks, one screen); :func:`forward`
+is the fast form the project calls, each of its tricks in a named helper.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, check_two_views, exp_without_self, fill_diagonal,
+                      matmul_transposed, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 #: the paper's sigma (WSP Sec. 2) and temperature (its code's default; the paper names none).
 SIGMA = 0.1
 TEMPERATURE = 0.1
+
+
+class NaiveCache(NamedTuple):
+    """What :func:`backward_naive` needs from :func:`forward_naive`."""
+
+    zn: object  # (M, D) normalised rows
+    prob: object  # (M, M) p_tj, softmax of s_tj over j != t (0 on the diagonal)
+    weights: object  # (M, M) normalised kernel weights w~_ti (0 on the diagonal)
+    temperature: float
+    scale: float  # 2 for the official variant's -(1/N) sum over 2N anchors
+    norm: object  # l2_normalize cache, None without normalisation
+    reduction: tuple
+
+
+def forward_naive(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE, variant="paper",
+                  reduction="mean", normalize=True):
+    """Teaching form of :func:`forward`: WSP Eq. 4 with (M, M) masks, both variants.
+
+    .. math:: \\ell_t = -\\sum_{i \\ne t} \\tilde w_{ti} \\log p_{ti}, \\qquad
+              p_{ti} = \\frac{e^{s_{ti}}}{\\sum_{j \\ne t} e^{s_{tj}}}, \\qquad
+              \\tilde w_{ti} = \\frac{w_{ti}}{\\sum_{k \\ne t} w_{tk}}
+
+    Same arguments and values as :func:`forward` (see there for the errata and
+    the official variant's column-wise weight normalisation). Several (M, M)
+    arrays live at once. Stabiliser: the row maximum over ``j != t`` is
+    subtracted inside the log-sum-exp. The Gaussian weights are used as they
+    are, so a sigma small enough to underflow every weight of an anchor
+    (``(d_t - d_i)^2 / 2 sigma^2 > 700``) leaves it without positives here,
+    while :func:`forward` normalises them in log space.
+
+    >>> import numpy as np
+    >>> z = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8], [0.6, -0.8]])
+    >>> labels, depth = np.array([0, 0, 1, 1, 0]), np.array([0.1, 0.2, 0.3, 0.5, 0.6])
+    >>> loss, cache = forward_naive(z, labels=labels, depth=depth, sigma=0.1, temperature=0.5)
+    >>> round(float(loss), 4)
+    0.7636
+    """
+    xp = namespace(z=z, labels=labels, depth=depth)
+    tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
+    zn, norm = maybe_normalize(z, normalize)
+    others = off_diagonal(zn)  # (M, M) j != t
+    s = zn @ xp.permute_dims(zn, (1, 0)) / tau  # (M, D) @ (D, M): s_tj
+    w = xp.astype(others, zn.dtype)  # kernel w_ti (Eq. 2), an anchor is not its own positive
+    if labels is not None:  # Dirac kernel on the weak labels
+        w = w * xp.astype(labels[:, None] == labels[None, :], zn.dtype)
+    if depth is not None:  # Gaussian kernel on the depth
+        d = xp.astype(depth, zn.dtype)
+        w = w * xp.exp(-(d[:, None] - d[None, :]) ** 2 / (2 * sigma**2))
+    total = xp.sum(w, axis=1)  # (M,)
+    if variant == "official":
+        weights = w / total[None, :]  # the code's broadcast: column i over the row sum of i
+    else:
+        weights = w / xp.where(total > 0, total, xp.ones_like(total))[:, None]  # 0 without positives
+    s_others = xp.where(others, s, xp.full_like(s, -xp.inf))  # the denominator runs over j != t
+    row_max = xp.max(s_others, axis=1, keepdims=True)  # (M, 1)
+    exp = xp.exp(s_others - row_max)
+    log_denom = row_max + xp.log(xp.sum(exp, axis=1, keepdims=True))  # (M, 1)
+    log_prob = s - log_denom  # (M, M) log p_ti
+    per_anchor = -xp.sum(weights * log_prob, axis=1)  # Eq. 4 per anchor
+    loss, reduce_cache = reduce(per_anchor, reduction)
+    scale = 2.0 if variant == "official" else 1.0
+    prob = exp / xp.sum(exp, axis=1, keepdims=True)
+    return loss * scale, NaiveCache(zn, prob, weights, tau, scale, norm, reduce_cache)
+
+
+def backward_naive(dout, cache: NaiveCache):
+    """Gradient ``(dz,)`` of :func:`forward_naive`, one factor at a time.
+
+    ``dl_t/ds_tj = (sum_i w~_ti) p_tj - w~_tj``; as ``s = zn zn^T / tau``,
+    ``dzn = (ds + ds^T) zn / tau``; then the normalisation.
+    """
+    xp = backend.namespace(cache.zn)
+    g = reduce_backward(dout, cache.reduction) * cache.scale  # (M,) dL/dl_t, dout checked
+    total = xp.sum(cache.weights, axis=1, keepdims=True)  # (M, 1)
+    ds = g[:, None] * (total * cache.prob - cache.weights)  # (M, M) dL/ds_tj
+    dzn = (ds + xp.permute_dims(ds, (1, 0))) @ cache.zn / cache.temperature  # (M, M) @ (M, D)
+    return (maybe_normalize_backward(dzn, cache.norm),)
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    dlogits: object  # (M, M) dl_t/ds_tj = (sum_k w_tk) p_tj - w_tj
+    zn: object  # (M, D) normalised rows
+    temperature: float
+    scale: float  # 2 for the official variant's -(1/N) sum over 2N anchors
+    norm: object  # l2_normalize cache, None without normalisation
+    reduction: tuple
 
 
 def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE, variant="paper",
@@ -120,59 +214,41 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     xp = namespace(z=z, labels=labels, depth=depth)
     tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
     zn, norm_cache = maybe_normalize(z, normalize)
-    # memory: at most two (M, M) float arrays live at once (w and sim/exp), one cached
+    # memory: at most two (M, M) float arrays live at once (w and sim, which becomes exp, then
+    # dlogits), one cached
     w = _weights(zn, labels, depth, sigma, variant)  # (M, M)
     total_w = xp.sum(w, axis=1)  # (M,) 1 (paper), 0 without positives, free (official)
-    # zn^T copied (astype copies): a plain gemm, faster than NumPy's syrk for x @ x.T
-    sim = (zn / tau) @ xp.astype(xp.permute_dims(zn, (1, 0)), zn.dtype)  # (M, D) @ (D, M)
+    sim = matmul_transposed(zn / tau, zn)  # (M, D) @ (D, M): s_tj
     positive_sim = _ops.rowdot(w, sim)  # (M,) sum_i w_ti s_ti, before the diagonal is -inf
-    exp, row_max, denom = _exp_without_self(sim)
+    exp, row_max, denom = exp_without_self(sim)  # sim's buffer, not used after
     per_anchor = total_w * (row_max + xp.log(denom)) - positive_sim  # l_t
-    # dl_t / ds_tj = total_w_t p_tj - w_tj, built in the exp buffer (p = exp / denom)
-    exp *= (total_w / denom)[:, None]
-    exp -= w
+    dlogits = _dlogits_over_exp(exp, total_w / denom, w)  # exp's buffer, not used after
     loss, reduce_cache = reduce(per_anchor, reduction)
     scale = 2.0 if variant == "official" else 1.0  # the code's -(1/N) sum over 2N anchors
-    return loss * scale, (exp, zn, tau, scale, norm_cache, reduce_cache)
+    return loss * scale, Cache(dlogits, zn, tau, scale, norm_cache, reduce_cache)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward` with respect to ``z``; returns ``(dz,)``.
 
     With ``g_t = dL/dl_t`` and ``D_tj = (sum_k w_tk) p_tj - w_tj`` (cached),
     ``ds_tj = g_t D_tj`` and, as ``s = z z^T / tau``,
     ``dz = (G + G^T) z / tau = (g * (D z) + D^T (g * z)) / tau`` (no (M, M) temporary).
     """
-    dlogits, zn, tau, scale, norm_cache, reduce_cache = cache
+    dlogits, zn = cache.dlogits, cache.zn
     xp = backend.namespace(zn)
-    g = (reduce_backward(dout, reduce_cache) * scale)[:, None]  # (M, 1)
-    dzn = (g * (dlogits @ zn) + xp.permute_dims(dlogits, (1, 0)) @ (g * zn)) / tau  # (M, D)
-    return (maybe_normalize_backward(dzn, norm_cache),)
+    g = (reduce_backward(dout, cache.reduction) * cache.scale)[:, None]  # (M, 1)
+    dzn = (g * (dlogits @ zn) + xp.permute_dims(dlogits, (1, 0)) @ (g * zn)) / cache.temperature  # (M, D)
+    return (maybe_normalize_backward(dzn, cache.norm),)
 
 
-def _fill_diagonal(a, value):
-    """Set ``a[t, t] = value`` through a strided flat view (no (M, M) mask); use the result."""
-    xp = backend.namespace(a)
-    m = a.shape[0]
-    flat = xp.reshape(a, (m * m,))  # a view where the backend allows it
-    flat[::m + 1] = value
-    return xp.reshape(flat, (m, m))
-
-
-def _exp_without_self(sim):
-    """Shifted ``exp`` of the similarities over ``j != t``; overwrites ``sim``.
-
-    Returns ``e`` (M, M) with ``e_tj = exp(s_tj - m_t)`` and ``e_tt = 0``, the
-    row maximum ``m`` (M,) over ``j != t`` and ``denom = sum_j e_tj`` (M,).
-    Stabiliser: subtracting ``m_t`` (finite, as M >= 2) cannot overflow and
-    keeps ``denom >= 1``.
-    """
-    xp = backend.namespace(sim)
-    sim = _fill_diagonal(sim, -xp.inf)
-    row_max = xp.max(sim, axis=1)  # (M,)
-    sim -= row_max[:, None]
-    exp = _ops.exp_(sim)
-    return exp, row_max, xp.sum(exp, axis=1)
+def _dlogits_over_exp(exp, row_scale, w):
+    """``dl_t/ds_tj = (sum_k w_tk) p_tj - w_tj`` with ``p = exp / denom``, given ``row_scale`` (M,) =
+    ``(sum_k w_tk) / denom_t``; overwrites ``exp`` (M, M). Why: the gradient backward needs is
+    built in the buffer of the last (M, M) temporary instead of a third one."""
+    exp *= row_scale[:, None]
+    exp -= w
+    return exp
 
 
 def _weights(zn, labels, depth, sigma, variant):
@@ -183,22 +259,33 @@ def _weights(zn, labels, depth, sigma, variant):
     if depth is None:
         w = (backend.asarray(xp.ones((m, m), dtype=zn.dtype), like=zn) if same_label is None
              else xp.astype(same_label, zn.dtype))
-        w = _fill_diagonal(w, 0.0)  # an anchor is not its own positive
+        w = fill_diagonal(w, 0.0)  # an anchor is not its own positive
     else:
-        d = xp.astype(depth, zn.dtype)
-        w = d[:, None] - d[None, :]  # (M, M) d_t - d_i
-        w *= w
-        w *= -0.5 / sigma**2  # log of the Gaussian kernel
-        w -= _log_kernel_max(d, labels, sigma)[:, None]
-        w = _fill_diagonal(w, -xp.inf)
-        # exp only where the Dirac kernel does not zero the weight
-        w = _ops.exp_(w) if same_label is None else _ops.exp_where(w, same_label)
+        log_kernel = _shifted_log_kernel(xp.astype(depth, zn.dtype), labels, sigma)
+        # exp only where the Dirac kernel does not zero the weight; in log_kernel's buffer
+        w = _ops.exp_(log_kernel) if same_label is None else _ops.exp_where(log_kernel, same_label)
     total = xp.sum(w, axis=1)  # (M,)
     if variant == "official":
         w /= total[None, :]  # the code's broadcast: column j over the row sum of j
     else:
         w /= xp.where(total > 0, total, xp.ones_like(total))[:, None]
     return w
+
+
+def _shifted_log_kernel(d, labels, sigma):
+    """``-(d_t - d_i)^2 / (2 sigma^2)`` minus its row maximum over the positives (M, M), -inf on the diagonal.
+
+    Why in place: the differences are squared, scaled and shifted in their own
+    (M, M) buffer, the largest temporary of the loss; the shift
+    (:func:`_log_kernel_max`) keeps a small sigma from underflowing every
+    weight of an anchor (it cancels in the normalisation).
+    """
+    xp = backend.namespace(d)
+    log_kernel = d[:, None] - d[None, :]  # (M, M) d_t - d_i, turned into the log-kernel in place
+    log_kernel *= log_kernel
+    log_kernel *= -0.5 / sigma**2
+    log_kernel -= _log_kernel_max(d, labels, sigma)[:, None]
+    return fill_diagonal(log_kernel, -xp.inf)  # an anchor is not its own positive
 
 
 def _log_kernel_max(d, labels, sigma):
@@ -239,23 +326,10 @@ def _check(z, labels, depth, sigma, temperature, variant, reduction, normalize):
     tau = check_positive("temperature", temperature)
     if variant == "official":
         check_official(reduction, normalize)
-    if variant == "official" and m % 2:
-        raise ValueError(f"z must have an even number of rows (two views) for variant='official', "
-                         f"got {m}")
     for name, x, floating in (("labels", labels, False), ("depth", depth, True)):
-        if x is None:
-            continue
-        check_array(name, x, ndim=1, floating=floating)
-        check_same_length(name, x, "z", m)
-        if variant == "official":
-            _check_two_views(name, x)
+        if x is not None:
+            check_array(name, x, ndim=1, floating=floating)
+            check_same_length(name, x, "z", m)
+    if variant == "official":
+        check_two_views(z, labels=labels, depth=depth)
     return tau
-
-
-def _check_two_views(name, x):
-    """The official code takes one label / depth per pair: both views must carry the same."""
-    xp = backend.namespace(x)
-    n = x.shape[0] // 2
-    if not bool(xp.all(x[:n] == x[n:])):
-        raise ValueError(f"{name} must repeat across the two views (rows t and t + N equal) "
-                         "for variant='official'")

@@ -19,17 +19,90 @@ Kinks and the subgradients chosen (as PyTorch's ``relu``: ``max'(0) = 0``): the
 paper hinge at ``d = m`` gets slope 0. The squared hinge of the official variant
 is differentiable there (slope 0 on both sides). ``d = 1 - cos`` has no kink at
 ``a = b``: the cosine is smooth and stationary there, so the gradient is 0.
+
+Read :func:`forward_naive` first (the paper variant, Eq. 1-2 line by line);
+:func:`forward` adds the official variant.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from .. import backend
 from .._validate import (check_array, check_choice, check_positive, check_same_dtype, check_same_length,
                          check_unit_interval, namespace)
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, check_paper_only, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
 
 #: ConPro Sec. 3.1: "m is maximum margin, ranging from 0 to 2 (here we choose m = 2)".
 DEFAULT_MARGIN = 2.0
+
+
+class NaiveCache(NamedTuple):
+    """What :func:`backward_naive` needs from :func:`forward_naive`."""
+
+    a_hat: object  # (N, D) normalised a
+    b_hat: object  # (N, D) normalised b
+    a_norm: object  # l2_normalize cache of a, None without normalisation
+    b_norm: object
+    y: object  # (N,) same, as floats
+    pushed: object  # (N,) 1 where the hinge of a negative pair is active
+    reduction: tuple  # reduce's cache
+
+
+def forward_naive(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = "paper",
+                  reduction: str = "mean", normalize: bool = True):
+    """Teaching form of :func:`forward`: ConPro Eq. 1-2 written out, paper variant only.
+
+    Same arguments and values as :func:`forward` with ``variant="paper"``
+    (``"official"`` is refused: its squared terms live in :func:`forward`):
+
+    .. math:: d_k = 1 - \\hat a_k^\\top \\hat b_k, \\qquad
+              \\ell_k = y_k\\, d_k + (1 - y_k) \\max(0,\\, m - d_k)
+
+    >>> import numpy as np
+    >>> a, b = np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 1.0], [0.0, 2.0]])
+    >>> loss, cache = forward_naive(a, b, np.array([1, 0]))
+    >>> round(float(loss), 4)
+    0.6464
+    """
+    xp = namespace(a=a, b=b, same=same)
+    margin = _check_inputs(a, b, same, margin, variant, reduction, normalize)
+    check_paper_only(variant)
+    a_hat, a_norm = maybe_normalize(a, normalize)
+    b_hat, b_norm = maybe_normalize(b, normalize)
+    y = xp.astype(same, a.dtype)
+    d = 1.0 - xp.sum(a_hat * b_hat, axis=-1)  # (N,) Eq. 2, as a distance
+    pushed = xp.astype(margin - d > 0, a.dtype)  # the hinge is active (slope 0 at the kink)
+    per_pair = y * d + (1 - y) * pushed * (margin - d)  # Eq. 1
+    loss, reduce_cache = reduce(per_pair, reduction)
+    return loss, NaiveCache(a_hat, b_hat, a_norm, b_norm, y, pushed, reduce_cache)
+
+
+def backward_naive(dout, cache: NaiveCache):
+    """Gradients ``(da, db)`` of :func:`forward_naive`: the chain rule one factor at a time.
+
+    ``dl/dd`` is ``y`` on a positive pair and ``-[m > d]`` on a negative one;
+    ``dd/da_hat = -b_hat``, ``dd/db_hat = -a_hat``; then the normalisation.
+    """
+    xp = backend.namespace(cache.a_hat)
+    dper = reduce_backward(dout, cache.reduction)  # (N,) dL/dl_k, dout checked
+    dper_dd = cache.y - (1 - cache.y) * cache.pushed  # (N,) dl_k / dd_k
+    dd = xp.expand_dims(dper * dper_dd, axis=-1)  # (N, 1) dL/dd_k
+    da_hat = -dd * cache.b_hat
+    db_hat = -dd * cache.a_hat
+    return (maybe_normalize_backward(da_hat, cache.a_norm),
+            maybe_normalize_backward(db_hat, cache.b_norm))
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    a_hat: object  # (N, D) normalised a
+    b_hat: object  # (N, D) normalised b
+    a_norm: object  # l2_normalize cache of a, None without normalisation
+    b_norm: object
+    dper_dcos: object  # (N,) dl_k / dcos_k
+    reduction: tuple  # reduce's cache
 
 
 def forward(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = "paper",
@@ -105,22 +178,21 @@ def forward(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = "paper
         per_pair = (1 - y) * cos ** 2 + y * hinge ** 2
         dper_dcos = 2 * (1 - y) * cos - 2 * y * hinge
     loss, reduce_cache = reduce(per_pair, reduction)
-    return loss, (a_hat, b_hat, a_cache, b_cache, dper_dcos, reduce_cache)
+    return loss, Cache(a_hat, b_hat, a_cache, b_cache, dper_dcos, reduce_cache)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradients ``(da, db)`` of :func:`forward`, each (N, D).
 
     ``dout``: a 0-d array or a Python number for "mean"/"sum", an (N,) array for
     "none". With ``dcos_k = dout_k * dl_k/dcos_k``: ``da_hat = dcos b_hat``,
     ``db_hat = dcos a_hat``, then back through the normalisation.
     """
-    a_hat, b_hat, a_cache, b_cache, dper_dcos, reduce_cache = cache
-    xp = backend.namespace(a_hat)
-    dper = reduce_backward(dout, reduce_cache)  # (N,)
-    dcos = xp.expand_dims(dper * dper_dcos, axis=-1)  # (N, 1)
-    da = maybe_normalize_backward(dcos * b_hat, a_cache)
-    db = maybe_normalize_backward(dcos * a_hat, b_cache)
+    xp = backend.namespace(cache.a_hat)
+    dper = reduce_backward(dout, cache.reduction)  # (N,)
+    dcos = xp.expand_dims(dper * cache.dper_dcos, axis=-1)  # (N, 1)
+    da = maybe_normalize_backward(dcos * cache.b_hat, cache.a_norm)
+    db = maybe_normalize_backward(dcos * cache.a_hat, cache.b_norm)
     return da, db
 
 

@@ -9,11 +9,29 @@ with the target spread uniformly over them (the convention of TensorFlow's
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import backend
 from .._validate import (check_array, check_choice, check_nonnegative, check_positive, check_same_dtype,
                          check_same_length, namespace)
 from ._common import (REDUCTIONS, log_softmax, log_softmax_backward, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    anchor: object  # (N, D) raw, for the L2 penalty
+    positive: object
+    za: object  # (N, D) normalised anchors
+    zp: object  # (N, D) normalised positives
+    target: object  # (N, N) target distribution over the pairs
+    softmax: object  # log_softmax's cache
+    anchor_norm: object  # l2_normalize caches, None without normalisation
+    positive_norm: object
+    l2_reg: float
+    temperature: float
+    reduction: tuple
 
 
 def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: float = 1.0,
@@ -94,18 +112,18 @@ def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: 
     if l2_reg > 0:
         values = values + l2_reg * (xp.sum(anchor * anchor, axis=1) + xp.sum(positive * positive, axis=1))
     loss, rcache = reduce(values, reduction)
-    return loss, (anchor, positive, za, zp, target, lcache, ca, cp, l2_reg, temperature, rcache)
+    return loss, Cache(anchor, positive, za, zp, target, lcache, ca, cp, l2_reg, temperature, rcache)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward`: ``(danchor, dpositive, None)``."""
-    anchor, positive, za, zp, target, lcache, ca, cp, l2_reg, temperature, rcache = cache
+    za, zp, l2_reg = cache.za, cache.zp, cache.l2_reg
     xp = backend.namespace(za)
-    dvalues = reduce_backward(dout, rcache)[:, None]  # (N, 1)
-    dlogits = log_softmax_backward(-target * dvalues, lcache) / temperature  # (N, N)
-    da = maybe_normalize_backward(dlogits @ zp, ca)  # (N, D)
-    dp = maybe_normalize_backward(xp.permute_dims(dlogits, (1, 0)) @ za, cp)  # (N, D)
+    dvalues = reduce_backward(dout, cache.reduction)[:, None]  # (N, 1)
+    dlogits = log_softmax_backward(-cache.target * dvalues, cache.softmax) / cache.temperature  # (N, N)
+    da = maybe_normalize_backward(dlogits @ zp, cache.anchor_norm)  # (N, D)
+    dp = maybe_normalize_backward(xp.permute_dims(dlogits, (1, 0)) @ za, cache.positive_norm)  # (N, D)
     if l2_reg > 0:
-        da = da + 2 * l2_reg * dvalues * anchor
-        dp = dp + 2 * l2_reg * dvalues * positive
+        da = da + 2 * l2_reg * dvalues * cache.anchor
+        dp = dp + 2 * l2_reg * dvalues * cache.positive
     return da, dp, None

@@ -33,14 +33,104 @@ each reference count equally whatever its norm, pass L2-normalised references
 (:func:`refimpl.losses._common.l2_normalize`, and chain its backward into
 ``drefs``). With ``normalize=False`` nothing is normalised: the cosine becomes
 a dot product with the mean of the references.
+
+Read :func:`forward_naive` first (the paper variant, Eq. 3-4 as printed);
+:func:`forward` adds the official variant and log-sigmoids that never overflow.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from .. import backend
 from .._validate import (check_array, check_choice, check_same_dtype, check_same_length, check_unit_interval,
                          namespace)
-from ._common import (REDUCTIONS, VARIANTS, check_official, maybe_normalize,
+from ._common import (REDUCTIONS, VARIANTS, check_official, check_paper_only, maybe_normalize,
                       maybe_normalize_backward, reduce, reduce_backward)
+
+
+class NaiveCache(NamedTuple):
+    """What :func:`backward_naive` needs from :func:`forward_naive`."""
+
+    ui_hat: object  # (N, D)
+    uj_hat: object  # (N, D)
+    anchor_hat: object  # (D,) or (N, D) normalised mean of the references
+    refs_shape: tuple
+    ui_norm: object  # l2_normalize caches, None without normalisation
+    uj_norm: object
+    anchor_norm: object
+    gap: object  # (N,) g = r_i - r_j
+    p: object  # (N,) prefer_i as floats
+    reduction: tuple
+
+
+def forward_naive(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str = "mean",
+                  normalize: bool = True):
+    """Teaching form of :func:`forward`: ConPro Eq. 3-4 as printed (errata fixed), paper variant only.
+
+    .. math:: \\pi_0 = \\tfrac1R \\sum_r v_r, \\quad r^*(u) = 1 - \\cos(u, \\pi_0), \\quad
+              \\ell_k = -p_k \\log \\sigma(r^*_{ik} - r^*_{jk}) - (1 - p_k) \\log \\sigma(r^*_{jk} - r^*_{ik})
+
+    Same arguments and values as :func:`forward` with ``variant="paper"``
+    (``"official"`` is refused). The logs of sigmoids are taken as written,
+    which is exact while the reward gap ``|g|`` is moderate (normalised rows:
+    ``|g| <= 2``); :func:`forward` stays exact for any gap.
+
+    >>> import numpy as np
+    >>> refs = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> loss, cache = forward_naive(np.array([[1.0, -1.0]]), np.array([[1.0, 1.0]]), refs, np.array([1.0]))
+    >>> round(float(loss), 4)
+    0.3133
+    """
+    xp = namespace(u_i=u_i, u_j=u_j, refs=refs, prefer_i=prefer_i)
+    _check_inputs(u_i, u_j, refs, prefer_i, variant, reduction, normalize)
+    check_paper_only(variant)
+    ui_hat, ui_norm = maybe_normalize(u_i, normalize)
+    uj_hat, uj_norm = maybe_normalize(u_j, normalize)
+    anchor_hat, anchor_norm = maybe_normalize(xp.mean(refs, axis=-2), normalize)  # pi_0, (D,) or (N, D)
+    reward_i = 1.0 - xp.sum(ui_hat * anchor_hat, axis=-1)  # (N,) r*(u_i), Eq. 2 as a distance
+    reward_j = 1.0 - xp.sum(uj_hat * anchor_hat, axis=-1)
+    gap = reward_i - reward_j
+    p = xp.astype(prefer_i, u_i.dtype)
+    per_pair = -(p * xp.log(sigmoid(gap)) + (1 - p) * xp.log(sigmoid(-gap)))  # Eq. 3-4
+    loss, reduce_cache = reduce(per_pair, reduction)
+    return loss, NaiveCache(ui_hat, uj_hat, anchor_hat, tuple(refs.shape), ui_norm, uj_norm, anchor_norm,
+                            gap, p, reduce_cache)
+
+
+def backward_naive(dout, cache: NaiveCache):
+    """Gradients ``(du_i, du_j, drefs)`` of :func:`forward_naive`, one factor at a time.
+
+    ``dl/dg = sigma(g) - p``; ``g = r_i - r_j`` with ``r = 1 - u_hat . a_hat``;
+    the anchor's gradient is summed over pairs when the references are shared
+    and each reference gets ``1/R`` of the mean's.
+    """
+    xp = backend.namespace(cache.ui_hat)
+    dper = reduce_backward(dout, cache.reduction)  # (N,) dL/dl_k, dout checked
+    dgap = xp.expand_dims(dper * (sigmoid(cache.gap) - cache.p), axis=-1)  # (N, 1) dL/dg_k
+    dui_hat = -dgap * cache.anchor_hat  # dr_i/du_i_hat = -anchor_hat
+    duj_hat = dgap * cache.anchor_hat  # g has -r_j
+    danchor_hat = dgap * (cache.uj_hat - cache.ui_hat)  # (N, D)
+    if cache.anchor_hat.ndim == 1:  # one anchor shared by every pair
+        danchor_hat = xp.sum(danchor_hat, axis=0)
+    dmean = maybe_normalize_backward(danchor_hat, cache.anchor_norm)
+    n_refs = cache.refs_shape[-2]
+    drefs = xp.broadcast_to(xp.expand_dims(dmean, axis=-2) / n_refs, cache.refs_shape)
+    return (maybe_normalize_backward(dui_hat, cache.ui_norm), maybe_normalize_backward(duj_hat, cache.uj_norm),
+            xp.asarray(drefs, copy=True))
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    ui_hat: object  # (N, D)
+    uj_hat: object  # (N, D)
+    anchor: object  # (D,) or (N, D), normalised unless normalize=False
+    refs_shape: tuple
+    ui_norm: object  # l2_normalize caches, None without normalisation
+    uj_norm: object
+    anchor_norm: object
+    dper_dgap: object  # (N,) dl_k / dg_k
+    reduction: tuple
 
 
 def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str = "mean",
@@ -132,12 +222,12 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
         read = _nll_read_weights(p, prob)
         loss, reduce_cache = reduce(-read * prob, "sum")  # = -prob[label_0]
         dper_dgap = read * prob * (1 - prob)
-    cache = (ui_hat, uj_hat, anchor, tuple(refs.shape), ui_cache, uj_cache, anchor_cache, dper_dgap,
-             reduce_cache)
+    cache = Cache(ui_hat, uj_hat, anchor, tuple(refs.shape), ui_cache, uj_cache, anchor_cache, dper_dgap,
+                  reduce_cache)
     return loss, cache
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradients ``(du_i, du_j, drefs)`` of :func:`forward`, shapes as the inputs.
 
     With ``g = r_i - r_j = s_j - s_i`` and ``dg_k = dout_k * dl_k/dg_k``:
@@ -148,16 +238,16 @@ def backward(dout, cache):
     a 0-d array or a Python number for "mean"/"sum", an (N,) array for "none".
     Ignore ``drefs`` to hold the anchor fixed.
     """
-    ui_hat, uj_hat, anchor, refs_shape, ui_cache, uj_cache, anchor_cache, dper_dgap, reduce_cache = cache
-    xp = backend.namespace(ui_hat)
-    dgap = reduce_backward(dout, reduce_cache) * dper_dgap  # (N,)
+    xp = backend.namespace(cache.ui_hat)
+    dgap = reduce_backward(dout, cache.reduction) * cache.dper_dgap  # (N,)
     dgap = xp.expand_dims(dgap, axis=-1)  # (N, 1)
-    du_i = maybe_normalize_backward(-dgap * anchor, ui_cache)
-    du_j = maybe_normalize_backward(dgap * anchor, uj_cache)
-    danchor = dgap * (uj_hat - ui_hat)  # (N, D)
-    if anchor.ndim == 1:  # one anchor shared by every pair
+    du_i = maybe_normalize_backward(-dgap * cache.anchor, cache.ui_norm)
+    du_j = maybe_normalize_backward(dgap * cache.anchor, cache.uj_norm)
+    danchor = dgap * (cache.uj_hat - cache.ui_hat)  # (N, D)
+    if cache.anchor.ndim == 1:  # one anchor shared by every pair
         danchor = xp.sum(danchor, axis=0)  # (D,)
-    dmean = maybe_normalize_backward(danchor, anchor_cache)  # (D,) or (N, D)
+    dmean = maybe_normalize_backward(danchor, cache.anchor_norm)  # (D,) or (N, D)
+    refs_shape = cache.refs_shape
     # (1, D) or (N, 1, D) spread over the R references: (R, D) or (N, R, D), a new array
     drefs = xp.broadcast_to(xp.expand_dims(dmean, axis=-2) / refs_shape[-2], refs_shape)
     return du_i, du_j, xp.asarray(drefs, copy=True)

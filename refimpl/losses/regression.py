@@ -10,10 +10,19 @@ with delta 0.05 for BMD, 4 for LVEF). Values, reductions and gradients follow
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .._validate import check_array, check_choice, check_positive, check_same_dtype, namespace
 from ._common import reduce, reduce_backward
 
 KINDS = ("mse", "l1", "huber")
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    slope: object  # (N,) d(loss element)/dr
+    reduction: tuple
 
 
 def forward(pred, target, *, kind: str = "mse", delta: float = 1.0, reduction: str = "mean"):
@@ -77,10 +86,9 @@ def forward(pred, target, *, kind: str = "mse", delta: float = 1.0, reduction: s
         slope = xp.where(inside, r, delta * xp.sign(r))
     loss, rcache = reduce(values, reduction)
     # the slope d(loss element)/dr is cheap to keep and is all backward needs
-    return loss, (slope, rcache)
+    return loss, Cache(slope, rcache)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward`: ``(dpred,)`` (the target gets none)."""
-    slope, rcache = cache
-    return (reduce_backward(dout, rcache) * slope,)
+    return (reduce_backward(dout, cache.reduction) * cache.slope,)

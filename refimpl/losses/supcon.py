@@ -2,12 +2,23 @@
 
 Both delegate to :mod:`refimpl.losses.kernel` (Dirac kernel on ``labels``, no
 Gaussian factor); nothing is computed here but the labels and a constant factor.
+The teaching form is :func:`refimpl.losses.kernel.forward_naive` with ``labels``
+and without ``depth``.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from .. import backend
 from .._validate import check_array, check_positive, namespace
 from . import kernel
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward` (or :func:`ntxent_forward`)."""
+
+    kernel: object  # kernel.Cache
+    factor: float  # temperature / base_temperature
 
 
 def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction="mean",
@@ -49,14 +60,13 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
         labels = _pair_ids(z)
     loss, cache = kernel.forward(z, labels=labels, temperature=temperature, reduction=reduction,
                                  normalize=normalize)
-    return loss * factor, (cache, factor)
+    return loss * factor, Cache(cache, factor)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward` (or :func:`ntxent_forward`) w.r.t. ``z``; returns ``(dz,)``."""
-    kernel_cache, factor = cache
-    (dz,) = kernel.backward(dout, kernel_cache)  # checks dout; the loss is linear in it
-    return (dz * factor,)
+    (dz,) = kernel.backward(dout, cache.kernel)  # checks dout; the loss is linear in it
+    return (dz * cache.factor,)
 
 
 def ntxent_forward(z, *, temperature=0.1, reduction="mean", normalize=True):

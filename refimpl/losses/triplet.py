@@ -41,10 +41,24 @@ then no longer holds).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import backend
 from .._validate import check_array, check_choice, check_same_dtype, check_same_length, namespace
 from ._common import REDUCTIONS, maybe_normalize, maybe_normalize_backward, reduce, reduce_backward
 from .adacon import ecdf
+
+
+class Cache(NamedTuple):
+    """What :func:`backward` needs from :func:`forward`."""
+
+    to_pos: object  # (N, D) z_a - z_p
+    to_neg: object  # (N, D) z_a - z_n
+    active: object  # (N,) bool, the hinge is active
+    anchor_norm: object  # l2_normalize caches, None without normalisation
+    positive_norm: object
+    negative_norm: object
+    reduction: tuple
 
 
 def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, population=None,
@@ -112,16 +126,16 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
     h = xp.sum(to_pos * to_pos, axis=1) - xp.sum(to_neg * to_neg, axis=1) + margin  # (N,)
     active = h > 0
     loss, rcache = reduce(xp.where(active, h, xp.zeros_like(h)), reduction)
-    return loss, (to_pos, to_neg, active, ca, cp, cn, rcache)
+    return loss, Cache(to_pos, to_neg, active, ca, cp, cn, rcache)
 
 
-def backward(dout, cache):
+def backward(dout, cache: Cache):
     """Gradient of :func:`forward`: ``(danchor, dpositive, dnegative, None, None, None)``."""
-    to_pos, to_neg, active, ca, cp, cn, rcache = cache
+    to_pos, to_neg = cache.to_pos, cache.to_neg
     xp = backend.namespace(to_pos)
-    dh = reduce_backward(dout, rcache)  # (N,)
-    dh = 2 * xp.where(active, dh, xp.zeros_like(dh))[:, None]  # (N, 1), d|u|^2 = 2u
-    da = maybe_normalize_backward(dh * (to_pos - to_neg), ca)
-    dp = maybe_normalize_backward(-dh * to_pos, cp)
-    dn = maybe_normalize_backward(dh * to_neg, cn)
+    dh = reduce_backward(dout, cache.reduction)  # (N,)
+    dh = 2 * xp.where(cache.active, dh, xp.zeros_like(dh))[:, None]  # (N, 1), d|u|^2 = 2u
+    da = maybe_normalize_backward(dh * (to_pos - to_neg), cache.anchor_norm)
+    dp = maybe_normalize_backward(-dh * to_pos, cache.positive_norm)
+    dn = maybe_normalize_backward(dh * to_neg, cache.negative_norm)
     return da, dp, dn, None, None, None
