@@ -51,7 +51,8 @@ def test_undisturbed_rounds_alternate_and_pair_calls(monkeypatch):
 
     timing = _timing.undisturbed_rounds({"a": call("a", 0.2), "b": call("b", 0.1)}, rounds=3, pause=0.5,
                                         warmup=1)
-    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then the order alternates
+    # warm-up, then per round and side an untimed and a timed call; the order alternates
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
     assert pauses == [0.5] * 6
     assert timing.seconds == {"a": [pytest.approx(0.2)] * 3, "b": [pytest.approx(0.1)] * 3}
     assert timing.ratio == pytest.approx(2.0) and len(timing.ratios) == 3

@@ -78,12 +78,14 @@ class Timing:
 
 
 def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3, warmup: int = 2) -> Timing:
-    """Time two zero-argument callables one call each per round, each after a pause.
+    """Time two zero-argument callables one call each per round, each after a pause and a warm call.
 
     The pause lets the other side's threads go idle first: OpenBLAS threads
     spin for a while after a NumPy call, and a PyTorch call timed right after
     one ran measurably slower (150 -> 190-215 ms for the TinyNet step), which
-    flattered whichever side ran first. The order alternates between rounds,
+    flattered whichever side ran first. The untimed call after the pause wakes
+    the timed side's own threads (PyTorch's pool took about 10 ms to wake for
+    a 1 ms loss), as a training loop calling it back to back keeps them. The order alternates between rounds,
     and the ratio of each round compares calls made seconds apart, so a
     machine that slows down part-way slows both sides of a round.
     """
@@ -97,6 +99,7 @@ def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             time.sleep(pause)
+            candidates[name]()  # untimed: wakes this side's threads
             start = time.perf_counter()
             candidates[name]()
             seconds[name].append(time.perf_counter() - start)

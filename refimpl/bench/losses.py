@@ -126,6 +126,11 @@ def run_case(case: Case, *, threads: int, rounds: int, pause: float, memory: boo
     return row
 
 
+def _mib(kib: int) -> str:
+    """Peak memory for the table: below the probe's resolution (1 MiB) it says so, never a negative number."""
+    return f"{kib / 1024:.1f}" if kib >= MIN_MEMORY_KIB else "< 1"
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), help="batch sizes N")
@@ -164,7 +169,7 @@ def main(args) -> int:
             mem = ""
             if "refimpl_kib" in row:
                 ratio = f"{row['memory_ratio']:>5.2f}x" if "memory_ratio" in row else f"{'-':>6}"
-                mem = f"{row['refimpl_kib'] / 1024:>11.1f}  {row['torch_kib'] / 1024:>9.1f}  {ratio}"
+                mem = f"{_mib(row['refimpl_kib']):>11}  {_mib(row['torch_kib']):>9}  {ratio}"
             print(f"{name:<11}{n:>6}  {row['refimpl_s'] * 1e3:>10.2f}  {row['torch_s'] * 1e3:>9.2f}  "
                   f"{row['time_ratio']:>5.2f}x  {mem}", flush=True)
     if args.json:

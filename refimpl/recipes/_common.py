@@ -218,6 +218,29 @@ def sample_pairs(rng, labels, n_pairs: int, *, same_fraction: float = 0.5):
 # ---------------------------------------------------------------- networks, training, embeddings
 
 
+def graded_images(data, *, severity_min: int = 0):
+    """The user's ``data`` for the graded-image recipes: ``(images, severity, subject)`` as NumPy, checked.
+
+    ``images`` (N, C, H, W) in [0, 1] with H and W multiples of 32 (the
+    encoder halves them five times), ``severity`` (N,) integers whose smallest
+    value is ``severity_min`` (0 = normal) or more when ``severity_min`` is
+    None, ``subject`` (N,) optional group ids (default: one per image).
+    """
+    images = np.asarray(data["images"], dtype=np.float32)
+    severity = np.asarray(data["severity"])
+    subject = np.asarray(data.get("subject", np.arange(len(images))))
+    if images.ndim != 4 or images.shape[-1] % 32 or images.shape[-2] % 32:
+        raise ValueError(f"data['images'] must have shape (N, C, H, W) with H, W multiples of 32, "
+                         f"got {images.shape}")
+    if severity.shape != (len(images),) or not np.issubdtype(severity.dtype, np.integer) or severity.min() < 0:
+        raise ValueError(f"data['severity'] must be ({len(images)},) integers >= 0")
+    if severity_min is not None and severity.min() != severity_min:
+        raise ValueError(f"data['severity'] must include {severity_min} (0 = normal)")
+    if subject.shape != (len(images),):
+        raise ValueError(f"data['subject'] must have shape ({len(images)},), got {subject.shape}")
+    return images, severity, subject
+
+
 def to_device(x, xp, dtype):
     """Host array ``x`` on the namespace ``xp``; floating arrays cast to ``dtype``, integer and
     boolean ones (labels, masks) keep theirs."""

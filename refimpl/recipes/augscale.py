@@ -98,17 +98,7 @@ def _load(data, cfg, seed):
 
         d = ordinal_severity(cfg["images"], levels=cfg["levels"], size=cfg["size"], seed=C.rng_for(seed, "data"))
         return d.images, d.severity, d.subject
-    images = np.asarray(data["images"], dtype=np.float32)
-    severity = np.asarray(data["severity"])
-    subject = np.asarray(data.get("subject", np.arange(len(images))))
-    if images.ndim != 4 or images.shape[-1] % 32 or images.shape[-2] % 32:
-        raise ValueError(f"data['images'] must have shape (N, C, H, W) with H, W multiples of 32, "
-                         f"got {images.shape}")
-    if severity.shape != (len(images),) or not np.issubdtype(severity.dtype, np.integer) or severity.min() < 0:
-        raise ValueError(f"data['severity'] must be ({len(images)},) integers >= 0")
-    if subject.shape != (len(images),):
-        raise ValueError(f"data['subject'] must have shape ({len(images)},), got {subject.shape}")
-    return images, severity, subject
+    return C.graded_images(data, severity_min=None)
 
 
 def network(cfg: dict, channels: int = 1) -> Sequential:

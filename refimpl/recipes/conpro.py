@@ -112,16 +112,7 @@ def _load(data, cfg, seed):
                              subjects=cfg["subjects"], class_weights=cfg["class_weights"],
                              grading_noise=cfg["grading_noise"], seed=C.rng_for(seed, "data"))
         return d.images, d.grade, d.severity, d.subject
-    images = np.asarray(data["images"], dtype=np.float32)
-    severity = np.asarray(data["severity"])
-    subject = np.asarray(data.get("subject", np.arange(len(images))))
-    if images.ndim != 4 or images.shape[-1] % 32 or images.shape[-2] % 32:
-        raise ValueError(f"data['images'] must have shape (N, C, H, W) with H, W multiples of 32, "
-                         f"got {images.shape}")
-    if severity.shape != (len(images),) or not np.issubdtype(severity.dtype, np.integer) or severity.min() != 0:
-        raise ValueError("data['severity'] must be (N,) integers 0..L-1 with 0 = normal present")
-    if subject.shape != (len(images),):
-        raise ValueError(f"data['subject'] must have shape ({len(images)},), got {subject.shape}")
+    images, severity, subject = C.graded_images(data, severity_min=0)
     return images, severity, severity, subject
 
 
