@@ -255,6 +255,19 @@ class GlobalAvgPool(Layer):
     module = global_avg_pool
 
 
+class NonFiniteOutput(ValueError):
+    """A layer's output holds NaN or inf although its input was finite (``check_finite=True``)."""
+
+    def __init__(self, layer: str):
+        super().__init__(f"layer {layer!r} produced NaN or inf from a finite input (check_finite=True)")
+        self.layer = layer
+
+
+def _all_finite(x) -> bool:
+    xp = backend.namespace(x)
+    return bool(xp.all(xp.isfinite(x)))
+
+
 class SequentialCache(NamedTuple):
     """The caches of a :class:`Sequential` forward pass, layer by layer, and its ``input_grad``."""
 
@@ -318,15 +331,27 @@ class Sequential(Layer):
             return 0
         return next((i for i, (_, layer) in enumerate(self.layers) if layer.param_shapes()), len(self.layers))
 
-    def forward(self, params, x, *, train: bool, state=None, input_grad: bool = True):
+    def forward(self, params, x, *, train: bool, state=None, input_grad: bool = True, check_finite: bool = False):
+        """Apply the layers in order. Layers pass NaN and inf through, as PyTorch's do;
+        ``check_finite=True`` checks the input and every layer's output and raises
+        :class:`NonFiniteOutput` naming the first layer whose output is not finite."""
         _check_names("params", params, self.param_shapes())
         state = {} if state is None else state
         _check_names("state", state, self.state_shapes())
         stop = self._stop(_validate.check_bool("input_grad", input_grad))
+        if _validate.check_bool("check_finite", check_finite):
+            _validate.check_array("x", x, floating=False)
         caches = []
         for i, (name, layer) in enumerate(self.layers):
             flag = {} if input_grad or i != stop else {"input_grad": False}
-            x, cache = layer.forward(subtree(params, name), x, train=train, state=subtree(state, name), **flag)
+            if check_finite and isinstance(layer, Sequential):
+                flag["check_finite"] = True
+            try:
+                x, cache = layer.forward(subtree(params, name), x, train=train, state=subtree(state, name), **flag)
+            except NonFiniteOutput as inner:
+                raise NonFiniteOutput(f"{name}.{inner.layer}") from None
+            if check_finite and not _all_finite(x):
+                raise NonFiniteOutput(name)
             caches.append(cache)
         return x, SequentialCache(tuple(caches), input_grad)
 

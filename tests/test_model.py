@@ -451,3 +451,21 @@ def test_input_grad_false_reaches_only_the_layers_that_skip_dx():
     assert model.Linear(3, 2).backward(np.ones((2, 2)), cache)[1] is None
     _, cache = model.ReLU().forward({}, x, train=True, input_grad=False)  # computes dx, Sequential drops it
     assert model.ReLU().backward(np.ones((2, 3)), cache)[1].shape == (2, 3)
+
+
+def test_check_finite_names_the_first_layer_that_overflows():
+    net = model.Sequential([("encoder", model.Sequential([("fc1", model.Linear(3, 4)), ("act", model.ReLU())])),
+                            ("head", model.Linear(4, 2))])
+    params = net.init(0, "float32")
+    params["encoder.fc1.w"] = np.full((4, 3), 1e30, np.float32)     # overflows float32 on inputs of 1e10
+    x = np.full((2, 3), 1e10, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):             # NumPy's own overflow warning
+        out, _ = net.forward(params, x, train=True)                # passed through by default, as PyTorch
+        assert not np.all(np.isfinite(out))
+        with pytest.raises(model.NonFiniteOutput, match="'encoder.fc1' produced NaN or inf") as info:
+            net.forward(params, x, train=True, check_finite=True)
+    assert info.value.layer == "encoder.fc1"
+    with pytest.raises(ValueError, match="x must be finite"):
+        net.forward(net.init(0, "float32"), np.full((2, 3), np.nan, np.float32), train=True, check_finite=True)
+    out, _ = net.forward(net.init(0, "float32"), np.ones((2, 3), np.float32), train=True, check_finite=True)
+    assert np.all(np.isfinite(out))
