@@ -79,10 +79,20 @@ def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, f
     if floating and x.dtype not in (xp.float32, xp.float64):
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype} (too few bits for the "
                         "stabilisers, e.g. the 1e-12 norm floor; compute in float32)")
-    if finite and xp.isdtype(x.dtype, ("real floating", "complex floating")):
-        if not bool(xp.all(xp.isfinite(x))):
-            raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if finite and xp.isdtype(x.dtype, ("real floating", "complex floating")) and not all_finite(x):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
     return x
+
+
+def all_finite(x) -> bool:
+    """True when no entry of the array ``x`` is NaN or infinite (a device sync on GPUs).
+
+    >>> import numpy as np
+    >>> all_finite(np.array([1.0, np.inf]))
+    False
+    """
+    xp = backend.namespace(x)
+    return bool(xp.all(xp.isfinite(x)))
 
 
 def real(name: str, value) -> float:
@@ -241,6 +251,6 @@ def check_dout(dout, output: Output):
                          f"got {tuple(dout.shape)}")
     if dout.dtype != output.dtype:
         raise TypeError(f"dout has dtype {dout.dtype}, expected the dtype of the forward output ({output.dtype})")
-    if not bool(output.xp.all(output.xp.isfinite(dout))):
+    if not all_finite(dout):
         raise ValueError("dout must be finite (no NaN or inf)")
     return dout

@@ -263,11 +263,6 @@ class NonFiniteOutput(ValueError):
         self.layer = layer
 
 
-def _all_finite(x) -> bool:
-    xp = backend.namespace(x)
-    return bool(xp.all(xp.isfinite(x)))
-
-
 class SequentialCache(NamedTuple):
     """The caches of a :class:`Sequential` forward pass, layer by layer, and its ``input_grad``."""
 
@@ -350,7 +345,7 @@ class Sequential(Layer):
                 x, cache = layer.forward(subtree(params, name), x, train=train, state=subtree(state, name), **flag)
             except NonFiniteOutput as inner:
                 raise NonFiniteOutput(f"{name}.{inner.layer}") from None
-            if check_finite and not _all_finite(x):
+            if check_finite and not _validate.all_finite(x):
                 raise NonFiniteOutput(name)
             caches.append(cache)
         return x, SequentialCache(tuple(caches), input_grad)

@@ -61,6 +61,18 @@ def relaunch(argv, threads: int) -> int:
     return subprocess.run([sys.executable, "-m", "refimpl", *argv], env=env).returncode
 
 
+def same_loss(a: float, b: float, dtype: str) -> bool:
+    """Two implementations' loss values agree (float32: 1e-4, float64: 1e-10, relative above 1).
+
+    Every benchmark checks this before timing, so it never times different functions.
+
+    >>> same_loss(1.0, 1.0 + 5e-5, "float32"), same_loss(1.0, 1.0 + 5e-5, "float64")
+    (True, False)
+    """
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
 @dataclasses.dataclass(frozen=True)
 class Timing:
     """Seconds per call of two candidates over rounds, and their per-round ratio first / second."""

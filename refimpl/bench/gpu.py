@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from .. import backend
+from . import _timing
 
 #: largest loss batch whose NumPy value is computed as a check of the CuPy one
 HOST_CHECK_MAX_N = 4096
@@ -49,11 +50,6 @@ def alternating_gpu_medians(calls: dict, syncs: dict, *, repeats: int, warmup: i
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _close(a: float, b: float, dtype: str) -> bool:
-    tol = 1e-4 if dtype == "float32" else 1e-10
-    return abs(a - b) <= tol * max(1.0, abs(b))
-
-
 def tinynet_row(dtype: str, *, batch: int, size: int, kernel_size: int, repeats: int) -> dict:
     """One TinyNet step on NumPy (checked only), CuPy and torch CUDA."""
     import torch
@@ -72,7 +68,7 @@ def tinynet_row(dtype: str, *, batch: int, size: int, kernel_size: int, repeats:
     host, _ = tinynet.refimpl_step(net, params, x, labels)
     ours, _ = tinynet.refimpl_step(net, g_params, g_x, g_labels)
     theirs = tinynet.torch_step(t_params, t_x, t_labels, t_depth)
-    if not (_close(ours, host, dtype) and _close(ours, theirs, dtype)):
+    if not (_timing.same_loss(ours, host, dtype) and _timing.same_loss(ours, theirs, dtype)):
         raise RuntimeError(f"TinyNet {dtype}: cupy {ours!r}, numpy {host!r}, torch {theirs!r}")
     med = alternating_gpu_medians(
         {"refimpl": lambda: tinynet.refimpl_step(net, g_params, g_x, g_labels),
@@ -95,7 +91,7 @@ def loss_row(name: str, n: int, dtype: str, *, dim: int, repeats: int) -> dict:
     t = {k: torch.from_numpy(v).cuda() for k, v in x.items()}
     ours, theirs = case.refimpl_step(g), case.torch_step(t)
     host = case.refimpl_step(x) if n <= HOST_CHECK_MAX_N else ours  # NumPy takes seconds beyond
-    if not (_close(ours, host, dtype) and _close(ours, theirs, dtype)):
+    if not (_timing.same_loss(ours, host, dtype) and _timing.same_loss(ours, theirs, dtype)):
         raise RuntimeError(f"{name} N={n} {dtype}: cupy {ours!r}, numpy {host!r}, torch {theirs!r}")
     med = alternating_gpu_medians(
         {"refimpl": lambda: case.refimpl_step(g), "torch": lambda: case.torch_step(t)},

@@ -109,8 +109,7 @@ def run_case(case: Case, *, threads: int, rounds: int, pause: float, memory: boo
     x = case.host_inputs()
     t = {k: torch.from_numpy(v) for k, v in x.items()}
     ours, theirs = case.refimpl_step(x), case.torch_step(t)
-    tol = 1e-4 if case.dtype == "float32" else 1e-10
-    if abs(ours - theirs) > tol * max(1.0, abs(theirs)):
+    if not _timing.same_loss(ours, theirs, case.dtype):
         raise RuntimeError(f"{case.name} N={case.n}: refimpl {ours!r} != torch {theirs!r}")
     timing = _timing.undisturbed_rounds(
         {"refimpl": lambda: case.refimpl_step(x), "torch": lambda: case.torch_step(t)},

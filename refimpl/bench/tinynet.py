@@ -140,8 +140,7 @@ def run(dtype: str, *, batch: int, size: int, kernel_size: int, rounds: int, pau
     t_depth = torch.zeros(batch, dtype=t_x.dtype)
     ours, _ = refimpl_step(net, params, x, labels)
     theirs = torch_step(t_params, t_x, t_labels, t_depth)
-    tol = 1e-4 if dtype == "float32" else 1e-10
-    if abs(ours - theirs) > tol * max(1.0, abs(theirs)):
+    if not _timing.same_loss(ours, theirs, dtype):
         raise RuntimeError(f"{dtype}: refimpl loss {ours!r} != torch loss {theirs!r}")
     timing = _timing.undisturbed_rounds(
         {"refimpl": lambda: refimpl_step(net, params, x, labels),
