@@ -13,6 +13,10 @@
 #
 # $$\ell_t = -\sum_{j \ne t} \frac{w_{tj}}{\sum_{k \ne t} w_{tk}}
 #   \log \frac{e^{s_{tj}}}{\sum_{k \ne t} e^{s_{tk}}},\qquad s_{tj} = z_t^\top z_j / \tau .$$
+#
+# Course lab: two exercises build the weights and the loss's backward pass by
+# hand and check them against refimpl (solutions included; `python
+# tutorials/build.py --student DIR` writes the version without them).
 
 # %%
 import os
@@ -23,10 +27,64 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, display
 
+from refimpl import gradcheck
 from refimpl.losses import kernel, supcon
 
 QUICK = os.environ.get("REFIMPL_TUTORIAL_QUICK") == "1"  # the test suite runs this notebook small
 rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## The weights
+#
+# **Exercise 1.** The composite kernel of Eq. 2 for M samples as an (M, M)
+# matrix, with the anchor excluded ($w_{tt} = 0$: an anchor is not its own
+# positive), and the weights of Eq. 4, normalised per anchor (per row),
+#
+# $$\tilde w_{tj} = \frac{w_{tj}}{\sum_{k \ne t} w_{tk}} .$$
+#
+# An anchor whose label no other sample has has no positive: Eq. 4's sum is
+# empty, so its row of $\tilde w$ is 0 (not 0/0).
+
+# %%
+def composite_kernel(labels, depth, sigma):
+    """w (M, M): Dirac on the labels x Gaussian on the depth (Eq. 2), 0 on the diagonal."""
+    ### BEGIN SOLUTION
+    same_label = labels[:, None] == labels[None, :]                # (M, M) Dirac factor
+    w = same_label * np.exp(-(depth[:, None] - depth[None, :]) ** 2 / (2 * sigma**2))
+    np.fill_diagonal(w, 0.0)
+    ### END SOLUTION
+    return w
+
+
+def normalise_per_anchor(w):
+    """w~ (M, M): each row of w divided by its sum; rows without positives stay 0."""
+    ### BEGIN SOLUTION
+    total = w.sum(axis=1, keepdims=True)                           # (M, 1)
+    w_tilde = w / np.where(total > 0, total, 1.0)
+    ### END SOLUTION
+    return w_tilde
+
+
+def compare(name, yours, reference):
+    """Print the entries of `yours` that differ from `reference`, worst first; fail if any does."""
+    differ = ~np.isclose(yours, reference, rtol=1e-12, atol=1e-15)   # NaN is never close
+    error = np.where(differ, np.nan_to_num(np.abs(yours - reference), nan=np.inf), 0.0)
+    n_wrong = int(differ.sum())
+    print(f"{name}: {n_wrong} of {differ.size} entries differ from refimpl")
+    for j in np.argsort(-error, axis=None)[:min(n_wrong, 5)]:
+        i = tuple(int(k) for k in np.unravel_index(j, error.shape))
+        print(f"    at {i}: yours {yours[i]:+.10f}  refimpl {reference[i]:+.10f}")
+    assert not n_wrong, f"{name} differs from refimpl in {n_wrong} entries (the worst are listed above)"
+
+
+# %% [markdown]
+# The check: refimpl's teaching form of the loss keeps the normalised weights
+# in its cache. Sample 5 has label 2 alone.
+
+# %%
+lab_labels, lab_depth = np.array([0, 0, 0, 1, 1, 2]), rng.uniform(0, 1, 6)
+reference = kernel.forward_naive(rng.standard_normal((6, 3)), labels=lab_labels, depth=lab_depth, sigma=0.1)[1]
+compare("w~", normalise_per_anchor(composite_kernel(lab_labels, lab_depth, 0.1)), reference.weights)
 
 # %% [markdown]
 # ## The weights, drawn as a matrix
@@ -39,9 +97,8 @@ rng = np.random.default_rng(0)
 labels = np.repeat([0, 1, 2], 4)
 depth = np.concatenate([np.sort(rng.uniform(0, 1, 4)) for _ in range(3)])
 sigma = 0.1
-w = (labels[:, None] == labels[None, :]) * np.exp(-(depth[:, None] - depth[None, :]) ** 2 / (2 * sigma**2))
-np.fill_diagonal(w, 0.0)                                   # the anchor is not its own positive
-w_tilde = w / w.sum(axis=1, keepdims=True)
+w = composite_kernel(labels, depth, sigma)
+w_tilde = normalise_per_anchor(w)
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 for ax, m, title in zip(axes, (w, w_tilde), ("kernel $w_{tj}$ (Eq. 2)", "normalised per anchor (Eq. 4)")):
@@ -52,6 +109,64 @@ for ax, m, title in zip(axes, (w, w_tilde), ("kernel $w_{tj}$ (Eq. 2)", "normali
     fig.colorbar(image, ax=ax, fraction=0.046)
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## The loss's gradient, by hand
+#
+# **Exercise 2.** The backward pass of Eq. 4 (mean over the M anchors, rows
+# of $z$ L2-normalised inside, as refimpl does). Writing
+# $\ell_t = -\sum_j \tilde w_{tj} \big(s_{tj} - \log \sum_{k \ne t} e^{s_{tk}}\big)$
+# with the softmax $p_{tj}$ over $j \ne t$,
+#
+# $$\frac{\partial \ell_t}{\partial s_{tj}} = \Big(\sum_i \tilde w_{ti}\Big) p_{tj} - \tilde w_{tj}$$
+#
+# (the row sum is 1, or 0 for an anchor without positives). With
+# $G = \partial L / \partial s$ and $s = \hat z \hat z^\top / \tau$,
+# $\partial L / \partial \hat z = (G + G^\top)\, \hat z / \tau$; then through
+# $\hat z_t = z_t / \lVert z_t \rVert$:
+#
+# $$\frac{\partial L}{\partial z_t} = \frac{\partial L / \partial \hat z_t
+#   - \hat z_t\, (\hat z_t^\top \partial L / \partial \hat z_t)}{\lVert z_t \rVert}.$$
+
+# %%
+def wsp_forward(z, labels, depth, sigma=0.1, tau=0.1):
+    """WSP Eq. 4 with your weights, mean over anchors; (loss, cache)."""
+    norm = np.linalg.norm(z, axis=1, keepdims=True)                # (M, 1)
+    zn = z / norm
+    s = zn @ zn.T / tau                                            # (M, M) s_tj
+    others = ~np.eye(len(z), dtype=bool)                           # j != t
+    s_max = np.max(np.where(others, s, -np.inf), axis=1, keepdims=True)
+    e = np.where(others, np.exp(s - s_max), 0.0)
+    prob = e / e.sum(axis=1, keepdims=True)                        # p_tj, 0 on the diagonal
+    log_prob = s - s_max - np.log(e.sum(axis=1, keepdims=True))    # (the diagonal is weighted 0)
+    w_tilde = normalise_per_anchor(composite_kernel(labels, depth, sigma))
+    loss = -np.sum(w_tilde * log_prob, axis=1).mean()
+    return loss, (zn, norm, prob, w_tilde, tau)
+
+
+def wsp_backward(dout, cache):
+    zn, norm, prob, w_tilde, tau = cache
+    ### BEGIN SOLUTION
+    g = dout / len(zn) * (w_tilde.sum(axis=1, keepdims=True) * prob - w_tilde)   # (M, M) dL/ds
+    dzn = (g + g.T) @ zn / tau                                     # (M, D)
+    dz = (dzn - zn * np.sum(zn * dzn, axis=1, keepdims=True)) / norm
+    ### END SOLUTION
+    return (dz,)
+
+
+# %% [markdown]
+# The check: every entry of `dz` against central differences (sample 5 again
+# has no positive), then refimpl's `kernel.backward`.
+
+# %%
+lab_z = rng.standard_normal((6, 3))
+report = gradcheck.check_gradients(lambda z: wsp_forward(z, lab_labels, lab_depth), wsp_backward, [lab_z])
+print(report)
+report.raise_if_failed()
+loss, cache = kernel.forward(lab_z, labels=lab_labels, depth=lab_depth, sigma=0.1, temperature=0.1)
+print("loss: yours", float(wsp_forward(lab_z, lab_labels, lab_depth)[0]), " refimpl", float(loss))
+(dz,) = wsp_backward(1.0, wsp_forward(lab_z, lab_labels, lab_depth)[1])
+print("largest difference from kernel.backward:", float(np.abs(dz - kernel.backward(1.0, cache)[0]).max()))
 
 # %% [markdown]
 # ## One loss, four methods

@@ -13,6 +13,10 @@
 #
 # $$\ell_i = \log \sum_{a \ne i} e^{s(\cos\theta_{ia} + d_{ia})}
 #   - \frac{s}{|P(i)|} \sum_{p \in P(i)} \cos\theta_{ip}.$$
+#
+# Course lab: two exercises build the ECDF and the margin by hand and check
+# them against refimpl's gold data (solutions included; `python
+# tutorials/build.py --student DIR` writes the version without them).
 
 # %%
 import os
@@ -23,27 +27,97 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, display
 
+from refimpl import gold
 from refimpl.losses import adacon
 
 QUICK = os.environ.get("REFIMPL_TUTORIAL_QUICK") == "1"  # the test suite runs this notebook small
 rng = np.random.default_rng(0)
 
 # %% [markdown]
+# ## The ECDF and the margin, by hand
+#
+# **Exercise 1.** Eq. 5, the ECDF of labels `y` (M,) over a population of $n$
+# labels $y'_1..y'_n$ (by default the batch itself):
+#
+# $$F(y_i) = \frac1n \sum_{k=1}^{n} \mathbb 1[y'_k \le y_i].$$
+#
+# Mind the ties: with $\le$, equal labels share the *largest* rank of their
+# group, e.g. `[0.3, 0.1, 0.3, 0.7]` → `[0.75, 0.25, 0.75, 1.0]` (a rank
+# from `argsort` would give them different values).
+
+# %%
+def ecdf(y, population=None):
+    """F(y_i) (M,): the fraction of the population (default: y itself) at or below y_i (Eq. 5)."""
+    population = y if population is None else population
+    ### BEGIN SOLUTION
+    at_or_below = population[None, :] <= y[:, None]                # (M, n)
+    F = at_or_below.mean(axis=1)
+    ### END SOLUTION
+    return F
+
+
+def compare(name, yours, reference):
+    """Print the entries of `yours` that differ from `reference`, worst first; fail if any does."""
+    differ = ~np.isclose(yours, reference, rtol=1e-12, atol=1e-15)   # NaN is never close
+    error = np.where(differ, np.nan_to_num(np.abs(yours - reference), nan=np.inf), 0.0)
+    n_wrong = int(differ.sum())
+    print(f"{name}: {n_wrong} of {differ.size} entries differ from refimpl")
+    for j in np.argsort(-error, axis=None)[:min(n_wrong, 5)]:
+        i = tuple(int(k) for k in np.unravel_index(j, error.shape))
+        print(f"    at {i}: yours {yours[i]:+.10f}  refimpl {reference[i]:+.10f}")
+    assert not n_wrong, f"{name} differs from refimpl in {n_wrong} entries (the worst are listed above)"
+
+
+# %% [markdown]
+# The check: a batch with ties against `adacon.ecdf`, then the gold case of
+# Eq. 5 over a population (labels the population does not contain).
+
+# %%
+ties = np.array([0.3, 0.1, 0.3, 0.7, 0.9, 0.1, 0.3, 0.5])
+compare("F (batch)", ecdf(ties), adacon.ecdf(ties))
+report = gold.verify("adacon-ecdf-paper", lambda inputs: {"out": ecdf(inputs["y"], inputs["population"])})
+print(report)
+report.raise_if_failed()
+
+# %% [markdown]
+# **Exercise 2.** Eq. 4, the margin of every pair of the batch, (M, M):
+#
+# $$d_{ia} = 2\,|F(y_i) - F(y_a)|.$$
+
+# %%
+def adaptive_margin(y, population=None):
+    """d (M, M) from your ecdf (Eq. 4); 0 between equal labels."""
+    ### BEGIN SOLUTION
+    F = ecdf(y, population)
+    d = 2 * np.abs(F[:, None] - F[None, :])                        # (M, 1) - (1, M)
+    ### END SOLUTION
+    return d
+
+
+# %%
+report = gold.verify("adacon-margin-paper", lambda inputs: {"out": adaptive_margin(inputs["y"])})
+print(report)
+report.raise_if_failed()
+lab_population = np.array([0.2, 0.35, 0.3, 0.8, 0.45, 0.1])
+compare("d (population)", adaptive_margin(ties, lab_population), adacon.margin(ties, lab_population))
+
+# %% [markdown]
 # ## The ECDF margin
 #
 # A skewed target, as BMD is: most values near the mean, a long tail. The
-# margin follows rank, not value: two samples in the dense middle that differ
-# by 0.05 g/cm² are far apart in rank; two in the tail that differ by 0.2 are
-# close.
+# margin follows rank, not value: a pair in the dense middle gets a larger
+# margin than a pair farther apart in the tail (the two pairs printed below).
 
 # %%
 y = np.round(np.exp(rng.normal(-0.4, 0.25, 12)), 2)
 order = np.argsort(y)
 y = y[order]
-F = adacon.ecdf(y)
-d = adacon.margin(y)
+F = ecdf(y)
+d = adaptive_margin(y)
 print("y      ", y.tolist())
 print("F(y)   ", F.round(3).tolist())
+for i, a in ((2, 6), (8, 11)):
+    print(f"y = {y[i]:.2f} and {y[a]:.2f}: difference {y[a] - y[i]:.2f}, margin d = {d[i, a]:.3f}")
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
 axes[0].step(y, F, where="post")
