@@ -33,6 +33,19 @@ from refimpl.losses import kernel, supcon
 QUICK = os.environ.get("REFIMPL_TUTORIAL_QUICK") == "1"  # the test suite runs this notebook small
 rng = np.random.default_rng(0)
 
+
+def compare(name, yours, reference):
+    """Print the entries of `yours` that differ from `reference`, worst first; fail if any does."""
+    differ = ~np.isclose(yours, reference, rtol=1e-12, atol=1e-15)   # NaN is never close
+    error = np.where(differ, np.nan_to_num(np.abs(yours - reference), nan=np.inf), 0.0)
+    n_wrong = int(differ.sum())
+    print(f"{name}: {n_wrong} of {differ.size} entries differ from refimpl")
+    for j in np.argsort(-error, axis=None)[:min(n_wrong, 5)]:
+        i = tuple(int(k) for k in np.unravel_index(j, error.shape))
+        print(f"    at {i}: yours {yours[i]:+.10f}  refimpl {reference[i]:+.10f}")
+    assert not n_wrong, f"{name} differs from refimpl in {n_wrong} entries (the worst are listed above)"
+
+
 # %% [markdown]
 # ## The weights
 #
@@ -63,18 +76,6 @@ def normalise_per_anchor(w):
     w_tilde = w / np.where(total > 0, total, 1.0)
     ### END SOLUTION
     return w_tilde
-
-
-def compare(name, yours, reference):
-    """Print the entries of `yours` that differ from `reference`, worst first; fail if any does."""
-    differ = ~np.isclose(yours, reference, rtol=1e-12, atol=1e-15)   # NaN is never close
-    error = np.where(differ, np.nan_to_num(np.abs(yours - reference), nan=np.inf), 0.0)
-    n_wrong = int(differ.sum())
-    print(f"{name}: {n_wrong} of {differ.size} entries differ from refimpl")
-    for j in np.argsort(-error, axis=None)[:min(n_wrong, 5)]:
-        i = tuple(int(k) for k in np.unravel_index(j, error.shape))
-        print(f"    at {i}: yours {yours[i]:+.10f}  refimpl {reference[i]:+.10f}")
-    assert not n_wrong, f"{name} differs from refimpl in {n_wrong} entries (the worst are listed above)"
 
 
 # %% [markdown]
