@@ -215,6 +215,26 @@ def test_comparison_flags_exactly_the_entries_outside_the_tolerance(shape, seed,
         assert set(reported) <= set(wrong.tolist()) and len(reported) == min(len(wrong), 3)
 
 
+def test_compare_of_one_array_names_its_wrong_entries_and_raises_them():
+    want = np.arange(6.0).reshape(2, 3)
+    assert gold.compare("w", want.astype(np.float32), want).ok  # float32 against float64 reference
+    got = want.copy()
+    got[1, 2], got[0, 1] = np.nan, 1.5
+    result = gold.compare("w", got, want)
+    assert not result.ok and result.n_bad == 2 and {e.index for e in result.worst} == {(1, 2), (0, 1)}
+    assert result.worst[0].index == (1, 2)  # NaN is the worst
+    with pytest.raises(AssertionError, match=r"w\[0, 1\]  got \+1.5"):
+        result.raise_if_failed()
+    assert "has shape (3,)" in str(gold.compare("w", want[0], want))
+    loose = gold.compare("w", want + 1e-6, want, rtol=1e-3, atol=1e-5)
+    assert loose.ok and "all 6 entries" in str(loose)
+    loose.raise_if_failed()
+    with pytest.raises(ValueError, match="rtol must be a finite number > 0"):
+        gold.compare("w", want, want, rtol=0.0)
+    with pytest.raises(TypeError, match="atol must be a real number"):
+        gold.compare("w", want, want, atol="0")
+
+
 def test_fn_must_return_a_mapping():
     with pytest.raises(TypeError, match="fn must return a mapping"):
         gold.verify("relu", lambda inputs: inputs["x"])

@@ -27,23 +27,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, display
 
-from refimpl import gradcheck
+from refimpl import gold, gradcheck
 from refimpl.losses import kernel, supcon
 
 QUICK = os.environ.get("REFIMPL_TUTORIAL_QUICK") == "1"  # the test suite runs this notebook small
 rng = np.random.default_rng(0)
-
-
-def compare(name, yours, reference):
-    """Print the entries of `yours` that differ from `reference`, worst first; fail if any does."""
-    differ = ~np.isclose(yours, reference, rtol=1e-12, atol=1e-15)   # NaN is never close
-    error = np.where(differ, np.nan_to_num(np.abs(yours - reference), nan=np.inf), 0.0)
-    n_wrong = int(differ.sum())
-    print(f"{name}: {n_wrong} of {differ.size} entries differ from refimpl")
-    for j in np.argsort(-error, axis=None)[:min(n_wrong, 5)]:
-        i = tuple(int(k) for k in np.unravel_index(j, error.shape))
-        print(f"    at {i}: yours {yours[i]:+.10f}  refimpl {reference[i]:+.10f}")
-    assert not n_wrong, f"{name} differs from refimpl in {n_wrong} entries (the worst are listed above)"
 
 
 # %% [markdown]
@@ -85,7 +73,9 @@ def normalise_per_anchor(w):
 # %%
 lab_labels, lab_depth = np.array([0, 0, 0, 1, 1, 2]), rng.uniform(0, 1, 6)
 reference = kernel.forward_naive(rng.standard_normal((6, 3)), labels=lab_labels, depth=lab_depth, sigma=0.1)[1]
-compare("w~", normalise_per_anchor(composite_kernel(lab_labels, lab_depth, 0.1)), reference.weights)
+result = gold.compare("w~", normalise_per_anchor(composite_kernel(lab_labels, lab_depth, 0.1)), reference.weights)
+print(result)
+result.raise_if_failed()
 
 # %% [markdown]
 # ## The weights, drawn as a matrix

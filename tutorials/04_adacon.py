@@ -34,18 +34,6 @@ QUICK = os.environ.get("REFIMPL_TUTORIAL_QUICK") == "1"  # the test suite runs t
 rng = np.random.default_rng(0)
 
 
-def compare(name, yours, reference):
-    """Print the entries of `yours` that differ from `reference`, worst first; fail if any does."""
-    differ = ~np.isclose(yours, reference, rtol=1e-12, atol=1e-15)   # NaN is never close
-    error = np.where(differ, np.nan_to_num(np.abs(yours - reference), nan=np.inf), 0.0)
-    n_wrong = int(differ.sum())
-    print(f"{name}: {n_wrong} of {differ.size} entries differ from refimpl")
-    for j in np.argsort(-error, axis=None)[:min(n_wrong, 5)]:
-        i = tuple(int(k) for k in np.unravel_index(j, error.shape))
-        print(f"    at {i}: yours {yours[i]:+.10f}  refimpl {reference[i]:+.10f}")
-    assert not n_wrong, f"{name} differs from refimpl in {n_wrong} entries (the worst are listed above)"
-
-
 # %% [markdown]
 # ## The ECDF and the margin, by hand
 #
@@ -75,7 +63,9 @@ def ecdf(y, population=None):
 
 # %%
 ties = np.array([0.3, 0.1, 0.3, 0.7, 0.9, 0.1, 0.3, 0.5])
-compare("F (batch)", ecdf(ties), adacon.ecdf(ties))
+result = gold.compare("F (batch)", ecdf(ties), adacon.ecdf(ties))
+print(result)
+result.raise_if_failed()
 report = gold.verify("adacon-ecdf-paper", lambda inputs: {"out": ecdf(inputs["y"], inputs["population"])})
 print(report)
 report.raise_if_failed()
@@ -100,7 +90,9 @@ report = gold.verify("adacon-margin-paper", lambda inputs: {"out": adaptive_marg
 print(report)
 report.raise_if_failed()
 lab_population = np.array([0.2, 0.35, 0.3, 0.8, 0.45, 0.1])
-compare("d (population)", adaptive_margin(ties, lab_population), adacon.margin(ties, lab_population))
+result = gold.compare("d (population)", adaptive_margin(ties, lab_population), adacon.margin(ties, lab_population))
+print(result)
+result.raise_if_failed()
 
 # %% [markdown]
 # ## The ECDF margin

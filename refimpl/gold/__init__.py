@@ -46,16 +46,17 @@ import fnmatch
 from pathlib import Path
 
 from . import _store
-from ._compare import DTYPES, CaseResult, Report, compare_case
+from ._compare import DTYPES, ArrayResult, CaseResult, Report, as_host, compare_array, compare_case
 from ._make import FORMAT_VERSION, SEED, make
 from ._spec import GIVEN_ROLES
 from ._store import GoldError
+from .._validate import check_nonnegative, check_positive
 
 #: the gold data shipped with refimpl.
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
-__all__ = ["Case", "CaseResult", "DATA_DIR", "FORMAT_VERSION", "GoldError", "Report", "SEED", "cases",
-           "check", "export", "load", "make", "manifest", "verify", "verify_results"]
+__all__ = ["ArrayResult", "Case", "CaseResult", "DATA_DIR", "FORMAT_VERSION", "GoldError", "Report", "SEED", "cases",
+           "check", "compare", "export", "load", "make", "manifest", "verify", "verify_results"]
 
 
 def manifest(gold=None) -> dict:
@@ -88,6 +89,30 @@ def _select(names, pattern: str) -> list:
                              + ", ".join(sorted({n.split('-')[0] for n in names})))
         chosen += [n for n in hits if n not in chosen]
     return chosen
+
+
+def compare(key: str, got, want, *, rtol: float = 1e-12, atol: float = 1e-15) -> ArrayResult:
+    """Compare one array with a reference entry by entry, as :func:`verify` compares gold arrays.
+
+    An entry passes when ``|got - want| <= atol + rtol * |want|`` (NaN never
+    passes). ``str(result)`` names the worst failing entries with both values;
+    ``result.raise_if_failed()`` raises them as an AssertionError. ``want`` is
+    read as float64; ``got`` may be float64 or float32, from any framework
+    whose CPU arrays NumPy can read.
+
+    >>> import numpy as np
+    >>> from refimpl import gold
+    >>> result = gold.compare("w", np.array([[0.5, 0.5], [1.0, 0.0]]), np.array([[0.5, 0.5], [0.0, 1.0]]))
+    >>> result.ok
+    False
+    >>> print(result)
+    w: 2 of 4 entries outside rtol 1e-12 + atol 1e-15 (float64)
+      w[1, 0]  got +1.000000e+00  want +0.000000e+00  |diff| 1.00e+00
+      w[1, 1]  got +0.000000e+00  want +1.000000e+00  |diff| 1.00e+00
+    """
+    rtol, atol = check_positive("rtol", rtol), check_nonnegative("atol", atol)  # rtol > 0: it divides
+    tolerance = {dtype: {"rtol": rtol, "atol": atol} for dtype in DTYPES}
+    return compare_array(key, got, as_host(want).astype("float64"), tolerance)
 
 
 def cases(pattern: str = "*", *, gold=None) -> list:

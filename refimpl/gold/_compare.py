@@ -67,6 +67,17 @@ class ArrayResult:
         d["worst"] = [e.to_dict() for e in self.worst]
         return d
 
+    def __str__(self) -> str:
+        if self.ok:
+            return (f"{self.key}: all {self.size} entries within rtol {self.rtol:.0e} + atol {self.atol:.0e} "
+                    f"(max abs {self.max_abs:.1e})")
+        return "\n".join(self.lines())
+
+    def raise_if_failed(self) -> None:
+        """AssertionError with the worst entries when the array differs (for check cells and tests)."""
+        if not self.ok:
+            raise AssertionError(str(self))
+
 
 @dataclasses.dataclass(frozen=True)
 class CaseResult:
