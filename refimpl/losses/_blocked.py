@@ -119,7 +119,7 @@ def backward(g, cache: Cache):
         stop = start + idx.shape[0]
         is_self = self_columns(idx, zn)
         logits, weights = cache.build(idx, is_self)  # recomputed, (B, M)
-        logits = xp.where(is_self, xp.full_like(logits, -xp.inf), logits)
+        logits = xp.where(is_self, -xp.inf, logits)  # a Python scalar: no (B, M) fill
         logits -= cache.log_sum_exp[start:stop, None]
         prob = _ops.exp_(logits)  # (B, M) p_tj, 0 on the anchor's own column
         grad = prob  # G_tj = g_t (c_t p_tj - P_tj), in prob's buffer
@@ -153,7 +153,7 @@ def _log_sum_exp_without_self(logits, is_self):
     subtracted before ``exp`` (finite as M >= 2).
     """
     xp = backend.namespace(logits)
-    logits = xp.where(is_self, xp.full_like(logits, -xp.inf), logits)
+    logits = xp.where(is_self, -xp.inf, logits)  # a Python scalar: no (B, M) fill
     row_max = xp.max(logits, axis=1)  # (B,)
     logits -= row_max[:, None]
     return row_max + xp.log(xp.sum(_ops.exp_(logits), axis=1))
