@@ -288,3 +288,32 @@ def example_step(rank, world_size, data, gathers=RIGHT + WRONG):
         results[gather] = dict(loss=None if gather == "replace_all" else float(loss.detach()),
                                dz=z_local.grad.numpy().copy(), dweight=linear.weight.grad.numpy().copy())
     return results
+
+
+def main(argv=None) -> int:
+    """``python -m refimpl.ddp``: run :func:`example_step` on W processes and print each variant's check."""
+    import argparse
+    import functools
+
+    from refimpl import ddp  # the importable module (this file may run as __main__)
+    from refimpl.losses import kernel
+
+    parser = argparse.ArgumentParser(prog="python -m refimpl.ddp", description=main.__doc__)
+    parser.add_argument("--world-size", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=12, help="batch size M (a multiple of the world size)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    data = example_data(m=args.rows, seed=args.seed)
+    results = run(ddp.example_step, args.world_size, data)
+    loss = functools.partial(kernel.forward, labels=data["labels"], depth=data["depth"], sigma=data["sigma"],
+                             temperature=data["temperature"])
+    failed = []
+    for gather in RIGHT + WRONG:
+        report = check([r[gather] for r in results], data["x"], data["weight"], loss, kernel.backward)
+        print(f"\n{gather} ({'a right gather' if gather in RIGHT else 'a classic mistake'})\n{report}")
+        failed += [gather] if report.ok != (gather in RIGHT) else []
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

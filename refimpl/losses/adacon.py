@@ -28,7 +28,10 @@ Memory (:func:`forward`): the logits are built in one (M, M) buffer (margin,
 then + cosine, a product of the same size that lives only while it is added,
 then * s, then their shifted exponentials in place) that backward keeps; the
 sums over positives use sorted label groups, O(M D), so no (M, M) positive mask
-exists. Read :func:`forward_naive` first: Eq. 4-6 with (M, M) masks, one screen.
+exists. With ``block_size`` the two-pass form of :mod:`refimpl.losses._blocked`
+holds a few (block_size, M) arrays instead, and ``anchors`` gives one process's
+share of a data-parallel loss. Read :func:`forward_naive` first: Eq. 4-6 with
+(M, M) masks, one screen.
 """
 from __future__ import annotations
 

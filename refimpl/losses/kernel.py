@@ -8,7 +8,10 @@ as labels it is SimCLR's NT-Xent. :mod:`refimpl.losses.supcon` exposes the
 last two under their own names.
 
 Read :func:`forward_naive` first (Eq. 4 with (M, M) masks, one screen); :func:`forward`
-is the fast form the project calls, each of its tricks in a named helper.
+is the fast form the project calls, each of its tricks in a named helper. Its
+``block_size`` (two passes over blocks of anchors, O(block x M) memory) and
+``anchors`` (one process of a data-parallel run) are in :func:`_forward_blocked`
+and :mod:`refimpl.losses._blocked`.
 """
 from __future__ import annotations
 
