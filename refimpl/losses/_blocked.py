@@ -91,8 +91,7 @@ def forward(build, zn, index, block_size: int, slope: float):
     """Per-anchor losses ``l_t`` (A,) for the anchors ``index``, and the :class:`Cache`.
 
     ``build(idx, is_self)`` returns the logits ``L`` and the weights ``P``
-    (B, M) of the anchors ``idx`` (B,), ``P`` zero where ``is_self``; ``L``
-    may be overwritten here.
+    (B, M) of the anchors ``idx`` (B,), ``P`` zero where ``is_self``.
     """
     xp = backend.namespace(zn)
     parts_lse, parts_total, parts_loss = [], [], []
@@ -100,7 +99,7 @@ def forward(build, zn, index, block_size: int, slope: float):
         is_self = self_columns(idx, zn)
         logits, weights = build(idx, is_self)  # (B, M) each
         positive = _ops.rowdot(weights, logits)  # (B,) sum_j P_tj L_tj, before the -inf
-        lse = _log_sum_exp_without_self(logits, is_self)  # logits' buffer, not used after
+        lse = _log_sum_exp_without_self(logits, is_self)
         total = xp.sum(weights, axis=1)  # (B,) c_t
         parts_lse.append(lse)
         parts_total.append(total)
@@ -147,7 +146,7 @@ def self_columns(idx, zn):
 
 
 def _log_sum_exp_without_self(logits, is_self):
-    """``log sum_{j != t} exp(L_tj)`` per row (B,); overwrites ``logits``.
+    """``log sum_{j != t} exp(L_tj)`` per row (B,), in one (B, M) temporary.
 
     Stabiliser (exact, it cancels): the row maximum over ``j != t`` is
     subtracted before ``exp`` (finite as M >= 2).
