@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import os
 import pickle
 import socket
@@ -130,10 +131,15 @@ def _worker(rank, world_size, port, step, args, out, timeout):
                             timeout=datetime.timedelta(seconds=timeout))
     try:
         result = step(rank, world_size, *args)
+        with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
+            pickle.dump(result, f)
+        # Tear down in order: the step's DDP reducer (freed by the collector, it sits in reference
+        # cycles) before the group, and no rank closes its connections while another still reads
+        # from them (gloo aborts the process then).
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
-    with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
-        pickle.dump(result, f)
 
 
 # ------------------------------------------------------------------------- the check
