@@ -316,3 +316,22 @@ def _floor_divide_by_fmod(xp, x, divisor: float):
     div = xp.where((mod != 0) & ((mod < 0) != (divisor < 0)), div - 1, div)
     floor = xp.floor(div)
     return xp.where(div - floor > 0.5, floor + 1, floor)  # div is an integer up to rounding
+
+
+def add_rows(x, index, values):
+    """``x[index] += values`` for distinct row indices ``index`` (B,); use the returned array.
+
+    NumPy and CuPy add in place (distinct indices, so no ``add.at`` is
+    needed); the standard has no integer-array assignment, so its fallback
+    adds a one-hot (M, B) @ (B, K) product instead.
+
+    >>> add_rows(np.zeros((3, 2)), np.array([2, 0]), np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0]]
+    """
+    xp = backend.namespace(x, index, values)
+    if _kind(xp) == "standard":
+        rows = backend.asarray(xp.arange(x.shape[0]), like=index)
+        one_hot = xp.astype(rows[:, None] == index[None, :], x.dtype)  # (M, B)
+        return x + one_hot @ values  # (M, B) @ (B, K)
+    x[index] += values
+    return x

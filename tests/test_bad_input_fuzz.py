@@ -63,6 +63,12 @@ CALLS = {
                                               running_var=np.ones(2), train=True, momentum=0.1, eps=1e-5),
                     {"x": "x", "gamma": "x", "beta": "x", "running_mean": "x", "running_var": "x",
                      "momentum": "nonneg", "eps": "pos"}),
+    "kernel_blocked": (kernel.forward, dict(z=E, labels=L, depth=Y, block_size=4, anchors=np.array([0, 2, 5])),
+                       {"z": "emb", "labels": "label", "depth": "label", "block_size": "pos", "anchors": "label"}),
+    "supcon_blocked": (supcon.forward, dict(z=E, labels=L, block_size=4, anchors=np.array([1, 3])),
+                       {"z": "emb", "labels": "label", "block_size": "pos", "anchors": "label"}),
+    "adacon_blocked": (adacon.forward, dict(z=E, y=Y, scale=2.0, block_size=4, anchors=np.array([5, 0])),
+                       {"z": "emb", "y": "label", "block_size": "pos", "anchors": "label"}),
 }
 #: the teaching forms validate exactly as the fast forms do
 CALLS.update({f"{name}_naive": (module.forward_naive,) + CALLS[name][1:]

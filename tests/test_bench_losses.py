@@ -56,11 +56,62 @@ def test_undisturbed_rounds_alternate_and_pair_calls(monkeypatch):
     assert pauses == [0.5] * 6
     assert timing.seconds == {"a": [pytest.approx(0.2)] * 3, "b": [pytest.approx(0.1)] * 3}
     assert timing.ratio == pytest.approx(2.0) and len(timing.ratios) == 3
-    with pytest.raises(ValueError, match="two callables"):
-        _timing.undisturbed_rounds({"a": call("a", 0.1)})
+    with pytest.raises(ValueError, match="at least one callable"):
+        _timing.undisturbed_rounds({})
+
+
+def test_undisturbed_rounds_of_long_calls_skip_warmup_and_wake(monkeypatch):
+    """One candidate (the only side that fits in memory), no warm-up, no wake call: one call per round."""
+    clock, calls = [0.0], []
+    monkeypatch.setattr(_timing.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(_timing.time, "sleep", lambda s: None)
+
+    def run():
+        calls.append("a")
+        clock[0] += 3.0
+
+    timing = _timing.undisturbed_rounds({"a": run}, rounds=2, warmup=0, wake=False)
+    assert calls == ["a", "a"] and timing.seconds == {"a": [3.0, 3.0]} and timing.ratios == []
 
 
 def test_machine_facts_are_printable():
     info = _timing.machine()
     assert info["cores"] >= 1 and info["cpu"]
     assert info["cpu"] in _timing.describe(info)
+
+
+def test_scaling_mode_times_blocked_dense_torch_and_says_what_does_not_fit(tmp_path, torch, capsys, monkeypatch):
+    for name in _timing.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "2")
+    out = tmp_path / "scaling.json"
+    # 300 KiB: at N = 64 every side fits (torch: 7 * 64^2 * 8 B = 224 KiB); at N = 128 torch needs 896 KiB
+    code = cli.main(["bench", "losses", "--sizes", "128", "64", "--dim", "8", "--block-size", "16", "--rounds", "1",
+                     "--pause", "0", "--dtype", "float64", "--no-memory", "--max-gib", str(300 / 2**20),
+                     "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["loss"], r["n"]) for r in rows] == [("kernel", 64), ("kernel", 128), ("adacon", 64), ("adacon", 128)]
+    for small, large in (rows[:2], rows[2:]):
+        assert all(small[f"{side}_s"] > 0 for side in losses.SIDES)
+        assert large["blocked_s"] > 0 and large["dense_s"] > 0 and "torch_s" not in large
+        assert large["torch_needs_gib"] * 2**30 == 7 * 128**2 * 8
+    printed = capsys.readouterr().out
+    assert "torch: not run, would need ~0.0 GiB (7 (N, N) float64 arrays)" in printed
+
+
+def test_dense_memory_estimate_extrapolates_a_large_enough_measurement():
+    case = losses.Case("kernel", 32768, 128, "float32", block_size=1024)
+    need, how = losses.estimated_bytes(case, "dense", {})
+    assert need == 2 * 32768**2 * 4 and "2 (N, N) float32 arrays" in how
+    measured = {("kernel", "dense", "float32"): (16384, 2072 * 1024)}
+    need, how = losses.estimated_bytes(case, "dense", measured)
+    assert need == 4 * 2072 * 2**20 and "measured 2072 MiB at N = 16384" in how
+    tiny = {("kernel", "dense", "float32"): (256, 900)}  # below the resolution that says anything about N^2
+    assert losses.estimated_bytes(case, "dense", tiny)[0] == 2 * 32768**2 * 4
+
+
+def test_scaling_mode_refuses_losses_without_a_blocked_form(monkeypatch, torch):
+    for name in _timing.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "2")
+    with pytest.raises(SystemExit, match="--block-size applies to kernel, adacon"):
+        cli.main(["bench", "losses", "--losses", "margin", "--block-size", "16", "--sizes", "32"])

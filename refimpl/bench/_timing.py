@@ -75,10 +75,10 @@ def same_loss(a: float, b: float, dtype: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """Seconds per call of two candidates over rounds, and their per-round ratio first / second."""
+    """Seconds per call of the candidates over rounds, and the per-round ratio first / second (with two or more)."""
 
     seconds: dict      # name -> list of seconds, one per round
-    ratios: list       # per round: seconds[first] / seconds[second]
+    ratios: list       # per round: seconds[first] / seconds[second]; empty for one candidate
 
     def median(self, name: str) -> float:
         return statistics.median(self.seconds[name])
@@ -89,8 +89,9 @@ class Timing:
         return statistics.median(self.ratios)
 
 
-def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3, warmup: int = 2) -> Timing:
-    """Time two zero-argument callables one call each per round, each after a pause and a warm call.
+def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3, warmup: int = 2,
+                       wake: bool = True) -> Timing:
+    """Time zero-argument callables one call each per round, each after a pause and a warm call.
 
     The pause lets the other side's threads go idle first: OpenBLAS threads
     spin for a while after a NumPy call, and a PyTorch call timed right after
@@ -100,9 +101,14 @@ def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3
     a 1 ms loss), as a training loop calling it back to back keeps them. The order alternates between rounds,
     and the ratio of each round compares calls made seconds apart, so a
     machine that slows down part-way slows both sides of a round.
+
+    Calls of many seconds (the loss scaling benchmark) need neither the
+    warm-up nor the wake call (``warmup=0, wake=False``): a 10 ms wake-up is
+    lost in them, and each call allocates its large arrays afresh anyway.
+    One candidate is allowed (``ratios`` is then empty); the usual case is two.
     """
-    if len(candidates) != 2:
-        raise ValueError(f"candidates must be two callables, got {len(candidates)}")
+    if not candidates:
+        raise ValueError("candidates must hold at least one callable (usually two callables), got none")
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
@@ -111,11 +117,14 @@ def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             time.sleep(pause)
-            candidates[name]()  # untimed: wakes this side's threads
+            if wake:
+                candidates[name]()  # untimed: wakes this side's threads
             start = time.perf_counter()
             candidates[name]()
             seconds[name].append(time.perf_counter() - start)
-    first, second = names
+    if len(names) < 2:
+        return Timing(seconds, [])
+    first, second = names[:2]
     return Timing(seconds, [a / b for a, b in zip(seconds[first], seconds[second])])
 
 

@@ -32,6 +32,7 @@ class ReduceCache(NamedTuple):
 
     reduction: str
     values: object  # (N,) the per-sample values
+    count: int | None = None  # what "mean" divides by; None: N
 
 
 def l2_normalize(x, *, eps: float = NORM_EPS):
@@ -103,17 +104,24 @@ def maybe_normalize_backward(dz, cache):
     return dz if cache is None else l2_normalize_backward(dz, cache)
 
 
-def reduce(values, reduction: str):
-    """Apply ``reduction`` in {"mean", "sum", "none"} to per-sample ``values`` (N,)."""
+def reduce(values, reduction: str, *, count: int | None = None):
+    """Apply ``reduction`` in {"mean", "sum", "none"} to per-sample ``values`` (N,).
+
+    ``count``: what "mean" divides by, when ``values`` are part of a larger
+    batch (the anchors of one process, whose means over a partition add up to
+    the batch mean); default N.
+    """
     check_choice("reduction", reduction, REDUCTIONS)
     xp = backend.namespace(values)
     if reduction == "none":
         out = values
     elif reduction == "sum":
         out = xp.sum(values)
-    else:
+    elif count is None:
         out = xp.mean(values)
-    return out, ReduceCache(reduction, values)
+    else:
+        out = xp.sum(values) / count
+    return out, ReduceCache(reduction, values, count)
 
 
 def reduce_backward(dout, cache: ReduceCache):
@@ -124,9 +132,11 @@ def reduce_backward(dout, cache: ReduceCache):
     if reduction == "none":
         return check_dout(dout, values, shape)
     dout = check_dout(dout, values, ())
-    n = 1
-    for s in shape:
-        n *= s
+    n = cache.count
+    if n is None:
+        n = 1
+        for s in shape:
+            n *= s
     scale = 1.0 if reduction == "sum" else 1.0 / n
     return xp.broadcast_to(dout * scale, shape)
 

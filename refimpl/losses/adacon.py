@@ -28,14 +28,19 @@ Memory (:func:`forward`): the logits are built in one (M, M) buffer (margin,
 then + cosine, a product of the same size that lives only while it is added,
 then * s, then their shifted exponentials in place) that backward keeps; the
 sums over positives use sorted label groups, O(M D), so no (M, M) positive mask
-exists. Read :func:`forward_naive` first: Eq. 4-6 with (M, M) masks, one screen.
+exists. With ``block_size`` the two-pass form of :mod:`refimpl.losses._blocked`
+holds a few (block_size, M) arrays instead, and ``anchors`` gives one process's
+share of a data-parallel loss. Read :func:`forward_naive` first: Eq. 4-6 with
+(M, M) masks, one screen.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
+from . import _blocked
 from ._common import (REDUCTIONS, VARIANTS, check_official, check_two_views, exp_without_self,
                       matmul_transposed, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
@@ -129,7 +134,7 @@ class Cache(NamedTuple):
 
 
 def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduction="mean",
-            normalize=True):
+            normalize=True, block_size=None, anchors=None):
     """AdaCon loss (Eq. 6) of embeddings ``z`` with continuous labels ``y``.
 
     .. math::
@@ -189,10 +194,22 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
         "none" returns the (M,) per-anchor losses.
     normalize : bool
         L2-normalise the rows of ``z`` inside (floor 1e-12 on the norm).
+    block_size : int > 0, optional
+        None: the dense form (one (M, M) buffer, cached). An int: the
+        two-pass blocked form of :mod:`refimpl.losses._blocked` (forward keeps
+        each anchor's log-sum-exp, backward recomputes the logit blocks from
+        ``zn`` and the ECDF counts), a few (block_size, M) arrays at once, a
+        cache of O(M x D); equal to the dense form up to rounding.
+    anchors : int array (A,), optional
+        Distinct row indices: the loss of those anchors only against the whole
+        batch (the ECDF too is the whole batch's or the population's), the
+        gradient with respect to all of ``z``; "none" (A,), "sum", or "mean" =
+        their sum divided by M, so that a partition of ``range(M)`` adds up to
+        the full loss and gradient (one process of a data-parallel run).
 
     Returns
     -------
-    loss : array, scalar or (M,)
+    loss : array, scalar or (M,) ((A,) with ``anchors``)
     cache : for :func:`backward`
 
     Examples
@@ -209,11 +226,22 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     >>> (dz,) = backward(1.0, cache)
     >>> dz.round(4).tolist()
     [[0.0, -0.153], [-0.4333, 0.5777], [0.3063, 0.0], [0.2103, 0.1577]]
+    >>> first, cache_0 = forward(z, y, scale=2.0, anchors=np.array([0, 2]))
+    >>> rest, cache_1 = forward(z, y, scale=2.0, anchors=np.array([1, 3]), block_size=1)
+    >>> round(float(first), 4), round(float(rest), 4), round(float(first + rest), 4)
+    (0.173, 0.3655, 0.5385)
+    >>> (backward(1.0, cache_0)[0] + backward(1.0, cache_1)[0]).round(4).tolist()
+    [[0.0, -0.153], [-0.4333, 0.5777], [0.3063, 0.0], [0.2103, 0.1577]]
     """
-    xp = namespace(z=z, y=y, population=population)
+    xp = namespace(z=z, y=y, population=population, anchors=anchors)
     scale, keys, pop_keys = _check(z, y, scale, population, bucket, variant, reduction, normalize)
+    block_size = _blocked.check_block_size(block_size)
+    index = None if anchors is None else _blocked.anchor_index(anchors, z)
     counts = xp.astype(_counts(keys, pop_keys, variant), z.dtype)
     zn, norm_cache = maybe_normalize(z, normalize)
+    if block_size is not None or index is not None:
+        return _forward_blocked(zn, norm_cache, keys, counts, pop_keys.shape[0], scale, reduction, block_size,
+                                index)
 
     # One (M, M) buffer, built in place: margin, + cosine, * s, then its shifted exp over a != i.
     logits = _margin_from_counts(counts, pop_keys.shape[0])
@@ -245,6 +273,8 @@ def backward(dout, cache: Cache):
     row weights inside two (M, M) @ (M, D) products; the positive terms use
     group sums.
     """
+    if isinstance(cache, BlockedCache):
+        return _backward_blocked(dout, cache)
     exp, zn = cache.exp, cache.zn
     xp = backend.namespace(exp)
     g = reduce_backward(dout, cache.reduction)  # (M,)
@@ -259,6 +289,48 @@ def backward(dout, cache: Cache):
     dzn -= k * others[:, :d] + others[:, d:]
     dzn *= cache.scale
     return (maybe_normalize_backward(dzn, cache.norm),)
+
+
+class BlockedCache(NamedTuple):
+    """What :func:`backward` needs from the blocked :func:`forward` (``block_size`` or ``anchors``): O(M x D)."""
+
+    blocks: _blocked.Cache
+    norm: object
+    reduction: tuple
+
+
+def _forward_blocked(zn, norm_cache, keys, counts, n, scale, reduction, block_size, index):
+    """:func:`forward` in blocks of anchors: Eq. 14 as ``l_i = c_i LSE_i - sum_p S_ip / |P(i)|``
+    (:mod:`refimpl.losses._blocked`, ``c_i`` = 1 with positives, else 0), each block of logits
+    ``s (cos + d)`` rebuilt from ``zn`` and the ECDF counts."""
+    xp = backend.namespace(zn)
+    index = _blocked.anchor_index(None, zn) if index is None else index
+    block_size = index.shape[0] if block_size is None else block_size
+    groups = _groups(keys)
+    n_pos = xp.astype(groups.stop - groups.start, zn.dtype) - 1  # (M,) |P(i)|
+    pos_weight = xp.where(n_pos > 0, 1 / xp.where(n_pos > 0, n_pos, xp.ones_like(n_pos)),
+                          xp.zeros_like(n_pos))  # (M,) 1 / |P(i)|, 0 without positives
+    build = partial(_block_logits_and_weights, zn=zn, keys=keys, counts=counts, n=n, scale=scale,
+                    pos_weight=pos_weight)
+    per_anchor, blocks = _blocked.forward(build, zn, index, block_size, scale)
+    loss, reduce_cache = reduce(per_anchor, reduction, count=zn.shape[0])
+    return loss, BlockedCache(blocks, norm_cache, reduce_cache)
+
+
+def _backward_blocked(dout, cache: BlockedCache):
+    g = reduce_backward(dout, cache.reduction)  # (A,), dout checked; anchors without positives have P = 0
+    return (maybe_normalize_backward(_blocked.backward(g, cache.blocks), cache.norm),)
+
+
+def _block_logits_and_weights(idx, is_self, *, zn, keys, counts, n, scale, pos_weight):
+    """Logits ``s (cos_ia + d_ia)`` and weights ``[a in P(i)] / |P(i)|`` (B, M) of the anchors ``idx``:
+    the ``build`` of :func:`refimpl.losses._blocked.forward`, built as :func:`forward` builds its buffer."""
+    xp = backend.namespace(zn)
+    logits = _margin_from_counts(counts, n, xp.take(counts, idx))  # (B, M) d_ia
+    logits += matmul_transposed(xp.take(zn, idx, axis=0), zn)  # (B, D) @ (D, M): cos
+    logits *= scale
+    positive = xp.logical_not(is_self) & (xp.take(keys, idx)[:, None] == keys[None, :])  # (B, M) P(i)
+    return logits, xp.astype(positive, zn.dtype) * xp.take(pos_weight, idx)[:, None]
 
 
 def _labels(name, y):
@@ -356,10 +428,12 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
     return _counts(keys, pop_keys, kind) / pop_keys.shape[0]
 
 
-def _margin_from_counts(counts, n):
-    """``d_ia = 2 |c_i - c_a| / n`` as a fresh (M, M) array (counts ``c = n F``)."""
+def _margin_from_counts(counts, n, anchor_counts=None):
+    """``d_ia = 2 |c_i - c_a| / n`` as a fresh (M, M) array (counts ``c = n F``); (B, M) for the
+    ``anchor_counts`` (B,) of some anchors."""
     xp = backend.namespace(counts)
-    d = xp.abs(counts[:, None] - counts[None, :])  # (M, 1) - (1, M) -> (M, M)
+    anchor_counts = counts if anchor_counts is None else anchor_counts
+    d = xp.abs(anchor_counts[:, None] - counts[None, :])  # (M, 1) - (1, M) -> (M, M)
     d *= 2.0 / n
     return d
 

@@ -8,14 +8,19 @@ as labels it is SimCLR's NT-Xent. :mod:`refimpl.losses.supcon` exposes the
 last two under their own names.
 
 Read :func:`forward_naive` first (Eq. 4 with (M, M) masks, one screen); :func:`forward`
-is the fast form the project calls, each of its tricks in a named helper.
+is the fast form the project calls, each of its tricks in a named helper. Its
+``block_size`` (two passes over blocks of anchors, O(block x M) memory) and
+``anchors`` (one process of a data-parallel run) are in :func:`_forward_blocked`
+and :mod:`refimpl.losses._blocked`.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 from .. import _ops, backend
 from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
+from . import _blocked
 from ._common import (REDUCTIONS, VARIANTS, check_official, check_two_views, exp_without_self, fill_diagonal,
                       matmul_transposed, maybe_normalize, off_diagonal,
                       maybe_normalize_backward, reduce, reduce_backward)
@@ -114,7 +119,7 @@ class Cache(NamedTuple):
 
 
 def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE, variant="paper",
-            reduction="mean", normalize=True):
+            reduction="mean", normalize=True, block_size=None, anchors=None):
     """WSP loss: kernel-weighted log-probabilities of the positives of each anchor.
 
     With similarities :math:`s_{tj} = z_t^\\top z_j / \\tau` (rows L2-normalised
@@ -188,10 +193,26 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
         "none" returns the M per-anchor losses; "official" takes "mean" only.
     normalize : bool
         L2-normalise the rows of ``z`` inside the loss (always, for "official").
+    block_size : int > 0, optional
+        None: the dense form below, two (M, M) arrays. An int: the two-pass
+        blocked form of :mod:`refimpl.losses._blocked` (forward keeps each
+        anchor's log-sum-exp and weight total, backward recomputes the
+        similarity blocks), at most a few (block_size, M) arrays at once and
+        a cache of O(M x D); equal to the dense form up to rounding. The
+        official variant's column totals ``sum_k w_jk`` take one more pass over
+        the weight blocks.
+    anchors : int array (A,), optional
+        Distinct row indices: the loss of those anchors only, against the
+        whole batch (one process of a data-parallel run); ``backward`` returns
+        the gradient with respect to all of ``z``. "none" gives (A,), "sum"
+        their sum, "mean" their sum divided by M (the whole batch), so that
+        over a partition of ``range(M)`` losses and gradients add up to the
+        full ones. Computed in blocks of ``block_size`` (default: all A at
+        once, (A, M) arrays).
 
     Returns
     -------
-    loss : array, () or (M,)
+    loss : array, () or (M,) ((A,) with ``anchors``)
     cache : tuple for :func:`backward`
 
     Examples
@@ -210,10 +231,21 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     [0.6591, 0.7295, 0.6487, 0.2547, 0.0]
     >>> backward(1.0, cache)[0].shape
     (5, 2)
+    >>> blocked, _ = forward(z, labels=labels, depth=depth, sigma=0.1, temperature=0.5, block_size=2)
+    >>> round(float(blocked), 4)  # the same loss, never more than (2, 5) arrays
+    0.7636
+    >>> parts = [forward(z, labels=labels, depth=depth, sigma=0.1, temperature=0.5,
+    ...                  anchors=np.array(a))[0] for a in ([0, 3], [1, 2, 4])]
+    >>> round(float(parts[0]), 4), round(float(parts[1]), 4), round(float(sum(parts)), 4)
+    (0.1828, 0.5809, 0.7636)
     """
-    xp = namespace(z=z, labels=labels, depth=depth)
+    xp = namespace(z=z, labels=labels, depth=depth, anchors=anchors)
     tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
+    block_size = _blocked.check_block_size(block_size)
+    index = None if anchors is None else _blocked.anchor_index(anchors, z)
     zn, norm_cache = maybe_normalize(z, normalize)
+    if block_size is not None or index is not None:
+        return _forward_blocked(zn, norm_cache, labels, depth, sigma, tau, variant, reduction, block_size, index)
     # memory: at most two (M, M) float arrays live at once (w and sim, which becomes exp, then
     # dlogits), one cached
     w = _weights(zn, labels, depth, sigma, variant)  # (M, M)
@@ -235,11 +267,83 @@ def backward(dout, cache: Cache):
     ``ds_tj = g_t D_tj`` and, as ``s = z z^T / tau``,
     ``dz = (G + G^T) z / tau = (g * (D z) + D^T (g * z)) / tau`` (no (M, M) temporary).
     """
+    if isinstance(cache, BlockedCache):
+        return _backward_blocked(dout, cache)
     dlogits, zn = cache.dlogits, cache.zn
     xp = backend.namespace(zn)
     g = (reduce_backward(dout, cache.reduction) * cache.scale)[:, None]  # (M, 1)
     dzn = (g * (dlogits @ zn) + xp.permute_dims(dlogits, (1, 0)) @ (g * zn)) / cache.temperature  # (M, D)
     return (maybe_normalize_backward(dzn, cache.norm),)
+
+
+class BlockedCache(NamedTuple):
+    """What :func:`backward` needs from the blocked :func:`forward` (``block_size`` or ``anchors``): O(M x D)."""
+
+    blocks: _blocked.Cache
+    scale: float
+    norm: object
+    reduction: tuple
+
+
+def _forward_blocked(zn, norm_cache, labels, depth, sigma, tau, variant, reduction, block_size, index):
+    """:func:`forward` in blocks of anchors: Eq. 4 as ``l_t = c_t LSE_t - sum_i w~_ti s_ti``
+    (:mod:`refimpl.losses._blocked`), the weights of each block rebuilt from O(M) arrays."""
+    xp = backend.namespace(zn)
+    m = zn.shape[0]
+    index = _blocked.anchor_index(None, zn) if index is None else index
+    block_size = index.shape[0] if block_size is None else block_size
+    d = None if depth is None else xp.astype(depth, zn.dtype)
+    log_max = None if d is None else _log_kernel_max(d, labels, sigma)  # O(M log M), as the dense form
+    raw = partial(_block_kernel, labels=labels, depth=d, sigma=sigma, log_max=log_max, dtype=zn.dtype)
+    column_total = _column_totals(raw, zn, block_size) if variant == "official" else None
+    build = partial(_block_similarities_and_weights, zn=zn, tau=tau, raw=raw, column_total=column_total)
+    per_anchor, blocks = _blocked.forward(build, zn, index, block_size, 1.0 / tau)
+    loss, reduce_cache = reduce(per_anchor, reduction, count=m)
+    scale = 2.0 if variant == "official" else 1.0  # the code's -(1/N) sum over 2N anchors
+    return loss * scale, BlockedCache(blocks, scale, norm_cache, reduce_cache)
+
+
+def _backward_blocked(dout, cache: BlockedCache):
+    g = reduce_backward(dout, cache.reduction) * cache.scale  # (A,) dL/dl_t, dout checked
+    return (maybe_normalize_backward(_blocked.backward(g, cache.blocks), cache.norm),)
+
+
+def _block_kernel(idx, is_self, *, labels, depth, sigma, log_max, dtype):
+    """Unnormalised kernel weights ``w_ti`` (B, M) of the anchors ``idx`` (B,), shifted as :func:`_weights`
+    (by the anchor's row maximum over its positives), 0 where ``is_self``."""
+    xp = backend.namespace(is_self)
+    others = xp.logical_not(is_self)
+    if labels is not None:
+        others = others & (xp.take(labels, idx)[:, None] == labels[None, :])  # Dirac kernel
+    if depth is None:
+        return xp.astype(others, dtype)
+    log_kernel = xp.take(depth, idx)[:, None] - depth[None, :]  # (B, M) d_t - d_i, in place below
+    log_kernel *= log_kernel
+    log_kernel *= -0.5 / sigma**2
+    log_kernel -= xp.take(log_max, idx)[:, None]
+    return _ops.exp_where(log_kernel, others)
+
+
+def _column_totals(raw, zn, block_size):
+    """``sum_k w_jk`` for every row ``j`` (M,), one block of rows at a time: the official variant
+    divides column ``j`` by it (its weights are symmetric, so the column total is row ``j``'s)."""
+    xp = backend.namespace(zn)
+    return xp.concat([xp.sum(raw(idx, _blocked.self_columns(idx, zn)), axis=1)
+                      for idx in _blocked.blocks(_blocked.anchor_index(None, zn), block_size)])
+
+
+def _block_similarities_and_weights(idx, is_self, *, zn, tau, raw, column_total):
+    """``s_tj`` and the normalised weights ``w~_tj`` (B, M) of the anchors ``idx``: the
+    ``build`` of :func:`refimpl.losses._blocked.forward`."""
+    xp = backend.namespace(zn)
+    sim = matmul_transposed(xp.take(zn, idx, axis=0) / tau, zn)  # (B, D) @ (D, M)
+    w = raw(idx, is_self)
+    if column_total is None:  # paper: per anchor, 0 without positives
+        total = xp.sum(w, axis=1)
+        w /= xp.where(total > 0, total, xp.ones_like(total))[:, None]
+    else:  # official: the code's broadcast, column j over the row sum of j
+        w /= column_total[None, :]
+    return sim, w
 
 
 def _dlogits_over_exp(exp, row_scale, w):

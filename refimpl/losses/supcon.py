@@ -22,7 +22,7 @@ class Cache(NamedTuple):
 
 
 def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction="mean",
-            normalize=True):
+            normalize=True, block_size=None, anchors=None):
     """Supervised contrastive loss (Khosla et al., NeurIPS 2020, Eq. 2, "L_out").
 
     .. math::
@@ -41,7 +41,10 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
     taken over ``j != t`` here (see :func:`kernel.forward`). Unlike that code,
     rows are L2-normalised inside unless ``normalize=False``.
 
-    ``labels=None`` gives SimCLR (see :func:`ntxent_forward`).
+    ``labels=None`` gives SimCLR (see :func:`ntxent_forward`). ``block_size``
+    (memory-bounded two-pass form) and ``anchors`` (the loss of some anchors
+    against the whole batch, one process of a data-parallel run) are those of
+    :func:`refimpl.losses.kernel.forward`.
 
     Shapes: ``z`` (M, D), rows stacked view-major when there are several views;
     ``labels`` (M,). Returns ``(loss, cache)``.
@@ -59,7 +62,7 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
     if labels is None:
         labels = _pair_ids(z)
     loss, cache = kernel.forward(z, labels=labels, temperature=temperature, reduction=reduction,
-                                 normalize=normalize)
+                                 normalize=normalize, block_size=block_size, anchors=anchors)
     return loss * factor, Cache(cache, factor)
 
 
@@ -69,7 +72,7 @@ def backward(dout, cache: Cache):
     return (dz * cache.factor,)
 
 
-def ntxent_forward(z, *, temperature=0.1, reduction="mean", normalize=True):
+def ntxent_forward(z, *, temperature=0.1, reduction="mean", normalize=True, block_size=None, anchors=None):
     """SimCLR's NT-Xent (Chen et al., ICML 2020, Eq. 1): two views, the other view is the positive.
 
     .. math::
@@ -80,6 +83,7 @@ def ntxent_forward(z, *, temperature=0.1, reduction="mean", normalize=True):
     views of sample ``t``); ``"mean"`` is SimCLR's average over the 2N anchors.
     WSP Eq. 4 with sample ids ``t mod N`` as labels. The NTXenLoss of the WSP
     and y-Aware repositories returns twice this mean (``loss_i + loss_j``).
+    ``block_size`` and ``anchors`` as in :func:`refimpl.losses.kernel.forward`.
 
     >>> import numpy as np
     >>> z = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [-0.6, 0.8]])
@@ -88,7 +92,7 @@ def ntxent_forward(z, *, temperature=0.1, reduction="mean", normalize=True):
     0.4302
     """
     return forward(z, labels=None, temperature=temperature, reduction=reduction,
-                   normalize=normalize)
+                   normalize=normalize, block_size=block_size, anchors=anchors)
 
 
 ntxent_backward = backward
