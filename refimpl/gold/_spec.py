@@ -19,8 +19,9 @@ import numpy as np
 #: roles of the arrays of a case; the first four are what an implementation is given.
 GIVEN_ROLES = ("input", "param", "state", "dout")
 ROLES = GIVEN_ROLES + ("output", "grad")
-#: keyword arguments of refimpl's functions that do not change the numbers.
-_IGNORED = ("input_grad",)
+#: keyword arguments of refimpl's functions that do not change the function computed: the
+#: gradients skipped, or how it is computed (conv2d's algorithm: the gold uses the default, im2col).
+_IGNORED = ("input_grad", "algorithm")
 
 
 @dataclasses.dataclass(frozen=True)
