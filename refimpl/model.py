@@ -135,9 +135,21 @@ class Layer:
         return {name: d for name, d in zip(self.params, dparams) if name in shapes}, dx
 
 
+#: the values of ``Conv2d(algorithm=...)``: conv2d's algorithms, or "auto" (see :class:`Conv2d`)
+CONV_ALGORITHMS = ("auto",) + conv2d.ALGORITHMS
+
+
 @dataclasses.dataclass(frozen=True)
 class Conv2d(Layer):
-    """2-D cross-correlation (:mod:`refimpl.layers.conv2d`), square kernel; params ``w``, ``b``."""
+    """2-D cross-correlation (:mod:`refimpl.layers.conv2d`), square kernel; params ``w``, ``b``.
+
+    ``algorithm`` is passed to :func:`refimpl.layers.conv2d.forward`: "im2col",
+    "fft", or "auto" (the default), which picks per call what ``refimpl bench
+    tinynet --algorithm`` measured faster: "fft" on the CPU (NumPy and other
+    non-CuPy namespaces) for layers with several input channels and kernels of
+    at least 3x3, "im2col" otherwise (one input channel, 1x1 kernels, CuPy).
+    The algorithms agree to float rounding.
+    """
 
     in_channels: int
     out_channels: int
@@ -145,13 +157,26 @@ class Conv2d(Layer):
     stride: int = 1
     padding: int = 0
     bias: bool = True
+    algorithm: str = "auto"
 
     module = conv2d
     params = ("w", "b")
     takes_input_grad = True
 
-    def options(self, train):
-        return {"stride": self.stride, "padding": self.padding}
+    def __post_init__(self):
+        _validate.check_choice("algorithm", self.algorithm, CONV_ALGORITHMS)
+
+    def algorithm_for(self, x) -> str:
+        """The algorithm for input ``x``: ``algorithm`` itself, or what "auto" picks for x's backend."""
+        if self.algorithm != "auto":
+            return self.algorithm
+        on_cpu = backend.namespace(x).__name__ != "cupy"
+        return "fft" if on_cpu and self.in_channels > 1 and self.kernel_size >= 3 else "im2col"
+
+    def forward(self, params, x, *, train, state=None, input_grad=True):
+        _validate.check_bool("input_grad", input_grad)
+        return conv2d.forward(x, params.get("w"), params.get("b"), stride=self.stride, padding=self.padding,
+                              input_grad=input_grad, algorithm=self.algorithm_for(x))
 
     def param_shapes(self):
         k = self.kernel_size
@@ -365,7 +390,7 @@ class Sequential(Layer):
 
 
 def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size: int = 5,
-            batchnorm: bool = False, pool_last: bool = True) -> Sequential:
+            batchnorm: bool = False, pool_last: bool = True, algorithm: str = "auto") -> Sequential:
     """TinyNet, the small encoder of WSP (Sarfati et al., MICCAI 2023, Sec. 3.2, Fig. 3).
 
     Five stages ``conv{i} -> [bn{i}] -> relu{i} -> pool{i}`` (max pool 2x2,
@@ -387,6 +412,9 @@ def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size:
     cannot take 64x64 inputs; batch norm (off by default, as in the authors'
     code) goes between each convolution and its ReLU, and then the
     convolution drops its bias (batch norm's ``beta`` replaces it).
+    ``algorithm`` is every convolution's :class:`Conv2d` algorithm ("auto":
+    im2col for conv1, with its single input channel, FFT for the others on
+    the CPU).
 
     >>> net = tinynet()
     >>> sum(math.prod(s) for s in net.param_shapes().values())
@@ -395,7 +423,7 @@ def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size:
     layers = []
     for i, (c_in, c_out) in enumerate(zip((in_channels,) + tuple(widths[:-1]), widths), start=1):
         layers.append((f"conv{i}", Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2,
-                                          bias=not batchnorm)))
+                                          bias=not batchnorm, algorithm=algorithm)))
         if batchnorm:
             layers.append((f"bn{i}", BatchNorm2d(c_out)))
         layers.append((f"relu{i}", ReLU()))
