@@ -48,6 +48,27 @@ def batch_first(a):
     return backend.namespace(a).permute_dims(a, (3, 0, 1, 2))
 
 
+def batch_last_layout(x):
+    """``x`` (N, C, H, W), the same values with memory ordered (C, H, W, N), as the layers here return.
+
+    A :func:`batch_first` view of a new array when ``x`` is laid out otherwise
+    (NumPy, CuPy), ``x`` itself when it already is; other namespaces have no
+    layout to choose and get ``x``. Element-wise steps between two arrays of
+    different layouts read one of them strided: a max-pool backward took 20
+    instead of 6 ms on an FFT convolution's (H, W, C, N) gradient.
+
+    >>> x = np.zeros((2, 3, 4, 5), order="F")
+    >>> y = batch_last_layout(x)
+    >>> y.shape, batch_last(y).flags.c_contiguous, batch_last_layout(y) is y
+    ((2, 3, 4, 5), True, True)
+    """
+    xp = backend.namespace(x)
+    if _kind(xp) == "standard":
+        return x
+    last = batch_last(x)
+    return x if last.flags.c_contiguous else batch_first(xp.ascontiguousarray(last))
+
+
 def window_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Number of window positions along one axis.
 

@@ -94,8 +94,8 @@ class Layer:
     params: tuple = ()
     takes_input_grad = False
 
-    def options(self, train: bool) -> dict:
-        """Keyword arguments of ``module.forward`` besides ``input_grad``."""
+    def options(self, train: bool, x=None) -> dict:
+        """Keyword arguments of ``module.forward`` besides ``input_grad``, for input ``x``."""
         return {}
 
     def param_shapes(self) -> dict:
@@ -124,7 +124,7 @@ class Layer:
             raise ValueError(f"state must hold this layer's {' and '.join(self.state_shapes())} "
                              "(make it with init_state)")
         args = [params.get(name) for name in self.params] + [state[name] for name in self.state_shapes()]
-        options = self.options(train)
+        options = self.options(train, x)
         if self.takes_input_grad:
             options["input_grad"] = input_grad
         return self.module.forward(x, *args, **options)
@@ -173,10 +173,8 @@ class Conv2d(Layer):
         on_cpu = backend.namespace(x).__name__ != "cupy"
         return "fft" if on_cpu and self.in_channels > 1 and self.kernel_size >= 3 else "im2col"
 
-    def forward(self, params, x, *, train, state=None, input_grad=True):
-        _validate.check_bool("input_grad", input_grad)
-        return conv2d.forward(x, params.get("w"), params.get("b"), stride=self.stride, padding=self.padding,
-                              input_grad=input_grad, algorithm=self.algorithm_for(x))
+    def options(self, train, x=None):
+        return {"stride": self.stride, "padding": self.padding, "algorithm": self.algorithm_for(x)}
 
     def param_shapes(self):
         k = self.kernel_size
@@ -233,7 +231,7 @@ class BatchNorm2d(Layer):
     module = batchnorm2d
     params = ("gamma", "beta")
 
-    def options(self, train):
+    def options(self, train, x=None):
         return {"train": train, "momentum": self.momentum, "eps": self.eps}
 
     def param_shapes(self):
@@ -270,7 +268,7 @@ class MaxPool2d(Layer):
 
     module = maxpool2d
 
-    def options(self, train):
+    def options(self, train, x=None):
         return {"kernel_size": self.kernel_size}
 
 
@@ -393,9 +391,14 @@ def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size:
             batchnorm: bool = False, pool_last: bool = True, algorithm: str = "auto") -> Sequential:
     """TinyNet, the small encoder of WSP (Sarfati et al., MICCAI 2023, Sec. 3.2, Fig. 3).
 
-    Five stages ``conv{i} -> [bn{i}] -> relu{i} -> pool{i}`` (max pool 2x2,
+    Five stages ``conv{i} -> [bn{i}] -> pool{i} -> relu{i}`` (max pool 2x2,
     stride 2; the fifth pool only when ``pool_last``), then global average
-    pooling to a ``widths[-1]``-dimensional representation. Shapes: ``x``
+    pooling to a ``widths[-1]``-dimensional representation. Max pooling and
+    ReLU commute, :math:`\\max_i \\max(a_i, 0) = \\max(\\max_i a_i, 0)`, and the
+    gradient reaches the same first maximum of each window either way (a
+    window whose maximum is <= 0 passes none), so the usual ``relu -> pool``
+    order is the same function, outputs and gradients bit for bit; pooling
+    first runs the ReLU on a quarter of the values. Shapes: ``x``
     (N, in_channels, H, W) -> (N, widths[-1]); ``H`` and ``W`` must be
     divisible by 32 (16 without ``pool_last``).
 
@@ -426,9 +429,9 @@ def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size:
                                           bias=not batchnorm, algorithm=algorithm)))
         if batchnorm:
             layers.append((f"bn{i}", BatchNorm2d(c_out)))
-        layers.append((f"relu{i}", ReLU()))
         if i < len(widths) or pool_last:
             layers.append((f"pool{i}", MaxPool2d(2)))
+        layers.append((f"relu{i}", ReLU()))
     layers.append(("gap", GlobalAvgPool()))
     return Sequential(layers)
 
