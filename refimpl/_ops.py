@@ -281,6 +281,8 @@ def rfftn(x, s, axes):
     ``numpy.fft`` on the (L, L, C, N) spectra of :mod:`refimpl.layers._conv2d_fft`
     (L = 36, C = 16, N = 64: 3.1 against 10.5 ms). Same float32 -> complex64 and
     float64 -> complex128 results; every other namespace uses its own ``fft``.
+    SciPy's transforms use ``scipy.fft.set_workers`` threads (1 unless the
+    caller sets it, as ``refimpl bench`` does to its ``--threads``).
 
     >>> rfftn(np.array([[1.0, 2.0], [3.0, 4.0]]), (2, 3), (0, 1)).shape
     (2, 2)
@@ -291,15 +293,19 @@ def rfftn(x, s, axes):
     return xp.fft.rfftn(x, s=s, axes=axes)
 
 
-def irfftn(a, s, axes):
-    """``xp.fft.irfftn(a, s=s, axes=axes)``, the inverse of :func:`rfftn` (SciPy for NumPy arrays, as there).
+def irfftn_(a, s, axes):
+    """``xp.fft.irfftn(a, s=s, axes=axes)``, the inverse of :func:`rfftn`, free to overwrite ``a``.
 
-    >>> irfftn(rfftn(np.array([[1.0, 2.0, 3.0]]), (1, 3), (0, 1)), (1, 3), (0, 1)).round(12).tolist()
+    For spectra the caller owns and drops: on NumPy (SciPy, as :func:`rfftn`)
+    the complex passes run in ``a``'s memory instead of a new array as large,
+    which on this kind of VM costs page faults on every call.
+
+    >>> irfftn_(rfftn(np.array([[1.0, 2.0, 3.0]]), (1, 3), (0, 1)), (1, 3), (0, 1)).round(12).tolist()
     [[1.0, 2.0, 3.0]]
     """
     xp = backend.namespace(a)
     if _kind(xp) == "numpy":
-        return _scipy_fft().irfftn(a, s=s, axes=axes)
+        return _scipy_fft().irfftn(a, s=s, axes=axes, overwrite_x=True)
     return xp.fft.irfftn(a, s=s, axes=axes)
 
 

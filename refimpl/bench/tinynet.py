@@ -184,6 +184,8 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     """Run the benchmark; 0 on success, 2 without torch."""
+    import scipy.fft
+
     try:
         import torch
     except ImportError:
@@ -196,24 +198,26 @@ def main(args) -> int:
     how = _timing.limit_threads(args.threads)
     torch.set_num_threads(args.threads)
     machine = _timing.machine()
-    print(f"threads: {how}; torch {torch.__version__} on {torch.get_num_threads()} threads")
+    print(f"threads: {how}; scipy.fft workers={args.threads}; torch {torch.__version__} on "
+          f"{torch.get_num_threads()} threads")
     print(_timing.describe(machine))
     print(f"{args.rounds} rounds, {args.pause} s pause before every call; ratio = median of per-round "
           "ratios refimpl / torch [range]")
     print(f"one training step: TinyNet + head + SupCon, batch {args.batch} x 1 x {args.size} x {args.size}")
     rows = []
-    for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
-        row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
-                  pause=args.pause, profile=args.profile, algorithm=algorithm)
-        rows.append(row)
-        print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
-              f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
-              f"torch {row['torch_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f} "
-              f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
-        if args.profile:
-            print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
-            _print_profile(row["refimpl_layers"])
-            print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
+    with scipy.fft.set_workers(args.threads):  # refimpl's FFT convolutions: as many threads as BLAS
+        for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
+            row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
+                      pause=args.pause, profile=args.profile, algorithm=algorithm)
+            rows.append(row)
+            print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
+                  f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
+                  f"torch {row['torch_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f} "
+                  f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
+            if args.profile:
+                print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
+                _print_profile(row["refimpl_layers"])
+                print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": how, "machine": machine, "load_after": _timing.machine()["load_1min"],

@@ -164,7 +164,7 @@ def filter_gradient(dw_spectrum, lengths, kernel, padding: int):
 
 def _image(xp, spectrum, lengths, rows, columns):
     """(LH, LW//2+1, K, N) spectrum -> (N, K, rows, columns): its inverse rfft, cropped, batch last in memory."""
-    image = _ops.irfftn(spectrum, lengths, (0, 1))[rows, columns, ...]  # (rows, columns, K, N)
+    image = _ops.irfftn_(spectrum, lengths, (0, 1))[rows, columns, ...]  # (rows, columns, K, N); spectrum spent
     return _ops.batch_last_layout(xp.permute_dims(image, (3, 2, 0, 1)))
 
 
