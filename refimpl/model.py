@@ -145,10 +145,14 @@ class Conv2d(Layer):
 
     ``algorithm`` is passed to :func:`refimpl.layers.conv2d.forward`: "im2col",
     "fft", or "auto" (the default), which picks per call what ``refimpl bench
-    tinynet --algorithm`` measured faster: "fft" on the CPU (NumPy and other
-    non-CuPy namespaces) for layers with several input channels and kernels of
-    at least 3x3, "im2col" otherwise (one input channel, 1x1 kernels, CuPy).
-    The algorithms agree to float rounding.
+    tinynet --algorithms`` and the per-layer timings measured faster: "fft" on
+    the CPU (NumPy and other non-CuPy namespaces) for layers with several input
+    channels and kernels of at least 5x5 (TinyNet's conv2-conv5: 1.8-3.3x
+    faster than im2col, forward and backward, on one thread), "im2col"
+    otherwise: one input channel (conv1: its FFTs cost more than its GEMM with
+    inner dimension 25), 3x3 kernels (im2col faster on TinyNet's conv2, FFT
+    1.2-1.5x on conv3-conv5 on one thread: too close to call on two), CuPy
+    (not measured). The algorithms agree to float rounding.
     """
 
     in_channels: int
@@ -171,7 +175,7 @@ class Conv2d(Layer):
         if self.algorithm != "auto":
             return self.algorithm
         on_cpu = backend.namespace(x).__name__ != "cupy"
-        return "fft" if on_cpu and self.in_channels > 1 and self.kernel_size >= 3 else "im2col"
+        return "fft" if on_cpu and self.in_channels > 1 and self.kernel_size >= 5 else "im2col"
 
     def options(self, train, x=None):
         return {"stride": self.stride, "padding": self.padding, "algorithm": self.algorithm_for(x)}
@@ -416,8 +420,8 @@ def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size:
     code) goes between each convolution and its ReLU, and then the
     convolution drops its bias (batch norm's ``beta`` replaces it).
     ``algorithm`` is every convolution's :class:`Conv2d` algorithm ("auto":
-    im2col for conv1, with its single input channel, FFT for the others on
-    the CPU).
+    with 5x5 kernels on the CPU, im2col for conv1, with its single input
+    channel, and FFT for the others; im2col for 3x3 kernels).
 
     >>> net = tinynet()
     >>> sum(math.prod(s) for s in net.param_shapes().values())

@@ -474,12 +474,13 @@ def test_check_finite_names_the_first_layer_that_overflows():
 # ------------------------------------------------------------------ convolution algorithms, pool before ReLU
 
 
-def test_auto_picks_im2col_for_one_input_channel_or_1x1_and_fft_otherwise_on_the_cpu(xpd):
+def test_auto_picks_fft_for_several_channels_and_5x5_kernels_on_the_cpu_and_im2col_otherwise(xpd):
     x = xpd.put(_image((1, 2, 4, 4)))
     assert model.Conv2d(1, 4, 5).algorithm_for(x) == "im2col"
-    assert model.Conv2d(2, 4, 1).algorithm_for(x) == "im2col"
-    assert model.Conv2d(2, 4, 3).algorithm_for(x) == ("im2col" if xpd.name == "cupy" else "fft")
-    assert model.Conv2d(2, 4, 3, algorithm="im2col").algorithm_for(x) == "im2col"
+    assert model.Conv2d(2, 4, 3).algorithm_for(x) == "im2col"
+    assert model.Conv2d(2, 4, 5).algorithm_for(x) == ("im2col" if xpd.name == "cupy" else "fft")
+    assert model.Conv2d(2, 4, 7, algorithm="im2col").algorithm_for(x) == "im2col"
+    assert model.Conv2d(1, 4, 3, algorithm="fft").algorithm_for(x) == "fft"
     assert [layer.algorithm for name, layer in model.tinynet(algorithm="fft").layers if name.startswith("conv")] \
         == ["fft"] * 5
 
