@@ -94,8 +94,8 @@ class Layer:
     params: tuple = ()
     takes_input_grad = False
 
-    def options(self, train: bool) -> dict:
-        """Keyword arguments of ``module.forward`` besides ``input_grad``."""
+    def options(self, train: bool, x=None) -> dict:
+        """Keyword arguments of ``module.forward`` besides ``input_grad``, for input ``x``."""
         return {}
 
     def param_shapes(self) -> dict:
@@ -124,7 +124,7 @@ class Layer:
             raise ValueError(f"state must hold this layer's {' and '.join(self.state_shapes())} "
                              "(make it with init_state)")
         args = [params.get(name) for name in self.params] + [state[name] for name in self.state_shapes()]
-        options = self.options(train)
+        options = self.options(train, x)
         if self.takes_input_grad:
             options["input_grad"] = input_grad
         return self.module.forward(x, *args, **options)
@@ -135,9 +135,25 @@ class Layer:
         return {name: d for name, d in zip(self.params, dparams) if name in shapes}, dx
 
 
+#: the values of ``Conv2d(algorithm=...)``: conv2d's algorithms, or "auto" (see :class:`Conv2d`)
+CONV_ALGORITHMS = ("auto",) + conv2d.ALGORITHMS
+
+
 @dataclasses.dataclass(frozen=True)
 class Conv2d(Layer):
-    """2-D cross-correlation (:mod:`refimpl.layers.conv2d`), square kernel; params ``w``, ``b``."""
+    """2-D cross-correlation (:mod:`refimpl.layers.conv2d`), square kernel; params ``w``, ``b``.
+
+    ``algorithm`` is passed to :func:`refimpl.layers.conv2d.forward`: "im2col",
+    "fft", or "auto" (the default), which picks per call what ``refimpl bench
+    tinynet --algorithms`` and the per-layer timings measured faster: "fft" on
+    the CPU (NumPy and other non-CuPy namespaces) for layers with several input
+    channels and kernels of at least 5x5 (TinyNet's conv2-conv5: 1.8-3.3x
+    faster than im2col, forward and backward, on one thread), "im2col"
+    otherwise: one input channel (conv1: its FFTs cost more than its GEMM with
+    inner dimension 25), 3x3 kernels (im2col faster on TinyNet's conv2, FFT
+    1.2-1.5x on conv3-conv5 on one thread: too close to call on two), CuPy
+    (not measured). The algorithms agree to float rounding.
+    """
 
     in_channels: int
     out_channels: int
@@ -145,13 +161,24 @@ class Conv2d(Layer):
     stride: int = 1
     padding: int = 0
     bias: bool = True
+    algorithm: str = "auto"
 
     module = conv2d
     params = ("w", "b")
     takes_input_grad = True
 
-    def options(self, train):
-        return {"stride": self.stride, "padding": self.padding}
+    def __post_init__(self):
+        _validate.check_choice("algorithm", self.algorithm, CONV_ALGORITHMS)
+
+    def algorithm_for(self, x) -> str:
+        """The algorithm for input ``x``: ``algorithm`` itself, or what "auto" picks for x's backend."""
+        if self.algorithm != "auto":
+            return self.algorithm
+        on_cpu = backend.namespace(x).__name__ != "cupy"
+        return "fft" if on_cpu and self.in_channels > 1 and self.kernel_size >= 5 else "im2col"
+
+    def options(self, train, x=None):
+        return {"stride": self.stride, "padding": self.padding, "algorithm": self.algorithm_for(x)}
 
     def param_shapes(self):
         k = self.kernel_size
@@ -208,7 +235,7 @@ class BatchNorm2d(Layer):
     module = batchnorm2d
     params = ("gamma", "beta")
 
-    def options(self, train):
+    def options(self, train, x=None):
         return {"train": train, "momentum": self.momentum, "eps": self.eps}
 
     def param_shapes(self):
@@ -245,7 +272,7 @@ class MaxPool2d(Layer):
 
     module = maxpool2d
 
-    def options(self, train):
+    def options(self, train, x=None):
         return {"kernel_size": self.kernel_size}
 
 
@@ -365,12 +392,17 @@ class Sequential(Layer):
 
 
 def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size: int = 5,
-            batchnorm: bool = False, pool_last: bool = True) -> Sequential:
+            batchnorm: bool = False, pool_last: bool = True, algorithm: str = "auto") -> Sequential:
     """TinyNet, the small encoder of WSP (Sarfati et al., MICCAI 2023, Sec. 3.2, Fig. 3).
 
-    Five stages ``conv{i} -> [bn{i}] -> relu{i} -> pool{i}`` (max pool 2x2,
+    Five stages ``conv{i} -> [bn{i}] -> pool{i} -> relu{i}`` (max pool 2x2,
     stride 2; the fifth pool only when ``pool_last``), then global average
-    pooling to a ``widths[-1]``-dimensional representation. Shapes: ``x``
+    pooling to a ``widths[-1]``-dimensional representation. Max pooling and
+    ReLU commute, :math:`\\max_i \\max(a_i, 0) = \\max(\\max_i a_i, 0)`, and the
+    gradient reaches the same first maximum of each window either way (a
+    window whose maximum is <= 0 passes none), so the usual ``relu -> pool``
+    order is the same function, outputs and gradients bit for bit; pooling
+    first runs the ReLU on a quarter of the values. Shapes: ``x``
     (N, in_channels, H, W) -> (N, widths[-1]); ``H`` and ``W`` must be
     divisible by 32 (16 without ``pool_last``).
 
@@ -387,6 +419,9 @@ def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size:
     cannot take 64x64 inputs; batch norm (off by default, as in the authors'
     code) goes between each convolution and its ReLU, and then the
     convolution drops its bias (batch norm's ``beta`` replaces it).
+    ``algorithm`` is every convolution's :class:`Conv2d` algorithm ("auto":
+    with 5x5 kernels on the CPU, im2col for conv1, with its single input
+    channel, and FFT for the others; im2col for 3x3 kernels).
 
     >>> net = tinynet()
     >>> sum(math.prod(s) for s in net.param_shapes().values())
@@ -395,12 +430,12 @@ def tinynet(in_channels: int = 1, *, widths=(16, 32, 64, 128, 256), kernel_size:
     layers = []
     for i, (c_in, c_out) in enumerate(zip((in_channels,) + tuple(widths[:-1]), widths), start=1):
         layers.append((f"conv{i}", Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2,
-                                          bias=not batchnorm)))
+                                          bias=not batchnorm, algorithm=algorithm)))
         if batchnorm:
             layers.append((f"bn{i}", BatchNorm2d(c_out)))
-        layers.append((f"relu{i}", ReLU()))
         if i < len(widths) or pool_last:
             layers.append((f"pool{i}", MaxPool2d(2)))
+        layers.append((f"relu{i}", ReLU()))
     layers.append(("gap", GlobalAvgPool()))
     return Sequential(layers)
 

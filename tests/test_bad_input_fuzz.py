@@ -25,7 +25,7 @@ X4 = G.standard_normal((2, 2, 4, 4))
 #: name -> (function, valid keyword arguments, {argument: kind}) with kinds
 #: "emb" (float array that must be finite), "x" (layer input: NaN passes through, as in PyTorch),
 #: "any" (a layer input of any shape: relu, dropout, flatten; flatten also any dtype),
-#: "label" (any real dtype), "pos" (number > 0), "nonneg" (number >= 0)
+#: "label" (any real dtype), "pos" (number > 0), "nonneg" (number >= 0), "choice" (one of some strings)
 CALLS = {
     "margin": (margin.forward, dict(a=E, b=E[::-1].copy(), same=np.array([1, 0, 1, 0, 1, 0]), margin=1.0),
                {"a": "emb", "b": "emb", "same": "label", "margin": "pos"}),
@@ -70,6 +70,9 @@ CALLS = {
     "adacon_blocked": (adacon.forward, dict(z=E, y=Y, scale=2.0, block_size=4, anchors=np.array([5, 0])),
                        {"z": "emb", "y": "label", "block_size": "pos", "anchors": "label"}),
 }
+#: the FFT convolution is checked as the im2col one, before any transform
+CALLS["conv2d_fft"] = (conv2d.forward, dict(CALLS["conv2d"][1], algorithm="fft"),
+                       dict(CALLS["conv2d"][2], algorithm="choice"))
 #: the teaching forms validate exactly as the fast forms do
 CALLS.update({f"{name}_naive": (module.forward_naive,) + CALLS[name][1:]
               for name, module in (("margin", margin), ("preference", preference), ("kernel", kernel),
@@ -95,9 +98,19 @@ SCALAR_SPOILERS = {
 }
 
 
+CHOICE_SPOILERS = {
+    "unknown": lambda v: "unknown",
+    "other case": lambda v: v.upper(),
+    "none": lambda v: None,
+    "list": lambda v: [v],
+}
+
+
 def _spoilers(kind, n_floats=2):
     if kind in ("pos", "nonneg"):
         return SCALAR_SPOILERS
+    if kind == "choice":
+        return CHOICE_SPOILERS
     spoilers = {k: v for k, v in ARRAY_SPOILERS.items() if kind != "any" or k != "extra axis"}
     if kind in ("emb", "x"):
         spoilers.update(FLOAT_SPOILERS if n_floats > 1 else {"float16": FLOAT_SPOILERS["float16"]})

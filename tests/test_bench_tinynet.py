@@ -34,3 +34,18 @@ def test_quick_run_writes_every_kernel_size_and_dtype(torch, tmp_path, monkeypat
     # the two dtypes compute the same loss (same seed and parameters)
     assert rows[0]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-4)
     assert rows[2]["loss"] == pytest.approx(rows[3]["loss"], rel=1e-4)
+
+
+@pytest.mark.torch
+def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, monkeypatch):
+    for name in _timing.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "2")
+    path = tmp_path / "tinynet.json"
+    assert cli.main(["bench", "tinynet", "--quick", "--kernel-sizes", "5", "--dtypes", "float64",
+                     "--algorithms", "im2col", "fft", "auto", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    assert [r["algorithm"] for r in rows] == ["im2col", "fft", "auto"]
+    assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-12)
+    assert rows[2]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-12)
+    assert "OPENBLAS_NUM_THREADS" in data["machine"]["environment"]

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 from refimpl import backend, gradcheck
-from refimpl.layers import conv2d
+from refimpl.layers import _conv2d_fft, conv2d
 from layer_helpers import assert_pure, host, windows
 
 
@@ -177,3 +177,141 @@ def test_bad_input_raises(change, error, match):
         with pytest.raises(error, match=match):
             fn(args["x"], args["w"], args["b"], stride=args["stride"], padding=args["padding"],
                input_grad=args["input_grad"])
+
+
+# ------------------------------------------------------------------ the FFT algorithm
+
+
+def _close(got, want, rtol=1e-11):
+    """Equal to float64 rounding of sums whose terms reach ``max |want|`` (FFTs round on that scale)."""
+    scale = max(1.0, float(np.max(np.abs(want)))) if np.size(want) else 1.0
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+
+
+@st.composite
+def fft_geometries(draw):
+    """Windows up to 5x5 and up to three outputs per axis, with the kernel as large as the input at times."""
+    g = draw(windows(max_kernel=5))
+    if draw(st.booleans()):  # one window covers the whole padded input
+        g = dict(g, h=max(1, g["kh"] - 2 * g["padding"]), w=max(1, g["kw"] - 2 * g["padding"]))
+        g["kh"], g["kw"] = g["h"] + 2 * g["padding"], g["w"] + 2 * g["padding"]
+    return g
+
+
+@given(fft_geometries(), st.integers(1, 3), st.booleans(), st.booleans())
+@example(dict(n=1, c=1, h=1, w=1, kh=1, kw=1, stride=1, padding=0), 1, True, True)        # 1x1 on 1x1
+@example(dict(n=2, c=3, h=3, w=4, kh=1, kw=1, stride=1, padding=2), 2, True, True)        # padding > kernel
+@example(dict(n=2, c=2, h=5, w=5, kh=5, kw=5, stride=1, padding=0), 3, False, True)       # kernel = input
+@example(dict(n=1, c=2, h=4, w=4, kh=5, kw=5, stride=1, padding=2), 2, True, False)       # TinyNet's conv5
+@example(dict(n=2, c=3, h=2, w=3, kh=3, kw=3, stride=3, padding=2), 2, False, True)       # windows in the padding
+@example(dict(n=1, c=1, h=7, w=5, kh=2, kw=3, stride=2, padding=1), 1, True, True)        # odd sizes, stride 2
+def test_the_three_algorithms_agree_forward_and_backward(g, f, bias, input_grad):
+    x, w, b = _case(g, f, bias)
+    kw = dict(_kw(g), input_grad=input_grad)
+    ref, ref_cache = conv2d.forward_naive(x, w, b, **kw)
+    dout = np.random.default_rng(1).standard_normal(ref.shape)
+    want = conv2d.backward_naive(dout, ref_cache)
+    for algorithm in conv2d.ALGORITHMS:
+        out, cache = conv2d.forward(x, w, b, **kw, algorithm=algorithm)
+        assert out.shape == ref.shape
+        _close(out, ref)
+        for got, expected in zip(conv2d.backward(dout, cache), want):
+            if expected is None:
+                assert got is None
+            else:
+                assert got.shape == expected.shape
+                _close(got, expected)
+
+
+def test_fft_gradient_check():
+    x, w, b = _case(dict(n=2, c=2, h=5, w=4, kh=3, kw=2), f=3)
+    for stride, padding in ((1, 1), (2, 2)):
+        fwd = lambda x, w, b: conv2d.forward(x, w, b, stride=stride, padding=padding, algorithm="fft")
+        gradcheck.check_gradients(fwd, conv2d.backward, [x, w, b]).raise_if_failed()
+
+
+@given(fft_geometries(), st.booleans())
+def test_fft_vjp(g, bias):
+    x, w, b = _case(g, bias=bias)
+    inputs = [x, w] + ([b] if bias else [])
+    fwd = lambda x, w, b=None: conv2d.forward(x, w, b, **_kw(g), algorithm="fft")
+    gradcheck.check_vjp(fwd, conv2d.backward, inputs, wrt=list(range(len(inputs)))).raise_if_failed()
+
+
+def test_fft_pure_and_deterministic():
+    x, w, b = _case(dict(n=2, c=2, h=5, w=5, kh=3, kw=3))
+    assert_pure(conv2d.forward, conv2d.backward, [x, w, b], np.ones((2, 2, 3, 3)), stride=2, padding=1,
+                algorithm="fft")
+
+
+def test_fft_length_makes_the_circular_correlation_exact_and_no_longer():
+    """L >= H + P is enough (the wrapped reads land on added zeros); one less aliases a real pixel."""
+    assert _conv2d_fft.fft_lengths((64, 16, 32, 32), (5, 5), 1, 2) == (36, 36)
+    assert _conv2d_fft.fft_lengths((64, 128, 4, 4), (5, 5), 1, 2) == (6, 6)     # not the padded 8
+    assert _conv2d_fft.fft_lengths((1, 1, 1, 1), (1, 1), 1, 2) == (5, 5)        # the 5 stride-1 outputs
+    x, w, _ = _case(dict(n=1, c=1, h=4, w=4, kh=5, kw=5), f=1)
+    want = conv2d.forward_naive(x, w, None, padding=2)[0][0, 0]
+
+    def correlate(length):  # the forward product at a given FFT length
+        spectrum = np.conj(_conv2d_fft.filter_spectrum(w, (length, length), 2)) @ _conv2d_fft.input_spectrum(
+            x, (length, length))
+        return np.fft.irfftn(spectrum, s=(length, length), axes=(0, 1))[:4, :4, 0, 0]
+    np.testing.assert_allclose(correlate(6), want, atol=1e-12)
+    assert not np.allclose(correlate(5), want)
+
+
+@pytest.mark.parametrize("algorithm", conv2d.ALGORITHMS)
+@pytest.mark.parametrize("stride,padding,bias", [(1, 2, True), (2, 1, False), (3, 0, True)])
+def test_both_algorithms_equal_torch(torch, algorithm, stride, padding, bias):
+    x, w, b = _case(dict(n=3, c=2, h=9, w=8, kh=5, kw=3), f=4, bias=bias)
+    out, cache = conv2d.forward(x, w, b, stride=stride, padding=padding, algorithm=algorithm)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
+    tout = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding)
+    tout.backward(torch.tensor(dout))
+    dx, dw, db = conv2d.backward(dout, cache)
+    for got, want in ((out, tout.detach()), (dx, tx.grad), (dw, tw.grad)) + (((db, tb.grad),) if bias else ()):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("algorithm", conv2d.ALGORITHMS)
+def test_float32_within_float32_rounding_of_float64(algorithm):
+    """TinyNet-like sizes: relative error of a float32 pass a few float32 epsilons of the output scale."""
+    x, w, b = _case(dict(n=4, c=8, h=16, w=16, kh=5, kw=5), f=6)
+    out64, cache64 = conv2d.forward(x, w, b, padding=2, algorithm=algorithm)
+    out32, cache32 = conv2d.forward(*(a.astype(np.float32) for a in (x, w, b)), padding=2, algorithm=algorithm)
+    dout = np.random.default_rng(1).standard_normal(out64.shape)
+    assert out32.dtype == np.float32
+    _close(out32, out64, rtol=2e-6)
+    for got, want in zip(conv2d.backward(dout.astype(np.float32), cache32), conv2d.backward(dout, cache64)):
+        assert got.dtype == np.float32
+        _close(got, want, rtol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fft_on_every_backend(xpd, dtype, stride):
+    x, w, b = _case(dict(n=2, c=3, h=6, w=5, kh=3, kw=2), f=4)
+    put = lambda a: xpd.put(a, dtype)
+    for input_grad in (True, False):
+        out, cache = conv2d.forward(put(x), put(w), put(b), stride=stride, padding=1, input_grad=input_grad,
+                                    algorithm="fft")
+        assert backend.namespace(out) is xpd.xp and str(out.dtype).endswith(dtype)
+        dout = np.random.default_rng(1).standard_normal(tuple(out.shape))
+        grads = conv2d.backward(put(dout), cache)
+        ref_out, ref_cache = conv2d.forward_naive(x, w, b, stride=stride, padding=1, input_grad=input_grad)
+        rtol = 1e-11 if dtype == "float64" else 2e-5
+        _close(host(out), ref_out, rtol)
+        for got, want in zip(grads, conv2d.backward_naive(dout, ref_cache)):
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert backend.namespace(got) is xpd.xp and str(got.dtype).endswith(dtype)
+                _close(host(got), want, rtol)
+
+
+@pytest.mark.parametrize("algorithm", ["FFT", "winograd", "", None, ["fft"]])
+def test_unknown_algorithm_is_a_value_error_naming_it(algorithm):
+    x, w, b = _case(dict(n=1, c=2, h=4, w=4, kh=3, kw=3))
+    with pytest.raises(ValueError, match=r"algorithm must be one of \['fft', 'im2col'\]"):
+        conv2d.forward(x, w, b, algorithm=algorithm)

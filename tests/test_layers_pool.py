@@ -163,3 +163,13 @@ def test_bad_shape_raises():
     for fwd in (maxpool2d.forward, avgpool2d.forward, global_avg_pool.forward):
         with pytest.raises(ValueError, match="x must have 4 dimensions"):
             fwd(np.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("k", [11, 12])
+def test_maxpool_finds_the_last_offset_of_large_windows(k):
+    """Offsets past 127 (12x12 windows) must not wrap around in the stored argmax."""
+    x = np.zeros((1, 1, k, k))
+    x[0, 0, -1, -1] = 1.0
+    out, cache = maxpool2d.forward(x, kernel_size=k)
+    (dx,) = maxpool2d.backward(np.full(out.shape, 3.0), cache)
+    assert out.item() == 1.0 and dx[0, 0, -1, -1] == 3.0 and dx.sum() == 3.0

@@ -9,8 +9,8 @@ from refimpl import backend, gradcheck, model
 from refimpl.layers import batchnorm2d, conv2d, global_avg_pool, linear, maxpool2d, relu
 
 
-def _net(**tiny):
-    encoder = model.tinynet(**tiny)
+def _net(algorithm="auto", **tiny):
+    encoder = model.tinynet(**tiny, algorithm=algorithm)
     width = tiny.get("widths", (16, 32, 64, 128, 256))[-1]
     return model.Sequential([("encoder", encoder), ("head", model.mlp_head(width, 8, 4))])
 
@@ -431,7 +431,7 @@ def test_every_layer_is_its_module_under_one_contract(layer, module, shape):
     params, state = layer.init(1, "float64"), layer.init_state("float64")
     out, cache = layer.forward(params, x, train=True, state=state)
     args = [params.get(name) for name in layer.params] + [state[name] for name in layer.state_shapes()]
-    want, want_cache = module.forward(x, *args, **layer.options(True))
+    want, want_cache = module.forward(x, *args, **layer.options(True, x))
     assert type(cache) is type(want_cache)
     np.testing.assert_array_equal(out, want)
     dout = gen.standard_normal(out.shape)
@@ -469,3 +469,77 @@ def test_check_finite_names_the_first_layer_that_overflows():
         net.forward(net.init(0, "float32"), np.full((2, 3), np.nan, np.float32), train=True, check_finite=True)
     out, _ = net.forward(net.init(0, "float32"), np.ones((2, 3), np.float32), train=True, check_finite=True)
     assert np.all(np.isfinite(out))
+
+
+# ------------------------------------------------------------------ convolution algorithms, pool before ReLU
+
+
+def test_auto_picks_fft_for_several_channels_and_5x5_kernels_on_the_cpu_and_im2col_otherwise(xpd):
+    x = xpd.put(_image((1, 2, 4, 4)))
+    assert model.Conv2d(1, 4, 5).algorithm_for(x) == "im2col"
+    assert model.Conv2d(2, 4, 3).algorithm_for(x) == "im2col"
+    assert model.Conv2d(2, 4, 5).algorithm_for(x) == ("im2col" if xpd.name == "cupy" else "fft")
+    assert model.Conv2d(2, 4, 7, algorithm="im2col").algorithm_for(x) == "im2col"
+    assert model.Conv2d(1, 4, 3, algorithm="fft").algorithm_for(x) == "fft"
+    assert [layer.algorithm for name, layer in model.tinynet(algorithm="fft").layers if name.startswith("conv")] \
+        == ["fft"] * 5
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-4)])
+def test_the_algorithms_give_the_same_network_to_rounding(dtype, rtol):
+    nets = {a: _net(**dict(TINY, kernel_size=5), algorithm=a) for a in model.CONV_ALGORITHMS}
+    params = _away_from_kinks(nets["im2col"].init(0, "float64"))
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    x, dout = _image((3, 1, 16, 16)).astype(dtype), _image((3, 4), 2).astype(dtype)
+    results = {}
+    for name, net in nets.items():
+        out, cache = net.forward(params, x, train=True)
+        results[name] = (out, *net.backward(dout, cache))
+    want_out, want_grads, want_dx = results["im2col"]
+    for name in ("fft", "auto"):
+        out, grads, dx = results[name]
+        np.testing.assert_allclose(out, want_out, rtol=rtol, atol=rtol * np.abs(want_out).max())
+        np.testing.assert_allclose(dx, want_dx, rtol=rtol, atol=rtol * np.abs(want_dx).max())
+        for k in params:
+            np.testing.assert_allclose(grads[k], want_grads[k], rtol=rtol, atol=rtol * np.abs(want_grads[k]).max(),
+                                       err_msg=f"{name} {k}")
+
+
+def _relu_then_pool(net):
+    """The same layers with each ``pool{i}, relu{i}`` pair swapped back to ``relu{i}, pool{i}``."""
+    layers = list(net.layers)
+    for i, (name, _) in enumerate(layers[:-1]):
+        if name.startswith("pool") and layers[i + 1][0] == "relu" + name[4:]:
+            layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    return model.Sequential(layers)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_pool_before_relu_is_the_usual_order_bit_for_bit(batchnorm):
+    """Small integer images and zero biases: many windows tie, many maxima are exactly 0 or negative."""
+    encoder = model.tinynet(batchnorm=batchnorm, algorithm="im2col", **TINY)
+    names = [name for name, _ in encoder.layers]
+    assert names.index("pool1") + 1 == names.index("relu1")
+    usual = _relu_then_pool(encoder)
+    assert [name for name, _ in usual.layers].index("relu1") + 1 == [name for name, _ in usual.layers].index("pool1")
+    gen = np.random.default_rng(3)
+    params = {k: np.round(v * 2) / 2 for k, v in encoder.init(0, "float64").items()}
+    state = encoder.init_state("float64")
+    x = gen.integers(-2, 3, (3, 1, 16, 16)).astype(np.float64)
+    results = []
+    for net in (encoder, usual):
+        out, cache = net.forward(params, x, train=True, state=state)
+        results.append((out, *net.backward(np.ones_like(out), cache)))
+    (out, grads, dx), (want_out, want_grads, want_dx) = results
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(dx, want_dx)
+    for k in params:
+        np.testing.assert_array_equal(grads[k], want_grads[k], err_msg=k)
+
+
+@pytest.mark.parametrize("algorithm", ["FFT", "direct", None])
+def test_unknown_conv_algorithm_is_named(algorithm):
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        model.Conv2d(2, 3, algorithm=algorithm)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        model.tinynet(algorithm=algorithm)

@@ -22,6 +22,7 @@ backward timed layer by layer) and PyTorch per operator (``torch.profiler``).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -30,14 +31,16 @@ import numpy as np
 from . import _timing
 
 DTYPES = ("float32", "float64")
+#: Conv2d's algorithms (refimpl.model.CONV_ALGORITHMS, without importing the model here)
+CONV_ALGORITHMS = ("auto", "im2col", "fft")
 #: samples per weak-label class in the batch (every anchor has positives).
 CLASS_SIZE = 8
 
 
-def _network(kernel_size: int):
+def _network(kernel_size: int, algorithm: str = "auto"):
     from .. import model
 
-    encoder = model.tinynet(kernel_size=kernel_size)
+    encoder = model.tinynet(kernel_size=kernel_size, algorithm=algorithm)
     return model.Sequential([("encoder", encoder), ("head", model.mlp_head(256, 256, 64))])
 
 
@@ -128,11 +131,11 @@ def _print_profile(rows) -> None:
 
 
 def run(dtype: str, *, batch: int, size: int, kernel_size: int, rounds: int, pause: float,
-        profile: bool) -> dict:
+        profile: bool, algorithm: str = "auto") -> dict:
     """Check that both sides give the same loss, then time them; one result row."""
     import torch
 
-    net = _network(kernel_size)
+    net = _network(kernel_size, algorithm)
     params = net.init(0, dtype)
     x, labels = _inputs(batch, size, dtype)
     t_params = {k: torch.from_numpy(np.array(v)).requires_grad_() for k, v in params.items()}
@@ -146,7 +149,8 @@ def run(dtype: str, *, batch: int, size: int, kernel_size: int, rounds: int, pau
         {"refimpl": lambda: refimpl_step(net, params, x, labels),
          "torch": lambda: torch_step(t_params, t_x, t_labels, t_depth)},
         rounds=rounds, pause=pause)
-    row = {"dtype": dtype, "batch": batch, "size": size, "kernel_size": kernel_size, "loss": ours,
+    row = {"dtype": dtype, "batch": batch, "size": size, "kernel_size": kernel_size, "algorithm": algorithm,
+           "loss": ours,
            "refimpl_s": timing.median("refimpl"), "torch_s": timing.median("torch"),
            "ratio": timing.ratio, "ratio_min": min(timing.ratios), "ratio_max": max(timing.ratios),
            "seconds": timing.seconds}
@@ -166,6 +170,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kernel-sizes", nargs="+", type=int, default=[5, 3],
                         help="TinyNet kernel sizes to time: 5 gives the paper's 1.1M parameters "
                              "(the model's default), 3 a lighter stack of five 3x3 layers")
+    parser.add_argument("--algorithms", nargs="+", choices=CONV_ALGORITHMS, default=["auto"],
+                        help="refimpl's convolution algorithms to time (Conv2d(algorithm=...)): auto picks im2col "
+                             "for conv1 and FFT for the others on the CPU")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=11, help="timed rounds, one call of each side per round")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before every timed call")
@@ -177,6 +184,8 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     """Run the benchmark; 0 on success, 2 without torch."""
+    import scipy.fft
+
     try:
         import torch
     except ImportError:
@@ -189,22 +198,24 @@ def main(args) -> int:
     how = _timing.limit_threads(args.threads)
     torch.set_num_threads(args.threads)
     machine = _timing.machine()
-    print(f"threads: {how}; torch {torch.__version__} on {torch.get_num_threads()} threads")
+    print(f"threads: {how}; scipy.fft workers={args.threads}; torch {torch.__version__} on "
+          f"{torch.get_num_threads()} threads")
     print(_timing.describe(machine))
     print(f"{args.rounds} rounds, {args.pause} s pause before every call; ratio = median of per-round "
           "ratios refimpl / torch [range]")
     print(f"one training step: TinyNet + head + SupCon, batch {args.batch} x 1 x {args.size} x {args.size}")
     rows = []
-    for kernel_size in args.kernel_sizes:
-        for dtype in args.dtypes:
+    with scipy.fft.set_workers(args.threads):  # refimpl's FFT convolutions: as many threads as BLAS
+        for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
             row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
-                      pause=args.pause, profile=args.profile)
+                      pause=args.pause, profile=args.profile, algorithm=algorithm)
             rows.append(row)
-            print(f"{kernel_size}x{kernel_size} convolutions, {dtype}: refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
+            print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
+                  f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
                   f"torch {row['torch_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f} "
                   f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
             if args.profile:
-                print(f"refimpl by layer ({kernel_size}x{kernel_size}, {dtype}):")
+                print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
                 _print_profile(row["refimpl_layers"])
                 print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
     if args.json:

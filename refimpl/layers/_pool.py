@@ -18,7 +18,7 @@ class WindowCache(NamedTuple):
     stride: int
     padding: int
     output: _validate.Output
-    argmax: object = None    # (C, OH, OW, N) int32 offset of the maximum in its window (max pooling)
+    argmax: object = None    # (C, OH, OW, N) int8 (int32 past 128 offsets) offset of the maximum in its window
 
 
 def _window_args(x, kernel_size, stride, padding):

@@ -44,12 +44,13 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     # the first maximum on ties (PyTorch CPU). A later offset is larger than every
     # earlier one, so "maximum" records it (much faster than argmax over a middle axis).
     best = cols[:, 0, ...]
-    argmax = xp.zeros_like(best, dtype=xp.int32)
+    index = xp.int8 if k * k <= 128 else xp.int32  # int8: a quarter of the memory traffic
+    argmax = xp.zeros_like(best, dtype=index)
     for offset in range(1, k * k):
         value = cols[:, offset, ...]
-        argmax = xp.maximum(argmax, xp.astype(value > best, xp.int32) * offset)
+        argmax = xp.maximum(argmax, xp.astype(value > best, index) * offset)
         best = xp.maximum(best, value)
-    # argmax (C, OH, OW, N) int32 is all backward keeps; it rebuilds the one-hot windows from it.
+    # argmax (C, OH, OW, N) int8 is all backward keeps; it rebuilds the one-hot windows from it.
     out = _ops.batch_first(best)
     return out, WindowCache(tuple(x.shape), k, stride, padding, _validate.output_of(out), argmax)
 
