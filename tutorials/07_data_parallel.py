@@ -167,7 +167,8 @@ print("rows the first part's gradient reaches:", int(np.sum(np.any(grads[0] != 0
 # ## One rank of a data-parallel run, and the factor W
 #
 # With DistributedDataParallel on W processes, rank $r$ holds the shard $S_r$
-# of the batch (M/W rows of M), embeds it, $z_{S_r} = f_\theta(x_{S_r})$, and
+# of the batch (M/W rows of M; the batch was N above, M is `refimpl.ddp`'s
+# name), embeds it, $z_{S_r} = f_\theta(x_{S_r})$, and
 # all-gathers everyone's embeddings into $z$ (M, D). Its loss is the loss of
 # its own anchors, $L_r = \frac1M \sum_{t \in S_r} \ell_t(z)$: refimpl's
 # `anchors=S_r`, and $\sum_r L_r = L$. Say each rank calls `backward` on
@@ -185,15 +186,18 @@ print("rows the first part's gradient reaches:", int(np.sum(np.any(grads[0] != 0
 #
 # So $\lambda = W$: **each rank multiplies its loss by the world size** to get
 # the single-process gradient. Without it every gradient is exactly 1/W of
-# the right one (a learning rate W times too small, and a silent one).
+# the right one (with SGD, a learning rate W times too small, and a silent
+# one).
 #
 # **What a plain `torch.distributed.all_gather` loses.** It fills
 # preallocated tensors and records no graph: the gathered rows are constants.
 # Rank $r$'s gradient reaches its rows only through the local tensor it used,
-# typically as its anchors. With $G_{tj} = \partial L / \partial L_{tj}$ and
-# $a = 1/\tau$, the gradient of the normalised rows has two sides,
+# typically as its anchors. With $G_{tj} = \partial L / \partial s_{tj}$ and
+# $s_{tj} = \hat z_t^\top \hat z_j / \tau$, the gradient of the normalised rows
+# has two sides,
 #
-# $$\frac{\partial L}{\partial \hat z_k} = a \sum_j G_{kj}\, \hat z_j \;+\; a \sum_t G_{tk}\, \hat z_t,$$
+# $$\frac{\partial L}{\partial \hat z_k} = \frac1\tau \sum_j G_{kj}\, \hat z_j
+#   \;+\; \frac1\tau \sum_t G_{tk}\, \hat z_t,$$
 #
 # row $k$ *as an anchor* (first sum) and *as another row* in the softmax and
 # positives of every anchor $t$ (second sum). A plain all-gather keeps only
@@ -346,13 +350,14 @@ plt.show()
 # anchors and the gathered (constant) copy as the other rows, scales its loss
 # by W and steps backward. Predict, in NumPy, what reaches its embeddings:
 # W times the **anchor side** of the gradient of its rows,
-# $a \sum_j G_{kj}\, \hat z_j$ for $k \in S_r$, taken back through the
+# $\frac1\tau \sum_j G_{kj}\, \hat z_j$ for $k \in S_r$, taken back through the
 # normalisation $\hat z_k = z_k / \lVert z_k \rVert$ as in tutorial 03,
 #
 # $$\frac{\partial L}{\partial z_k} = \frac{\partial L / \partial \hat z_k
 #   - \hat z_k\, (\hat z_k^\top \partial L / \partial \hat z_k)}{\lVert z_k \rVert}.$$
 #
-# $G_{tj} = \frac1M (c_t\, p_{tj} - \tilde w_{tj})$ for the "mean": the teaching
+# $G_{tj} = \frac1M (c_t\, p_{tj} - \tilde w_{tj})$ for the "mean", with
+# $c_t = \sum_j \tilde w_{tj}$ (1, or 0 without positives); the teaching
 # form `kernel.forward_naive` keeps the softmax `prob` $p$, the normalised
 # weights `weights` $\tilde w$ and the normalised rows `zn` in its cache.
 
