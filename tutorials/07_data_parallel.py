@@ -227,6 +227,7 @@ def ddp_step_by_hand(x, weight, world_size, loss_kwargs):
     """Per rank: dict(loss, dz, dweight) of one right DDP step of kernel.forward(**loss_kwargs)."""
     z = x @ weight.T                                               # (M, D)
     shards = ddp.shards(len(x), world_size)
+    # define losses (one float per rank), dz_local (per rank, (M/W, D)) and dweight (D, F)
     ### BEGIN SOLUTION
     losses, caches = zip(*(kernel.forward(z, **loss_kwargs, anchors=s) for s in shards))
     dz = sum(kernel.backward(1.0, c)[0] for c in caches)           # all-gather backward: sum over ranks
@@ -366,6 +367,7 @@ def plain_gather_dz(z, world_size, loss_kwargs):
     """Per rank: the gradient (M/W, D) a plain all_gather leaves on the rank's embeddings (loss times W)."""
     _, naive = kernel.forward_naive(z, **loss_kwargs)
     shards = ddp.shards(len(z), world_size)
+    # define dz (M, D): every row's gradient as the plain gather leaves it, W included
     ### BEGIN SOLUTION
     c = naive.weights.sum(axis=1, keepdims=True)                   # (M, 1) c_t
     g = (c * naive.prob - naive.weights) / len(z)                  # (M, M) dL/ds_tj
