@@ -17,7 +17,7 @@
 # a classic place for silent mistakes (a gradient half as large trains, just
 # worse). This notebook shows both forms equal to the dense loss, derives
 # the factor W of the data-parallel loss, and checks a real `torch.distributed`
-# run against refimpl.
+# run against refimpl (that part needs the `torch` extra, as tutorial 06 does).
 #
 # Course lab: two exercises simulate a data-parallel step on one process and
 # predict the gradient of the classic mistake (solutions included; `python
