@@ -74,7 +74,10 @@ def execute(nb, *, cwd: Path = HERE, quick: bool = False):
     # one BLAS thread, as `refimpl run` uses: small matrix products gain nothing from more, and on a
     # busy two-core machine spinning BLAS threads made a training step many times slower
     env = {"REFIMPL_TUTORIAL_QUICK": "1" if quick else "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+           "MKL_NUM_THREADS": "1",
+           # the kernel runs in tutorials/: without this it imports whichever refimpl is installed,
+           # not the one of this checkout
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(HERE.parent), os.environ.get("PYTHONPATH"))))}
     previous = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
