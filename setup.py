@@ -27,6 +27,7 @@ setup(
         "test": TEST,
         "torch": ["torch==2.13.0"],
         "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6"],
+        "blas": ["threadpoolctl>=3.5"],
     },
     entry_points={"console_scripts": ["refimpl=refimpl.cli:main"]},
     classifiers=[
