@@ -12,7 +12,7 @@ by the commands that need them.
     refimpl bench losses          forward+backward of each loss, refimpl vs PyTorch
     refimpl bench gpu             both, on CuPy vs PyTorch CUDA
     refimpl data gallery          PNG gallery of the synthetic data sets
-    refimpl gold make|export|verify   gold data: regenerate it, export inputs, verify results
+    refimpl gold list|make|export|verify   gold data: list the cases, regenerate, export inputs, verify
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ COMMANDS = {
         "gallery": ("data_synth.gallery", "write a PNG gallery of the synthetic data sets"),
     },
     "gold": {
+        "list": ("refimpl.gold.commands.listing", "list the gold cases: function, variant, kwargs, description"),
         "make": ("refimpl.gold.commands.make", "regenerate the gold data bit for bit from its seed"),
         "export": ("refimpl.gold.commands.export", "write the inputs of gold cases for another framework"),
         "verify": ("refimpl.gold.commands.verify", "compare saved results with the gold data"),

@@ -43,12 +43,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import inspect
+import json
 from pathlib import Path
 
-from . import _store
+from . import _diagnose, _store
 from ._compare import DTYPES, ArrayResult, CaseResult, Report, as_host, compare_array, compare_case
 from ._make import FORMAT_VERSION, SEED, make
-from ._spec import GIVEN_ROLES
+from ._spec import GIVEN_ROLES, resolve
 from ._store import GoldError
 from .._validate import check_nonnegative, check_positive
 
@@ -56,7 +58,7 @@ from .._validate import check_nonnegative, check_positive
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 __all__ = ["ArrayResult", "Case", "CaseResult", "DATA_DIR", "FORMAT_VERSION", "GoldError", "Report", "SEED", "cases",
-           "check", "compare", "export", "load", "make", "manifest", "verify", "verify_results"]
+           "check", "compare", "describe", "export", "load", "make", "manifest", "verify", "verify_results"]
 
 
 def manifest(gold=None) -> dict:
@@ -85,34 +87,51 @@ def _select(names, pattern: str) -> list:
         else:
             hits = [n for n in names if n.startswith(part)]
         if not hits:
-            raise ValueError(f"no gold case matches {part!r}; the cases start with: "
-                             + ", ".join(sorted({n.split('-')[0] for n in names})))
+            near = _diagnose.nearest(part, names)
+            raise ValueError(f"no gold case matches {part!r}"
+                             + (f"; did you mean {' or '.join(map(repr, near))}?" if near else "")
+                             + "; the cases start with: " + ", ".join(sorted({n.split('-')[0] for n in names}))
+                             + " (list them with `refimpl gold list`)")
         chosen += [n for n in hits if n not in chosen]
     return chosen
 
 
-def compare(key: str, got, want, *, rtol: float = 1e-12, atol: float = 1e-15) -> ArrayResult:
+def compare(key: str, got, want, *, rtol: float = 1e-12, atol: float = 1e-15,
+            candidates: dict | None = None) -> ArrayResult:
     """Compare one array with a reference entry by entry, as :func:`verify` compares gold arrays.
 
     An entry passes when ``|got - want| <= atol + rtol * |want|`` (NaN never
-    passes). ``str(result)`` names the worst failing entries with both values;
-    ``result.raise_if_failed()`` raises them as an AssertionError. ``want`` is
-    read as float64; ``got`` may be float64 or float32, from any framework
-    whose CPU arrays NumPy can read.
+    passes). ``want`` is read as float64; ``got`` may be float64 or float32,
+    from any framework whose CPU arrays NumPy can read. ``str(result)`` is one
+    line ``PASS  key: ...`` on a pass; on a failure ``FAIL  key: ...``, the
+    worst entries (with the digits it takes to tell got from want) and a
+    ``likely cause:`` line for each systematic error found (also in
+    ``result.diagnosis``): a constant ratio got/want (with the
+    ``candidates``, description -> ratio, that it matches, and -1: a flipped
+    sign), the transpose, NaN entries, an all-zero result, errors all within
+    the float32 tolerance. ``result.raise_if_failed()`` raises it as an
+    AssertionError.
 
     >>> import numpy as np
     >>> from refimpl import gold
-    >>> result = gold.compare("w", np.array([[0.5, 0.5], [1.0, 0.0]]), np.array([[0.5, 0.5], [0.0, 1.0]]))
-    >>> result.ok
-    False
-    >>> print(result)
-    w: 2 of 4 entries outside rtol 1e-12 + atol 1e-15 (float64)
-      w[1, 0]  got +1.000000e+00  want +0.000000e+00  |diff| 1.00e+00
-      w[1, 1]  got +0.000000e+00  want +1.000000e+00  |diff| 1.00e+00
+    >>> want = np.array([[0.5, 0.25], [1.0, 0.0]])
+    >>> print(gold.compare("w", want.copy(), want))
+    PASS  w: all 4 entries within rtol 1e-12 + atol 1e-15 (float64, max abs 0.0e+00)
+    >>> print(gold.compare("w", want / 8, want, candidates={"1/batch (a mean where a sum is due)": 1 / 8}))
+    FAIL  w: 3 of 4 entries outside rtol 1e-12 + atol 1e-15 (float64)
+      w[1, 0]  got +1.250000e-01  want +1.000000e+00  |diff| 8.75e-01
+      w[0, 0]  got +6.250000e-02  want +5.000000e-01  |diff| 4.38e-01
+      w[0, 1]  got +3.125000e-02  want +2.500000e-01  |diff| 2.19e-01
+    likely cause: w is 0.125 (1/8) × gold, which matches 1/batch (a mean where a sum is due)
     """
     rtol, atol = check_positive("rtol", rtol), check_nonnegative("atol", atol)  # rtol > 0: it divides
+    if candidates is not None and not (hasattr(candidates, "items") and all(
+            isinstance(k, str) and isinstance(v, (int, float)) for k, v in candidates.items())):
+        raise TypeError("candidates must be a dict {description: ratio} of strings to numbers, "
+                        f"got {candidates!r}")
     tolerance = {dtype: {"rtol": rtol, "atol": atol} for dtype in DTYPES}
-    return compare_array(key, got, as_host(want).astype("float64"), tolerance)
+    return compare_array(key, got, as_host(want).astype("float64"), tolerance,
+                         {k: float(v) for k, v in (candidates or {}).items()})
 
 
 def cases(pattern: str = "*", *, gold=None) -> list:
@@ -121,6 +140,39 @@ def cases(pattern: str = "*", *, gold=None) -> list:
     Made for ``pytest.mark.parametrize("name", gold.cases("kernel"))``.
     """
     return _select(list(manifest(gold)["cases"]), pattern)
+
+
+def describe(pattern: str = "*", *, gold=None) -> list:
+    """One row per matching case, as ``refimpl gold list`` prints them.
+
+    Each row: ``name``, ``function`` (``losses.kernel``, ``layers.conv2d``),
+    ``variant`` ("-" where the function has none), ``kwargs`` (those that
+    differ from the function's defaults) and ``description``.
+
+    >>> from refimpl import gold
+    >>> row = gold.describe("kernel-wsp-tau0.02")[0]
+    >>> row["function"], row["variant"], row["kwargs"]
+    ('losses.kernel', 'paper', {'sigma': 0.3, 'temperature': 0.02})
+    """
+    found = manifest(gold)["cases"]
+    rows = []
+    for name in _select(list(found), pattern):
+        entry = found[name]
+        rows.append({"name": name, "function": entry["function"].removeprefix("refimpl.").removesuffix(".forward"),
+                     "variant": entry["kwargs"].get("variant", "-"),
+                     "kwargs": _non_default(entry["function"], entry["kwargs"]),
+                     "description": entry["description"]})
+    return rows
+
+
+def _non_default(function: str, kwargs: dict) -> dict:
+    """The keyword arguments of a case that differ from the function's defaults (all, for a composite)."""
+    try:
+        params = inspect.signature(resolve(function)).parameters
+    except (ImportError, AttributeError, ValueError):  # a gold folder from another refimpl
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k != "variant" and (
+        k not in params or params[k].default is inspect.Parameter.empty or params[k].default != v)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,34 +222,57 @@ def load(name: str, *, gold=None) -> Case:
     """The gold case ``name``; a GoldError if its file is missing or does not match its hash."""
     directory, found = _open(gold)
     if name not in found["cases"]:
-        raise ValueError(f"no gold case named {name!r} (list them with refimpl.gold.cases())")
+        raise ValueError(f"no gold case named {name!r}{_did_you_mean(name, found['cases'])} "
+                         "(list them with refimpl.gold.cases() or `refimpl gold list`)")
     return _load(directory, found, name)
 
 
-def check(name: str, results, *, gold=None) -> CaseResult:
-    """Compare ``results`` (a mapping of output and gradient keys to arrays) with case ``name``."""
-    case = load(name, gold=gold)
-    return compare_case(name, dict(results), case.expected, case.tolerance)
+def _did_you_mean(name: str, names) -> str:
+    near = _diagnose.nearest(name, names)
+    return f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
 
 
-def verify(pattern: str, fn, *, gold=None) -> Report:
+def _check(case: Case, results: dict, strict: bool) -> CaseResult:
+    """``results`` against ``case``, with what the case knows for the diagnosis and the patterns."""
+    result = compare_case(case.name, results, case.expected, case.tolerance, strict=strict,
+                          candidates=_diagnose.case_candidates(case.function, case.kwargs, case.arrays),
+                          anchors=_diagnose.anchors_without_positives(case.function, case.kwargs, case.arrays))
+    given = [k for k, role in case.roles.items() if role in GIVEN_ROLES]
+    return dataclasses.replace(result, features=_diagnose.features(case.function, case.kwargs, given,
+                                                                   result.dtype))
+
+
+def check(name: str, results, *, gold=None, strict: bool = False) -> CaseResult:
+    """Compare ``results`` (a mapping of output and gradient keys to arrays) with case ``name``.
+
+    Keys the case does not have are reported and not compared; ``strict=True`` fails on them.
+    """
+    return _check(load(name, gold=gold), dict(results), strict)
+
+
+def verify(pattern: str, fn, *, gold=None, strict: bool = False) -> Report:
     """Run ``fn(case.inputs)`` on every case matching ``pattern`` and compare what it returns.
 
     ``fn`` returns a mapping with ``"out"`` and every gradient key of the case
     (see :attr:`Case.expected`); float32 results are compared with the float32
-    tolerances. Returns a :class:`Report`: ``report.ok``, ``print(report)``,
-    ``report.raise_if_failed()``.
+    tolerances; other keys (a gradient the case does not have, such as
+    ``ddepth``) are reported, and fail only with ``strict=True``. Returns a
+    :class:`Report`: ``report.ok``, ``print(report)`` (each failing case with
+    its worst entries and likely causes, then the keyword values that
+    separate passing from failing cases), ``report.raise_if_failed()``.
     """
     directory, found = _open(gold)
+    names = _select(list(found["cases"]), pattern)
     results = []
-    for name in _select(list(found["cases"]), pattern):
+    for name in names:
         case = _load(directory, found, name)
         got = fn(case.inputs)
         if not hasattr(got, "keys"):
             raise TypeError(f"fn must return a mapping of result keys to arrays, got {type(got).__name__} "
                             f"for case {name}")
-        results.append(compare_case(name, dict(got), case.expected, case.tolerance))
-    return Report(tuple(results), len(found["cases"]))
+        results.append(_check(case, dict(got), strict))
+    return Report(tuple(results), len(found["cases"]), strict=strict, selection=f"matching {pattern!r}",
+                  n_matched=len(names))
 
 
 def _result_files(path: Path) -> dict:
@@ -217,26 +292,49 @@ def _result_files(path: Path) -> dict:
     return by_case
 
 
-def verify_results(path, pattern: str | None = None, *, gold=None) -> Report:
+def verify_results(path, pattern: str | None = None, *, gold=None, strict: bool = False,
+                   exported=None) -> Report:
     """Compare the results saved in ``path`` (an .npz file or a folder of them) with the gold cases.
 
     Keys are ``<key>`` in a file named ``<case>.npz``, or ``<case>/<key>`` in
     any file. Files are read with ``allow_pickle=False``. ``pattern`` keeps
-    only the matching cases; a case name that gold does not have fails.
+    only the matching cases, ``exported`` (the folder :func:`export` wrote,
+    or its ``cases.json``) only the exported ones; the cases they select that
+    have no result are reported (``report.missing``) and fail with
+    ``strict=True``, as do result keys a case does not have. A case name that
+    gold does not have fails, with the nearest names.
     """
     directory, found = _open(gold)
     by_case = _result_files(Path(path))
+    selected, selection = None, []
     if pattern is not None:
-        wanted = set(_select(list(found["cases"]), pattern))
-        by_case = {n: results for n, results in by_case.items() if n in wanted}
+        selected = _select(list(found["cases"]), pattern)
+        selection.append(f"matching {pattern!r}")
+    if exported is not None:
+        listed = _exported_cases(Path(exported))
+        selected = [n for n in (selected if selected is not None else listed) if n in listed]
+        selection.append(f"exported to {exported}")
+    if selected is not None:
+        by_case = {n: results for n, results in by_case.items() if n in selected}
     out = []
     for name in by_case:
         if name not in found["cases"]:
-            out.append(CaseResult(name, problems=(f"no gold case named {name!r}",)))
+            out.append(CaseResult(name, problems=(f"no gold case named {name!r}"
+                                                  + _did_you_mean(name, found["cases"]),)))
             continue
-        case = _load(directory, found, name)
-        out.append(compare_case(name, by_case[name], case.expected, case.tolerance))
-    return Report(tuple(out), len(found["cases"]))
+        out.append(_check(_load(directory, found, name), by_case[name], strict))
+    missing = tuple(n for n in selected or () if n not in by_case)
+    return Report(tuple(out), len(found["cases"]), missing, strict, " ".join(selection),
+                  len(selected) if selected is not None else 0)
+
+
+def _exported_cases(path: Path) -> list:
+    """The case names of the ``cases.json`` that :func:`export` wrote (``path``: it or its folder)."""
+    listing = path / "cases.json" if path.is_dir() else path
+    try:
+        return list(json.loads(listing.read_text(encoding="utf-8"))["cases"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GoldError(f"{listing} is not a cases.json written by `refimpl gold export` ({e})") from None
 
 
 def export(pattern: str, out, *, gold=None) -> list:

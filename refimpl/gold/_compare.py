@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from .. import backend
+from . import _diagnose
 
 #: result dtypes that can be compared, each with its own tolerances.
 DTYPES = ("float64", "float32")
@@ -32,12 +33,19 @@ class Entry:
         return abs(self.got - self.want)
 
     def to_dict(self) -> dict:
-        return {"index": list(self.index), "got": self.got, "want": self.want, "abs_error": self.abs_error}
+        return {"index": list(self.index), "got": _json_number(self.got), "want": _json_number(self.want),
+                "abs_error": _json_number(self.abs_error)}
 
 
 @dataclasses.dataclass(frozen=True)
 class ArrayResult:
-    """One expected array (``out``, a gradient ``d<name>``, ...) against the result."""
+    """One expected array (``out``, a gradient ``d<name>``, ...) against the result.
+
+    ``str(result)``: one line ``PASS  key: ...`` when it passes; otherwise
+    ``FAIL  key: ...``, the worst entries (with as many digits as it takes
+    to show got and want differ) and a ``likely cause:`` line for each
+    systematic error found (:attr:`diagnosis`).
+    """
 
     key: str
     dtype: str
@@ -50,28 +58,39 @@ class ArrayResult:
     atol: float = 0.0
     worst: tuple = ()
     problem: str = ""
+    findings: tuple = ()
+
+    @property
+    def diagnosis(self) -> list:
+        """The likely causes of the failure, one sentence each (empty when none is found)."""
+        return [f.sentence() for f in _diagnose.merge(self.findings)]
 
     def lines(self) -> list:
+        """The failure and its worst entries (no diagnosis: a case merges those of its arrays)."""
         if self.problem:
             return [f"{self.key}: {self.problem}"]
         if self.ok:
             return []
         out = [f"{self.key}: {self.n_bad} of {self.size} entries outside rtol {self.rtol:.0e} + "
                f"atol {self.atol:.0e} ({self.dtype})"]
-        out += [f"  {self.key}{_index(e.index)}  got {e.got:+.6e}  want {e.want:+.6e}  "
+        n = _diagnose.digits([(e.got, e.want) for e in self.worst])
+        out += [f"  {self.key}{_index(e.index)}  got {e.got:+.{n - 1}e}  want {e.want:+.{n - 1}e}  "
                 f"|diff| {e.abs_error:.2e}" for e in self.worst]
         return out
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["worst"] = [e.to_dict() for e in self.worst]
+        del d["findings"]
+        d.update(max_abs=_json_number(self.max_abs), max_rel=_json_number(self.max_rel),
+                 worst=[e.to_dict() for e in self.worst], diagnosis=self.diagnosis)
         return d
 
     def __str__(self) -> str:
         if self.ok:
-            return (f"{self.key}: all {self.size} entries within rtol {self.rtol:.0e} + atol {self.atol:.0e} "
-                    f"(max abs {self.max_abs:.1e})")
-        return "\n".join(self.lines())
+            return (f"PASS  {self.key}: all {self.size} entries within rtol {self.rtol:.0e} + "
+                    f"atol {self.atol:.0e} ({self.dtype}, max abs {self.max_abs:.1e})")
+        return "\n".join(["FAIL  " + line for line in self.lines()[:1]] + self.lines()[1:]
+                         + ["likely cause: " + s for s in self.diagnosis])
 
     def raise_if_failed(self) -> None:
         """AssertionError with the worst entries when the array differs (for check cells and tests)."""
@@ -81,15 +100,32 @@ class ArrayResult:
 
 @dataclasses.dataclass(frozen=True)
 class CaseResult:
-    """All arrays of one case; ``problems`` are keys missing, unexpected, or an unknown case."""
+    """All arrays of one case.
+
+    ``problems``: keys missing, an unknown case (the case fails). ``extra``:
+    result keys the case does not have, reported and not compared (the case
+    fails on them only when ``strict``). ``findings``: the likely causes,
+    merged over the arrays (:attr:`diagnosis`). ``features``: what
+    :meth:`Report.patterns` compares across cases (function, keyword
+    values, given arrays, result dtype).
+    """
 
     name: str
     arrays: tuple = ()
     problems: tuple = ()
+    extra: tuple = ()
+    strict: bool = False
+    findings: tuple = ()
+    features: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(a.ok for a in self.arrays)
+        return not self.problems and all(a.ok for a in self.arrays) and not (self.strict and self.extra)
+
+    @property
+    def diagnosis(self) -> list:
+        """Likely causes of the case's failure, one sentence each (empty when none is found)."""
+        return [f.sentence() for f in self.findings]
 
     @property
     def dtype(self) -> str:
@@ -100,7 +136,7 @@ class CaseResult:
         compared = [a for a in self.arrays if a.worst]
         if not compared:  # nothing compared, or every entry exact
             return None
-        a = max(compared, key=lambda a: (not a.ok, a.max_rel))
+        a = max(compared, key=lambda a: (not a.ok, _rank(a.max_rel)))
         return a.key + _index(a.worst[0].index)
 
     def line(self, width: int = 0) -> str:
@@ -108,50 +144,85 @@ class CaseResult:
         numbers = [a for a in self.arrays if not a.problem]
         text = f"{status}  {self.name:<{width}}  {self.dtype:<7}"
         if numbers:
-            text += (f"  max abs {max(a.max_abs for a in numbers):.1e}"
-                     f"  max rel {max(a.max_rel for a in numbers):.1e}")
+            text += (f"  max abs {_largest(a.max_abs for a in numbers):.1e}"
+                     f"  max rel {_largest(a.max_rel for a in numbers):.1e}")
         where = self.worst()
         return text + (f"  worst {where}" if where else "")
 
+    def details(self) -> list:
+        """Problems, extra keys, failing arrays with their worst entries, the likely causes."""
+        out = list(self.problems)
+        if self.extra:
+            out.append(f"extra keys, not in the gold case: {', '.join(self.extra)} ("
+                       + ("fails under strict" if self.strict else "not compared; strict fails on them") + ")")
+        out += [line for a in self.arrays for line in a.lines()]
+        return out + ["likely cause: " + s for s in self.diagnosis]
+
     def __str__(self) -> str:
-        details = list(self.problems) + [line for a in self.arrays for line in a.lines()]
-        return "\n".join([self.line()] + ["      " + line for line in details])
+        return "\n".join([self.line()] + ["      " + line for line in self.details()])
 
     def to_dict(self) -> dict:
         return {"name": self.name, "ok": self.ok, "dtype": self.dtype, "worst": self.worst(),
-                "problems": list(self.problems), "arrays": [a.to_dict() for a in self.arrays]}
+                "problems": list(self.problems), "extra": list(self.extra), "diagnosis": self.diagnosis,
+                "arrays": [a.to_dict() for a in self.arrays]}
 
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """Results of several cases: ``ok``, ``str(report)`` the table, ``to_dict()`` for JSON."""
+    """Results of several cases: ``ok``, ``str(report)`` the table, ``to_dict()`` for JSON.
+
+    ``missing``: cases that the pattern (or an export) selected and that have
+    no result; ``ok`` ignores them unless ``strict``. ``selection`` says what
+    selected the cases (``"matching 'kernel'"``) and ``n_matched`` how many.
+    """
 
     cases: tuple
     n_gold: int = 0
+    missing: tuple = ()
+    strict: bool = False
+    selection: str = ""
+    n_matched: int = 0
 
     @property
     def ok(self) -> bool:
-        return bool(self.cases) and all(c.ok for c in self.cases)
+        return bool(self.cases) and all(c.ok for c in self.cases) and not (self.strict and self.missing)
+
+    def patterns(self) -> list:
+        """Which keyword values separate the passing cases from the failing ones (sentences)."""
+        return list(_diagnose.patterns([(c.name, c.ok, c.features) for c in self.cases if c.features]))
 
     def summary(self) -> str:
         if not self.cases:
-            return f"FAILED: no results to check ({self.n_gold} gold cases)"
+            if not self.selection:
+                return f"FAILED: no results to check ({self.n_gold} gold cases)"
+            return (f"FAILED: no results to check: none for the {self.n_matched} gold cases {self.selection} "
+                    f"({self.n_gold} in all)")
         passed = sum(c.ok for c in self.cases)
-        failed = len(self.cases) - passed
-        verdict = "OK" if self.ok else "FAILED"
-        return (f"{verdict}: {passed} passed, {failed} failed "
-                f"({len(self.cases)} of {self.n_gold} gold cases checked)")
+        text = f"{'OK' if self.ok else 'FAILED'}: {passed} passed, {len(self.cases) - passed} failed"
+        if self.missing:
+            return (text + f", {len(self.missing)} without a result ({len(self.cases)} of the "
+                    f"{self.n_matched} gold cases {self.selection} checked; {self.n_gold} in all)")
+        return text + f" ({len(self.cases)} of {self.n_gold} gold cases checked)"
+
+    def notes(self) -> list:
+        """Cases without a result, and the patterns across cases."""
+        out = []
+        if self.missing:
+            out.append(f"no result for {len(self.missing)} of the {self.n_matched} gold cases {self.selection}: "
+                       + ", ".join(self.missing)
+                       + (" (strict: they fail)" if self.strict else " (strict fails on them)"))
+        return out + self.patterns()
 
     def __str__(self) -> str:
         width = max((len(c.name) for c in self.cases), default=0)
         lines = []
         for c in self.cases:
-            details = str(c).split("\n")[1:]
-            lines += [c.line(width)] + details
-        return "\n".join(lines + [self.summary()])
+            lines += [c.line(width)] + ["      " + line for line in c.details()]
+        return "\n".join(lines + self.notes() + [self.summary()])
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "summary": self.summary(), "cases": [c.to_dict() for c in self.cases]}
+        return {"ok": self.ok, "summary": self.summary(), "missing": list(self.missing),
+                "patterns": self.patterns(), "cases": [c.to_dict() for c in self.cases]}
 
     def raise_if_failed(self) -> None:
         """AssertionError with the table when any case fails (for test suites)."""
@@ -170,8 +241,13 @@ def as_host(value):
     return np.asarray(value)
 
 
-def compare_array(key: str, got, want: np.ndarray, tolerance: dict) -> ArrayResult:
-    """Compare one result array with its gold array under the tolerances of the result's dtype."""
+def compare_array(key: str, got, want: np.ndarray, tolerance: dict, candidates: dict | None = None) -> ArrayResult:
+    """Compare one result array with its gold array under the tolerances of the result's dtype.
+
+    A failing array is examined for systematic errors (:mod:`._diagnose`);
+    ``candidates`` (description -> ratio) name the constant ratios the caller
+    knows of.
+    """
     try:
         got = as_host(got)
     except Exception as e:  # whatever the framework raises (e.g. a tensor that requires grad)
@@ -179,10 +255,13 @@ def compare_array(key: str, got, want: np.ndarray, tolerance: dict) -> ArrayResu
     dtype = str(got.dtype)
     if dtype not in DTYPES:
         return ArrayResult(key, dtype, False, problem=f"has dtype {dtype}, expected float64 or float32")
-    if got.shape != want.shape:
-        return ArrayResult(key, dtype, False, problem=f"has shape {got.shape}, expected {want.shape}")
     rtol, atol = tolerance[dtype]["rtol"], tolerance[dtype]["atol"]
-    diff = np.abs(got.astype(np.float64) - want)
+    if got.shape != want.shape:
+        transposed = got.ndim == 2 and _diagnose.within(got.T.astype(np.float64), want, rtol, atol)
+        return ArrayResult(key, dtype, False, problem=f"has shape {got.shape}, expected {want.shape}",
+                           findings=(_diagnose.transposed(key),) if transposed else ())
+    got64 = got.astype(np.float64)
+    diff = np.abs(got64 - want)
     allowed = atol + rtol * np.abs(want)
     bad = ~(diff <= allowed)  # NaN fails
     # the worst entries: the largest errors among the failing entries (among all when none fails)
@@ -193,25 +272,55 @@ def compare_array(key: str, got, want: np.ndarray, tolerance: dict) -> ArrayResu
     worst = tuple(Entry(tuple(int(i) for i in np.unravel_index(j, want.shape)), float(got.flat[j]),
                         float(want.flat[j])) for j in order if score.flat[j] > 0)
     rel = diff / np.maximum(np.abs(want), atol / rtol)
+    findings = _diagnose.examine(key, got64, want, dtype, tolerance[dtype], candidates) if bad.any() else ()
     return ArrayResult(key, dtype, not bad.any(), int(bad.sum()), int(want.size),
-                       _max(diff), _max(rel), rtol, atol, worst)
+                       _max(diff), _max(rel), rtol, atol, worst, findings=findings)
 
 
 def _max(a) -> float:
+    """The largest entry; NaN when any entry is NaN (the header then says nan, as the rows do)."""
     if a.size == 0:
         return 0.0
-    return float("inf") if np.isnan(a).any() else float(a.max())
+    return float("nan") if np.isnan(a).any() else float(a.max())
 
 
-def compare_case(name: str, results: dict, expected: dict, tolerance: dict) -> CaseResult:
-    """Compare a mapping of results with the expected arrays (outputs and gradients) of one case."""
+def _rank(x: float) -> float:
+    return float("inf") if np.isnan(x) else x
+
+
+def _largest(values) -> float:
+    """max() that NaN wins (a NaN error is the worst)."""
+    values = list(values)
+    return float("nan") if any(np.isnan(v) for v in values) else max(values)
+
+
+def _json_number(x: float):
+    """A float as JSON can hold it: finite numbers as they are, NaN and infinities as "nan", "inf", "-inf"."""
+    return x if np.isfinite(x) else str(x)
+
+
+def compare_case(name: str, results: dict, expected: dict, tolerance: dict, *, strict: bool = False,
+                 candidates: dict | None = None, anchors=None, features: dict | None = None) -> CaseResult:
+    """Compare a mapping of results with the expected arrays (outputs and gradients) of one case.
+
+    ``candidates`` (description -> ratio) and ``anchors`` (rows without
+    positives, or None) come from the case, for the diagnosis; ``features``
+    for the patterns across cases. Keys the case does not have are reported
+    as ``extra`` (they fail only when ``strict``).
+    """
     missing = [k for k in expected if k not in results]
-    unexpected = sorted(k for k in results if k not in expected)
+    extra = tuple(sorted(k for k in results if k not in expected))
     problems = []
     if missing:
-        problems.append("missing: " + ", ".join(f"{k} {tuple(expected[k].shape)}" for k in missing))
-    if unexpected:
-        problems.append("unexpected (not in the gold case): " + ", ".join(unexpected))
-    arrays = tuple(compare_array(k, results[k], want, tolerance) for k, want in expected.items()
+        problems.append("missing: " + ", ".join(f"{k} {tuple(expected[k].shape)}" + _near(k, extra)
+                                                for k in missing))
+    arrays = tuple(compare_array(k, results[k], want, tolerance, candidates) for k, want in expected.items()
                    if k in results)
-    return CaseResult(name, arrays, tuple(problems))
+    findings = _diagnose.merge([f for a in arrays for f in a.findings])
+    findings += _diagnose.case_findings(arrays, anchors)
+    return CaseResult(name, arrays, tuple(problems), extra, strict, findings, dict(features or {}))
+
+
+def _near(key: str, names) -> str:
+    near = _diagnose.nearest(key, names)
+    return f" (the results have {near[0]!r}: misspelt?)" if near else ""
