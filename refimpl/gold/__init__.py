@@ -87,10 +87,9 @@ def _select(names, pattern: str) -> list:
         else:
             hits = [n for n in names if n.startswith(part)]
         if not hits:
-            near = _diagnose.nearest(part, names)
-            raise ValueError(f"no gold case matches {part!r}"
-                             + (f"; did you mean {' or '.join(map(repr, near))}?" if near else "")
-                             + "; the cases start with: " + ", ".join(sorted({n.split('-')[0] for n in names}))
+            prefixes = sorted({n.split("-")[0] for n in names})
+            raise ValueError(f"no gold case matches {part!r}{_did_you_mean(part, prefixes + names)}; "
+                             "the cases start with: " + ", ".join(sorted({n.split('-')[0] for n in names}))
                              + " (list them with `refimpl gold list`)")
         chosen += [n for n in hits if n not in chosen]
     return chosen

@@ -1,8 +1,12 @@
 """Gold cases of the losses: paper and official variants, baselines, several shapes and labels.
 
-Label sets hold ties and singletons (a label no other row has: an anchor
-without positives); temperatures are the defaults and a small one. Shapes
-stay small, the file is for checking, not for timing.
+Each loss starts with its clean case, ``<loss>-clean`` (paper variant,
+default keyword arguments, a small batch in which every anchor has a
+positive): the one a reader of the paper can pass first. The edge cases
+follow: label sets with ties and singletons (a label no other row has: an
+anchor without positives), the defaults and a small temperature, every
+reduction and variant. Shapes stay small, the file is for checking, not for
+timing.
 """
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import numpy as np
 from ._spec import Spec, run_forward
 
 L = "refimpl.losses."
+#: each loss's clean case (its first): the one to pass before the edge cases
+CLEAN = "Clean case, start here: "
 
 
 def _normal(g, *shape, scale=1.0):
@@ -44,6 +50,8 @@ def _margin():
     f = L + "margin.forward"
     mixed = [1, 1, 1, 0, 0, 0]
     return [
+        Spec("margin-clean", f, lambda g: _margin_pairs(g, 4, 3, [1, 1, 0, 0]),
+             description=CLEAN + "ConPro Eq. 1-2 with d = 1 - cos, margin 2, the mean over 4 pairs"),
         Spec("margin-paper-mean", f, lambda g: _margin_pairs(g, 6, 4, mixed),
              description="ConPro Eq. 1-2 (d = 1 - cos), default margin 2"),
         Spec("margin-paper-sum-m0.5", f, lambda g: _margin_pairs(g, 6, 4, mixed, near=2.0),
@@ -73,6 +81,9 @@ def _preference_inputs(g, n, d, refs_shape, prefer, ref_norms=None, scale=1.0):
 def _preference():
     f = L + "preference.forward"
     return [
+        Spec("preference-clean", f, lambda g: _preference_inputs(g, 4, 3, (2, 3), [1, 0, 1, 0]),
+             description=CLEAN + "ConPro Eq. 3-4: reward = cosine distance to the mean of 2 references, "
+                                 "hard preferences, the mean over 4 pairs"),
         Spec("preference-paper-mean-r1", f,
              lambda g: _preference_inputs(g, 5, 4, (1, 4), [1, 0, 1, 1, 0]),
              description="ConPro Eq. 3-4 (reward: cosine distance to the anchor), one reference"),
@@ -115,6 +126,9 @@ def _wsp_views(g, n=4, d=4, labels=True):
 def _kernel():
     f = L + "kernel.forward"
     return [
+        Spec("kernel-clean", f, lambda g: _wsp(g, (2, 2, 2)),
+             description=CLEAN + "WSP Eq. 4: Dirac on labels x Gaussian on depth, sigma 0.1, temperature "
+                                 "0.1, the mean over 6 anchors"),
         Spec("kernel-wsp-mean", f, _wsp,
              description="WSP Eq. 4: Dirac on labels (ties, a singleton) x Gaussian on depth, "
                          "default sigma 0.1 and temperature 0.1"),
@@ -147,6 +161,11 @@ def _adacon_inputs(g, m=8, d=4, population=0):
     return out
 
 
+def _adacon_pairs(g, d=3):
+    """Six rows, each label twice (every anchor has a positive)."""
+    return {"z": _normal(g, 6, d), "y": g.permutation(np.repeat([0.2, 0.5, 0.9], 2))}
+
+
 def _off_edges(g, size, width=0.05):
     """Labels inside buckets of ``width``, at least 0.1 width from an edge (float32 keeps the bucket)."""
     return (g.integers(2, 18, size) + g.uniform(0.1, 0.9, size)) * width
@@ -164,6 +183,9 @@ def _adacon_views(g, n=4, d=4, population=0):
 def _adacon():
     f = L + "adacon.forward"
     return [
+        Spec("adacon-clean", f, _adacon_pairs, dict(scale=10.0),
+             description=CLEAN + "AdaCon Eq. 4-6 with the batch ECDF (Eq. 5), every label twice, scale 10 "
+                                 "(no default: the paper gives none, the code uses 150)"),
         Spec("adacon-paper-mean-s2", f, _adacon_inputs, dict(scale=2.0),
              description="AdaCon Eq. 4-6, batch ECDF (Eq. 5), labels with ties and singletons"),
         Spec("adacon-paper-none-s10", f, _adacon_inputs, dict(scale=10.0, reduction="none"),
@@ -197,6 +219,12 @@ def _drop_z(run):
 def _supcon():
     f = L + "supcon.forward"
     return [
+        Spec("supcon-clean", f, lambda g: _wsp(g, (2, 2, 2), depth=False),
+             description=CLEAN + "SupCon (Khosla et al. Eq. 2, L_out), temperature 0.1, no tau / base_tau "
+                                 "factor, the mean over 6 anchors"),
+        Spec("ntxent-clean", L + "supcon.ntxent_forward", lambda g: {"z": _two_views(g, 3, 4)},
+             backward=L + "supcon.ntxent_backward",
+             description=CLEAN + "SimCLR NT-Xent, temperature 0.1, the mean over the 6 anchors"),
         Spec("supcon-mean-tau0.07", f, lambda g: _wsp(g, depth=False),
              dict(temperature=0.07, base_temperature=0.07),
              description="SupCon (Khosla et al. Eq. 2) as HobbitLong/SupContrast, tau = base tau = 0.07"),
@@ -222,6 +250,8 @@ def _npair():
     pairs = lambda g, scale=1.0: {"anchor": _normal(g, 5, 4, scale=scale),  # noqa: E731
                                   "positive": _normal(g, 5, 4, scale=scale)}
     return [
+        Spec("npair-clean", f, lambda g: {"anchor": _normal(g, 4, 3), "positive": _normal(g, 4, 3)},
+             description=CLEAN + "Sohn's N-pair-mc loss, every pair its own class, temperature 1"),
         Spec("npair-mean", f, pairs, description="Sohn's N-pair-mc loss, every pair its own class"),
         Spec("npair-labels-sum-tau0.2", f, lambda g: {**pairs(g), "labels": _labels(g, (2, 1, 2))},
              dict(temperature=0.2, reduction="sum"), description="shared labels: targets spread over them"),
@@ -244,6 +274,8 @@ def _triplets(g, n=5, d=4, population=0, same_positive=True):
 def _triplet():
     f = L + "triplet.forward"
     return [
+        Spec("triplet-clean", f, lambda g: _triplets(g, 4, 3),
+             description=CLEAN + "adaptive triplet (AdaCon App. B), batch ECDF margins, the mean"),
         Spec("triplet-mean", f, _triplets, description="adaptive triplet (AdaCon App. B), ECDF margins"),
         Spec("triplet-none", f, lambda g: _triplets(g, 6, 3, same_positive=False), dict(reduction="none"),
              description="positives with their own labels (margin 2 (d_an - d_ap))"),
@@ -256,6 +288,8 @@ def _triplet():
 def _regression():
     f = L + "regression.forward"
     return [
+        Spec("regression-clean", f, lambda g: {"pred": _normal(g, 5), "target": _normal(g, 5)},
+             description=CLEAN + "mean squared error"),
         Spec("regression-mse-mean", f, lambda g: {"pred": _normal(g, 6), "target": _normal(g, 6)},
              dict(kind="mse"), description="mean squared error"),
         Spec("regression-l1-sum-2d", f, lambda g: {"pred": _normal(g, 4, 3), "target": _normal(g, 4, 3)},
@@ -276,6 +310,8 @@ def _logits(g, n=6, c=4, weight=False):
 def _cross_entropy():
     f = L + "cross_entropy.forward"
     return [
+        Spec("cross_entropy-clean", f, lambda g: _logits(g, 4, 3),
+             description=CLEAN + "softmax cross-entropy, the mean, as torch's cross_entropy"),
         Spec("cross_entropy-mean", f, _logits, description="softmax cross-entropy, as torch's cross_entropy"),
         Spec("cross_entropy-weighted-smoothing", f, lambda g: _logits(g, weight=True),
              dict(label_smoothing=0.1),
@@ -294,6 +330,8 @@ def _crops(g, b=3, k=5, n_global=2, n_crops=4):
 def _dino():
     f = L + "dino.forward"
     return [
+        Spec("dino-clean", f, lambda g: _crops(g, b=2, k=4, n_crops=2),
+             description=CLEAN + "DINO, 2 global crops only, default temperatures"),
         Spec("dino-default", f, _crops, description="DINO: 2 global + 2 local crops, default temperatures"),
         Spec("dino-ncrops2-tt0.07", f, lambda g: _crops(g, n_crops=2), dict(teacher_temp=0.07),
              description="global crops only, teacher temperature after warm-up"),

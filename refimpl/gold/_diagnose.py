@@ -148,8 +148,11 @@ def digits(pairs) -> int:
 
 
 def nearest(name: str, names) -> list:
-    """Up to three of ``names`` nearest ``name`` (difflib), best first."""
-    return difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+    """Up to three of ``names`` nearest ``name`` (difflib, ignoring case), best first."""
+    lower = {}
+    for n in names:
+        lower.setdefault(n.lower(), n)
+    return [lower[n] for n in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
 
 
 # ------------------------------------------------------------------ what a case knows

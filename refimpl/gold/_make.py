@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import __version__
 from . import _cases_layers, _cases_losses, _store
+from ._conventions import CONVENTIONS, case_notes
 from ._spec import GIVEN_ROLES, compute
 
 FORMAT_VERSION = 1
@@ -15,27 +16,6 @@ SEED = 20240608
 #: (rtol, atol factor) by result dtype; a case's atol is the factor times the largest |value|
 #: of its expected arrays (outputs and gradients), rounded to one significant digit.
 TOLERANCE = {"float64": (1e-9, 1e-12), "float32": (1e-3, 1e-5)}
-
-CONVENTIONS = {
-    "layout": "images NCHW; conv2d weights (F, C, KH, KW); linear weights (out, in) as torch.nn.Linear",
-    "convolution": "cross-correlation (no kernel flip) with zero padding, as torch.nn.functional.conv2d",
-    "views": "two views are stacked view-major: rows 0..N-1 are view 1, rows N..2N-1 view 2 "
-             "of the same N samples",
-    "reductions": "'mean' and 'sum' over the per-sample (per-pair, per-anchor) losses, 'none' returns "
-                  "them; each loss's docstring says what its official variant averages over",
-    "gradients": "d<name> is the gradient of sum(out * dout) with respect to the array <name>: a "
-                 "vector-Jacobian product, torch's out.backward(dout); dout is 0-d for a scalar loss",
-    "subgradients": "relu'(0) = 0, a hinge's slope at its kink is 0, |r|' = 0 at r = 0; max-pool ties "
-                    "send the gradient to the first maximum of the window in row-major order",
-    "dtypes": "real arrays float64, labels and targets int64, masks bool",
-    "roles": "input, param, state (running statistics) and dout are given to the implementation; "
-             "output and grad are what it must return",
-    "results": "an .npz per case named <case>.npz holding every output and grad key of the case "
-               "(or one .npz with keys <case>/<key>), float64 or float32",
-    "comparison": "entry-wise |got - want| <= atol + rtol * |want| with the case's tolerances for the "
-                  "result's dtype; relative errors are reported as |got - want| / max(|want|, atol / rtol)",
-}
-
 
 def specs() -> list:
     """Every gold case, losses first; names are unique."""
@@ -62,6 +42,13 @@ def _tolerance(expected: list) -> dict:
             for dtype, (rtol, factor) in TOLERANCE.items()}
 
 
+def _describe(spec, kwargs: dict, rows: list) -> str:
+    """The spec's description, then what applies to this case alone (anchors without positives, views)."""
+    given = {name: a for name, role, a in rows if role in GIVEN_ROLES}
+    parts = [spec.description.rstrip(".") + "."] if spec.description else []
+    return " ".join(parts + case_notes(spec.forward, kwargs, given))
+
+
 def _array_entry(role: str, a: np.ndarray) -> dict:
     return {"role": role, "dtype": str(a.dtype), "shape": list(a.shape), "sha256": _store.array_sha256(a)}
 
@@ -78,7 +65,7 @@ def build(seed: int = SEED):
             "function": spec.forward,
             "backward": spec.backward_path if has_grad else None,
             "kwargs": kwargs,
-            "description": spec.description,
+            "description": _describe(spec, kwargs, rows),
             "file": file_name,
             "sha256": _store.sha256_bytes(files[file_name]),
             "tolerance": _tolerance([a for _, role, a in rows if role not in GIVEN_ROLES]),
