@@ -236,9 +236,13 @@ def _check(case: Case, results: dict, strict: bool) -> CaseResult:
     result = compare_case(case.name, results, case.expected, case.tolerance, strict=strict,
                           candidates=_diagnose.case_candidates(case.function, case.kwargs, case.arrays),
                           anchors=_diagnose.anchors_without_positives(case.function, case.kwargs, case.arrays))
-    given = [k for k, role in case.roles.items() if role in GIVEN_ROLES]
-    return dataclasses.replace(result, features=_diagnose.features(case.function, case.kwargs, given,
-                                                                   result.dtype))
+    given = {k: a for k, a in case.arrays.items() if case.roles[k] in GIVEN_ROLES}
+    findings = result.findings
+    if not result.ok and not findings and not result.problems:
+        findings = _diagnose.replays(case.function, case.backward, case.kwargs, given,
+                                     {k: as_host(v) for k, v in results.items()}, case.tolerance)
+    return dataclasses.replace(result, findings=findings,
+                               features=_diagnose.features(case.function, case.kwargs, given, result.dtype))
 
 
 def check(name: str, results, *, gold=None, strict: bool = False) -> CaseResult:

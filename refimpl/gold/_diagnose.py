@@ -253,6 +253,10 @@ def features(function: str, kwargs: dict, given, dtype: str) -> dict:
     return found
 
 
+#: keyword arguments that decide conventions: named first when several describe the same cases
+_FIRST = ("variant", "normalize", "reduction")
+
+
 def _feature(key, value) -> str:
     if value is _ABSENT:
         return f"no {key!r} argument"
@@ -263,43 +267,118 @@ def _feature(key, value) -> str:
     return f"{key}={value!r}"
 
 
+def _groups(cases) -> dict:
+    """``{cases sharing a feature value: [descriptions of the features they share]}``, best description first."""
+    by_name = {n: f for n, _, f in cases}
+    keys = list(dict.fromkeys(k for _, _, f in cases for k in f))
+    keys.sort(key=lambda k: (k not in _FIRST, k in ("function", "result dtype"),
+                             any(f.get(k) == GIVEN for f in by_name.values())))
+    groups = {}
+    for key in keys:
+        values = {n: f.get(key, _ABSENT) for n, f in by_name.items()}
+        for value in dict.fromkeys(values.values()):
+            group = frozenset(n for n, v in values.items() if v == value and type(v) is type(value))
+            groups.setdefault(group, []).append(_feature(key, value))
+    return groups
+
+
+def _say(features: list) -> str:
+    return features[0] + (f" (equally {', '.join(features[1:3])})" if len(features) > 1 else "")
+
+
 def patterns(cases, limit: int = 3) -> tuple:
     """Sentences naming the feature values that separate passing from failing cases.
 
-    ``cases``: ``[(name, ok, features)]``. A value shared by exactly the
-    passing (or exactly the failing) cases is named first; otherwise values
-    shared by at least two cases that all pass (or all fail).
+    ``cases``: ``[(name, ok, features)]``. First a value shared by exactly the
+    passing (or exactly the failing) cases; else two values whose cases are
+    exactly the passing (or failing) ones; else values shared by at least two
+    cases that all pass (or all fail).
     """
     passing = frozenset(n for n, ok, _ in cases if ok)
     failing = frozenset(n for n, ok, _ in cases if not ok)
     if not passing or not failing:
         return ()
-    by_name = {n: f for n, _, f in cases}
-    exact, pure = [], []
-    for key in dict.fromkeys(k for _, _, f in cases for k in f):
-        values = {n: f.get(key, _ABSENT) for n, f in by_name.items()}
-        for value in dict.fromkeys(values.values()):
-            group = frozenset(n for n, v in values.items() if v == value and type(v) is type(value))
-            verdict = "pass" if group <= passing else "fail" if group <= failing else None
-            if verdict is None:
-                continue
-            if group in (passing, failing):
-                exact.append((key, value, verdict))
-            elif len(group) >= 2:
-                pure.append((len(group), key, value, verdict, group))
-    if exact:
-        seen, out = set(), []
-        for key, value, verdict in exact:  # a two-valued key separates twice: say it once
-            if key not in seen:
-                seen.add(key)
-                other = "passes" if verdict == "fail" else "fails"
-                out.append(f"every case with {_feature(key, value)} {verdict}s, every other {other}")
-        return tuple("pattern: " + s for s in out[:limit])
-    pure.sort(key=lambda p: -p[0])
-    out, covered = [], []
-    for size, key, value, verdict, group in pure:
-        if group in covered:
-            continue
-        covered.append(group)
-        out.append(f"all {size} cases with {_feature(key, value)} {verdict}, the others are mixed")
+    groups = _groups(cases)
+    out = []
+    for side, verdict, other in ((passing, "passes", "fails"), (failing, "fails", "passes")):
+        if side in groups:
+            out.append(f"every case with {_say(groups[side])} {verdict}, every other {other}")
+    if not out:
+        for side, verdict in ((passing, "pass"), (failing, "fail")):
+            pure = [g for g in groups if g <= side and g != side]
+            pairs = [(a, b) for i, a in enumerate(pure) for b in pure[i + 1:] if a | b == side]
+            out += [f"the cases that {verdict} are exactly those with {_say(groups[a])} or {_say(groups[b])}"
+                    for a, b in pairs[:1]]
+    if not out:
+        pure = sorted((g for g in groups if len(g) >= 2 and (g <= passing or g <= failing)), key=len, reverse=True)
+        out = [f"all {len(g)} cases with {_say(groups[g])} {'pass' if g <= passing else 'fail'}, "
+               "the others are mixed" for g in pure]
     return tuple("pattern: " + s for s in out[:limit])
+
+
+# ------------------------------------------------------------------ the case recomputed under other conventions
+
+
+def _interleaved(n2: int) -> np.ndarray:
+    """Rows as code that reads two views interleaved (2i, 2i+1) sees view-major data: q[t] = 2t, q[N+t] = 2t+1."""
+    n = n2 // 2
+    return np.concatenate([np.arange(n) * 2, np.arange(n) * 2 + 1])
+
+
+def _alternatives(function: str, kwargs: dict, arrays: dict):
+    """``(cause, kwargs, row order)``: conventions a failing implementation may have used instead."""
+    tau = kwargs.get("temperature")
+    if tau and tau != 1:
+        yield f"with temperature = {tau:g}^2 = {tau * tau:g}: the temperature applied twice", \
+            {**kwargs, "temperature": tau * tau}, None
+        yield "with temperature = 1: the temperature left out", {**kwargs, "temperature": 1.0}, None
+    if kwargs.get("normalize") is True and kwargs.get("variant", "paper") == "paper":
+        yield "with normalize=False: the rows not L2-normalised", {**kwargs, "normalize": False}, None
+    two_views = function == L + "supcon.ntxent_forward" or (
+        function in (L + "kernel.forward", L + "adacon.forward") and kwargs.get("variant") == "official") or (
+        function == L + "supcon.forward" and arrays.get("labels") is None)
+    z = arrays.get("z")
+    if two_views and z is not None and len(z) % 2 == 0 and len(z) > 2:
+        yield ("on rows reordered: the views read interleaved (rows 2i, 2i+1 as the two views of sample i) "
+               "where gold stacks them view-major (rows i and i + N)"), kwargs, _interleaved(len(z))
+
+
+def replays(function: str, backward: str | None, kwargs: dict, arrays: dict, results: dict,
+            tolerance: dict) -> tuple:
+    """Findings: refimpl's loss recomputed under another convention matches every result.
+
+    ``arrays``: the case's given arrays (``dout`` included); ``results``: the
+    implementation's, as float64 NumPy arrays; ``tolerance``: the case's
+    (by dtype).
+    """
+    if not function.startswith(L) or backward is None:
+        return ()
+    from ._spec import Spec, run_forward_backward  # refimpl's own losses, only when a case fails
+
+    spec = Spec("replay", function, draw=None, backward=backward)
+    given = {k: a for k, a in arrays.items() if k != "dout"}
+    for cause, changed, order in _alternatives(function, kwargs, arrays):
+        moved = given if order is None else {k: a[order] if np.ndim(a) >= 1 and len(a) == len(order) else a
+                                             for k, a in given.items()}
+        try:
+            rows_ = run_forward_backward(spec, moved, changed, lambda out: arrays["dout"])
+        except (ValueError, TypeError):  # a convention this case's arguments cannot take
+            continue
+        replayed = {name: a for name, role, a in rows_ if role in ("output", "grad")}
+        if order is not None:  # gradients back to the rows the implementation was given
+            replayed = {k: _unpermute(a, order) if k != "out" else a for k, a in replayed.items()}
+        if replayed.keys() <= results.keys() and all(
+                within(np.asarray(results[k], dtype=np.float64), np.asarray(a, dtype=np.float64),
+                       tolerance[str(np.asarray(results[k]).dtype)]["rtol"],
+                       tolerance[str(np.asarray(results[k]).dtype)]["atol"]) for k, a in replayed.items()):
+            return (Finding("replay", "the results match gold recomputed " + cause),)
+    return ()
+
+
+def _unpermute(a, order):
+    a = np.asarray(a)
+    if a.ndim == 0 or len(a) != len(order):
+        return a
+    out = np.empty_like(a)
+    out[order] = a
+    return out
