@@ -25,7 +25,8 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=14"],
         "test": TEST,
-        "torch": ["torch==2.13.0"],
+        # pytorch-metric-learning: the worked example of checking a library's losses against the gold data
+        "torch": ["torch==2.13.0", "pytorch-metric-learning==2.9.0"],
         "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6"],
         "blas": ["threadpoolctl>=3.5"],
     },

@@ -28,6 +28,11 @@ _SIGNIFICANT = 1e-3
 #: HobbitLong/SupContrast's base temperature (its loss is scaled by tau / base_tau).
 SUPCON_BASE_TEMPERATURE = 0.07
 L = "refimpl.losses."
+#: default temperatures of other codes, tried on a failing case whose temperature differs
+OTHER_TEMPERATURES = {
+    0.07: "the default of HobbitLong/SupContrast and of pytorch-metric-learning's NTXentLoss",
+    0.1: "the default of refimpl's contrastive losses and of pytorch-metric-learning's SupConLoss",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,6 +337,9 @@ def _alternatives(function: str, kwargs: dict, arrays: dict):
         yield f"with temperature = {tau:g}^2 = {tau * tau:g}: the temperature applied twice", \
             {**kwargs, "temperature": tau * tau}, None
         yield "with temperature = 1: the temperature left out", {**kwargs, "temperature": 1.0}, None
+        for other, whose in OTHER_TEMPERATURES.items():
+            if other != tau:
+                yield f"with temperature = {other:g}: {whose}", {**kwargs, "temperature": other}, None
     if kwargs.get("normalize") is True and kwargs.get("variant", "paper") == "paper":
         yield "with normalize=False: the rows not L2-normalised", {**kwargs, "normalize": False}, None
     two_views = function == L + "supcon.ntxent_forward" or (
