@@ -94,6 +94,27 @@ assert not report.ok
 # row), and the report lists the worst ones with their indices, so you can
 # compare one row by hand.
 #
+# ## Systematic errors: the report names a likely cause
+#
+# Some bugs leave a signature. Forgetting to multiply the gradient by the
+# upstream gradient `dout` makes every entry of `dz` off by the same factor,
+# `1/dout`; the report says so in a `likely cause:` line (a wrong reduction,
+# an average over the anchors with positives only, a flipped sign, a
+# transpose, float32 saved as float64, a temperature applied twice are named
+# the same way). `kernel-clean` is the case to pass first: default
+# arguments, and every anchor has a positive.
+
+# %%
+def without_dout(inputs):
+    results = as_gold_function(wsp_torch)(inputs)
+    return {"out": results["out"], "dz": results["dz"] / inputs["dout"]}
+
+
+report = gold.verify("kernel-clean", without_dout)
+print(report.cases[0].diagnosis)
+assert not report.ok
+
+# %% [markdown]
 # ## float32 and other frameworks
 #
 # Results in float32 are compared with the float32 tolerances stored in the

@@ -28,11 +28,27 @@ arrays that NumPy can read):
 >>> gold.verify("linear", my_linear).ok
 True
 
+Each loss's first case, ``<loss>-clean``, is the one to pass first (paper
+variant, default keyword arguments, a small batch in which every anchor has
+a positive); the manifest's ``conventions`` and each case's description say
+every convention that changes a number. :func:`describe` (``refimpl gold
+list``) lists the cases.
+
+A report names, for each failing case, its worst entries and the likely
+cause of a systematic error (``result.diagnosis``: a constant ratio matched
+against the case's candidates such as ``1/dout`` or ``M/(M-k)``, a
+transpose, NaN from anchors without positives, float32 saved as float64,
+the loss recomputed under another convention), and, across cases, the
+keyword values that separate passing from failing ones
+(``report.patterns()``). Result keys a case does not have are reported and
+not compared; ``strict=True`` fails on them, and in :func:`verify_results`
+on the selected cases that have no result (``report.missing``).
+
 From the command line, for any language: ``refimpl gold export --case
 PATTERN --out DIR`` writes each case's given arrays (``DIR/<case>.npz``) and
 ``DIR/cases.json`` (keyword arguments, conventions, the keys, shapes and
 dtypes expected back); save the results as ``<case>.npz`` with those keys and
-run ``refimpl gold verify RESULTS``.
+run ``refimpl gold verify RESULTS [--case PATTERN | --exported DIR] [--strict]``.
 
 Patterns: a case name selects that case; a pattern with ``*``, ``?`` or
 ``[`` is matched as in a shell (``"kernel-official-*"``); any other text

@@ -209,6 +209,9 @@ def case_candidates(function: str, kwargs: dict, arrays: dict) -> dict:
                   f"gold divides by M = {m}"] = 2.0
     if reduction == "sum" and m > 1:
         found[f"1/M = 1/{m}: the mean over the {m} rows where gold sums"] = 1.0 / m
+    if reduction is None and m > 1:  # a layer: batch sums (bias and weight gradients, statistics)
+        found[f"1/N = 1/{m}: a mean over the N = {m} rows of the batch where gold sums"] = 1.0 / m
+        found[f"N = {m}: a sum over the N = {m} rows of the batch where gold averages"] = float(m)
     if function == L + "kernel.forward" and kwargs.get("variant") == "official":
         found[f"1/2: the mean over the {m} = 2N anchors where the official code divides their sum by "
               f"N = {m // 2} (twice the mean)"] = 0.5

@@ -1,4 +1,4 @@
-"""The ``refimpl gold make | export | verify`` commands (see :mod:`refimpl.cli`)."""
+"""The ``refimpl gold list | make | export | verify`` commands (see :mod:`refimpl.cli`)."""
 from __future__ import annotations
 
 import sys
