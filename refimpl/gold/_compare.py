@@ -4,7 +4,9 @@ An entry passes when ``|got - want| <= atol + rtol * |want|`` (NaN never
 passes), with the case's float64 or float32 tolerances chosen by the dtype of
 the result. The reported relative error is ``|got - want| / max(|want|,
 atol / rtol)``: below ``atol / rtol`` the absolute tolerance governs, so tiny
-expected values (cancellation) do not show huge ratios.
+expected values (cancellation) do not show huge ratios. A failing array is
+handed to :mod:`._diagnose` for its likely cause; a case merges the causes
+of its arrays into one sentence each.
 """
 from __future__ import annotations
 
