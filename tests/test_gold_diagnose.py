@@ -97,7 +97,7 @@ def test_a_transposed_weight_gradient_is_named_square_or_not():
     assert "dw: has shape (4, 3), expected (3, 4)" in str(result)
     assert only(result.diagnosis).startswith("dw is the transpose of gold")
     want = np.arange(9.0).reshape(3, 3)
-    assert only(gold.compare("w", want.T, want).diagnosis).startswith("w is the transpose of gold")
+    assert only(gold.compare("w", want.T, want).diagnosis).startswith("w is the transpose of want")
 
 
 def test_nan_names_the_anchors_without_positives_of_the_case():
@@ -159,11 +159,16 @@ def test_compare_passes_in_one_line_and_fails_with_rows_and_causes():
     bad = gold.compare("logits", want / 4, want, candidates={"1/dout": 0.25, "2 (two views)": 2.0})
     text = str(bad)
     assert text.startswith("FAIL  logits: 4 of 4 entries") and text.count(" got ") == 3
-    assert bad.diagnosis == ["logits is 0.25 (1/4) × gold, which matches 1/dout"]
-    assert text.endswith("likely cause: logits is 0.25 (1/4) × gold, which matches 1/dout")
+    assert bad.diagnosis == ["logits is 0.25 (1/4) × want, which matches 1/dout"]
+    assert text.endswith("likely cause: logits is 0.25 (1/4) × want, which matches 1/dout")
     with pytest.raises(AssertionError, match="likely cause: logits is 0.25"):
         bad.raise_if_failed()
-    assert gold.compare("g", -want, want).diagnosis == ["g is -1 × gold, which matches -1 (the sign flipped)"]
+    assert gold.compare("g", -want, want).diagnosis == ["g is -1 × want, which matches -1 (the sign flipped)"]
+    nan = want.copy()
+    nan[0, 1] = np.nan
+    assert gold.compare("g", nan, want).diagnosis == ["g has NaN entries where want is finite"]
+    braces = gold.compare("g", 2 * want, want, candidates={"2 {two views}": 2})
+    assert braces.diagnosis == ["g is 2 × want, which matches 2 {two views}"]
     with pytest.raises(TypeError, match="candidates must be a dict"):
         gold.compare("g", want, want, candidates=[0.5])
 

@@ -137,7 +137,7 @@ def compare(key: str, got, want, *, rtol: float = 1e-12, atol: float = 1e-15,
       w[1, 0]  got +1.250000e-01  want +1.000000e+00  |diff| 8.75e-01
       w[0, 0]  got +6.250000e-02  want +5.000000e-01  |diff| 4.38e-01
       w[0, 1]  got +3.125000e-02  want +2.500000e-01  |diff| 2.19e-01
-    likely cause: w is 0.125 (1/8) × gold, which matches 1/batch (a mean where a sum is due)
+    likely cause: w is 0.125 (1/8) × want, which matches 1/batch (a mean where a sum is due)
     """
     rtol, atol = check_positive("rtol", rtol), check_nonnegative("atol", atol)  # rtol > 0: it divides
     if candidates is not None and not (hasattr(candidates, "items") and all(
@@ -145,8 +145,9 @@ def compare(key: str, got, want, *, rtol: float = 1e-12, atol: float = 1e-15,
         raise TypeError("candidates must be a dict {description: ratio} of strings to numbers, "
                         f"got {candidates!r}")
     tolerance = {dtype: {"rtol": rtol, "atol": atol} for dtype in DTYPES}
-    return compare_array(key, got, as_host(want).astype("float64"), tolerance,
-                         {k: float(v) for k, v in (candidates or {}).items()})
+    result = compare_array(key, got, as_host(want).astype("float64"), tolerance,
+                           {k: float(v) for k, v in (candidates or {}).items()})
+    return dataclasses.replace(result, reference="want")
 
 
 def cases(pattern: str = "*", *, gold=None) -> list:
@@ -336,7 +337,8 @@ def verify_results(path, pattern: str | None = None, *, gold=None, strict: bool 
     if selected is not None:
         by_case = {n: results for n, results in by_case.items() if n in selected}
     out = []
-    for name in by_case:
+    order = {n: i for i, n in enumerate(found["cases"])}  # manifest order, then unknown names
+    for name in sorted(by_case, key=lambda n: (order.get(n, len(order)), n)):
         if name not in found["cases"]:
             out.append(CaseResult(name, problems=(f"no gold case named {name!r}"
                                                   + _did_you_mean(name, found["cases"]),)))

@@ -61,11 +61,13 @@ class ArrayResult:
     worst: tuple = ()
     problem: str = ""
     findings: tuple = ()
+    #: what the diagnosis calls the expected array: "gold", or "want" for :func:`refimpl.gold.compare`
+    reference: str = "gold"
 
     @property
     def diagnosis(self) -> list:
         """The likely causes of the failure, one sentence each (empty when none is found)."""
-        return [f.sentence() for f in _diagnose.merge(self.findings)]
+        return [f.sentence(self.reference) for f in _diagnose.merge(self.findings)]
 
     def lines(self) -> list:
         """The failure and its worst entries (no diagnosis: a case merges those of its arrays)."""
@@ -82,7 +84,7 @@ class ArrayResult:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        del d["findings"]
+        del d["findings"], d["reference"]
         d.update(max_abs=_json_number(self.max_abs), max_rel=_json_number(self.max_rel),
                  worst=[e.to_dict() for e in self.worst], diagnosis=self.diagnosis)
         return d

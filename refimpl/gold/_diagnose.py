@@ -37,7 +37,8 @@ OTHER_TEMPERATURES = {
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    """One likely cause: ``text`` with ``{keys}`` (the arrays concerned) and ``{be}`` (is/are)."""
+    """One likely cause: ``text`` with ``{keys}`` (the arrays concerned), ``{be}``/``{have}`` (their verbs)
+    and ``{ref}`` (what they were compared with: gold, or compare's ``want``)."""
 
     kind: str
     text: str
@@ -45,11 +46,12 @@ class Finding:
     #: a finding that alone says little (the ratio of one number): kept only when another array shares it
     weak: bool = False
 
-    def sentence(self) -> str:
+    def sentence(self, ref: str = "gold") -> str:
         keys = self.keys or ("the result",)
         named = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
         plural = len(keys) > 1
-        return self.text.format(keys=named, be="are" if plural else "is", have="have" if plural else "has")
+        return self.text.format(keys=named, be="are" if plural else "is", have="have" if plural else "has",
+                                ref=ref)
 
 
 def merge(findings) -> tuple:
@@ -75,11 +77,11 @@ def examine(key: str, got: np.ndarray, want: np.ndarray, dtype: str, tolerance: 
     """
     rtol, atol = tolerance["rtol"], tolerance["atol"]
     if (np.isnan(got) & ~np.isnan(want)).any():
-        return (Finding("nan", "{keys} {have} NaN entries where gold is finite", (key,)),)
+        return (Finding("nan", "{keys} {have} NaN entries where {ref} is finite", (key,)),)
     if want.ndim == 2 and within(got.T, want, rtol, atol):
         return (transposed(key),)
     if not got.any() and want.any():
-        return (Finding("zero", "{keys} {be} all zero where gold is not (a gradient that never reached "
+        return (Finding("zero", "{keys} {be} all zero where {ref} is not (a gradient that never reached "
                                 "this array, or a result left unfilled)", (key,)),)
     scale = float(np.max(np.abs(want))) if want.size else 0.0
     if dtype == "float64" and within(got, want, FLOAT32_HINT[0], max(atol, FLOAT32_HINT[1] * scale)):
@@ -91,7 +93,7 @@ def examine(key: str, got: np.ndarray, want: np.ndarray, dtype: str, tolerance: 
 
 
 def transposed(key: str) -> Finding:
-    return Finding("transpose", "{keys} {be} the transpose of gold (rows and columns swapped: check the "
+    return Finding("transpose", "{keys} {be} the transpose of {ref} (rows and columns swapped: check the "
                                 "layout in the case's conventions)", (key,))
 
 
@@ -125,9 +127,9 @@ def _ratio_finding(key, ratio, size, dtype, candidates) -> Finding:
     candidates = {"-1 (the sign flipped)": -1.0, **candidates}
     matched = [name for name, c in candidates.items() if c and abs(ratio / c - 1.0) <= MATCH[dtype]]
     shown = ratio_text(candidates[matched[0]] if matched else ratio, dtype)
-    text = "{keys} {be} " + shown + " \u00d7 gold"
-    if matched:
-        text += ", which matches " + "; or ".join(matched)
+    text = "{keys} {be} " + shown + " \u00d7 {ref}"
+    if matched:  # the caller's descriptions, braces escaped for sentence()'s format
+        text += ", which matches " + "; or ".join(matched).replace("{", "{{").replace("}", "}}")
     else:
         text += " (a constant factor: a reduction, a scale or a temperature factor)"
     # one number always has a ratio: alone, a cause only when it is a known one
