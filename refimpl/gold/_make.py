@@ -1,12 +1,12 @@
 """Making the gold data: every case computed by refimpl in float64, the files and the manifest."""
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
+from ..fingerprint import fingerprint
 from . import _cases_layers, _cases_losses, _store
 from ._spec import GIVEN_ROLES, compute
 
@@ -47,15 +47,6 @@ def specs() -> list:
     return found
 
 
-def platform_fingerprint() -> dict:
-    """What decides the last bits of the outputs: NumPy, its BLAS, the CPU's SIMD extensions."""
-    config = np.show_config(mode="dicts")
-    blas = config.get("Build Dependencies", {}).get("blas", {})
-    return {"numpy": np.__version__, "machine": platform.machine(),
-            "blas": blas.get("openblas configuration") or f"{blas.get('name')} {blas.get('version')}",
-            "simd": sorted(config.get("SIMD Extensions", {}).get("found", []))}
-
-
 def _tolerance(expected: list) -> dict:
     scale = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in expected)
     return {dtype: {"rtol": rtol, "atol": float(f"{factor * max(scale, 1e-300):.0e}")}
@@ -88,7 +79,7 @@ def build(seed: int = SEED):
         "format_version": FORMAT_VERSION,
         "refimpl": __version__,
         "seed": seed,
-        "generated_with": platform_fingerprint(),
+        "generated_with": fingerprint(),  # what decides the outputs' last bits
         "conventions": CONVENTIONS,
         "cases": cases,
     }
