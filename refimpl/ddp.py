@@ -37,8 +37,8 @@ mistakes, each in :func:`example_step` and caught by :func:`check`:
   only when every rank computes the loss of all M anchors (``"replace_all"``,
   M^2 work on every rank; also times W).
 
-The right ones: ``"autograd"`` (``torch.distributed.nn.functional.all_gather``,
-whose backward sums over ranks) and ``"replace_all"``.
+The right ones: ``"autograd"`` (:func:`all_gather_with_gradient`, whose
+backward sums over ranks) and ``"replace_all"``.
 
 Check your own: write a function ``step(rank, world_size, *args)`` (importable
 from a module, as spawned processes import it) that runs one training step of
@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import gc
 import os
 import pickle
@@ -226,6 +227,51 @@ def check(results: list, x, weight, forward, backward, *, rtol: float = 1e-8) ->
 # ------------------------------------------------------------------------- a worked example
 
 
+def all_gather_with_gradient(z):
+    """Every rank's ``z`` (n, ...) concatenated in rank order, (W n, ...), with a gradient path.
+
+    ``torch.distributed.all_gather`` returns constants, and torch 2.13
+    deprecates ``torch.distributed.nn.functional.all_gather`` for a private
+    module's version; the autograd function is a few lines:
+
+    * forward: an all-gather;
+    * backward: rank ``s`` holds ``g_s``, the gradient of its own loss
+      :math:`L_s` with respect to the whole gathered (W n, ...) tensor. Rank
+      ``r``'s rows reach every rank's loss through its copy there, so their
+      gradient is :math:`\\sum_s \\partial L_s / \\partial z_{S_r}`: the
+      sum of every rank's ``g_s`` (an all-reduce with SUM), of which rank
+      ``r`` keeps its own slice. Keeping only its own ``g_r``'s slice drops the
+      other ranks' anchors' gradients (``"replace_local"``'s mistake);
+      averaging instead of summing divides by W a second time, on top of DDP's
+      average.
+
+    Needs an initialised process group with equal ``z`` shapes on every rank.
+    """
+    return _all_gather_function().apply(z)
+
+
+@functools.cache
+def _all_gather_function():
+    import torch
+    import torch.distributed as dist
+
+    class AllGather(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, z.contiguous())
+            return torch.cat(parts)
+
+        @staticmethod
+        def backward(ctx, grad):
+            total = grad.contiguous().clone()  # all_reduce works in place; autograd's grad is not ours
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            n = total.shape[0] // dist.get_world_size()
+            return total[dist.get_rank() * n:(dist.get_rank() + 1) * n]
+
+    return AllGather
+
+
 def example_data(m: int = 12, features: int = 5, dim: int = 4, seed: int = 0) -> dict:
     """Inputs of :func:`example_step`: ``x`` (M, F), ``weight`` (D, F), labels, depth, sigma, temperature."""
     g = np.random.default_rng(seed)
@@ -254,11 +300,8 @@ def example_step(rank, world_size, data, gathers=RIGHT + WRONG):
     rank's shard of ``data["x"]`` in float64; returns ``{gather: dict(loss,
     dz, dweight)}`` for :func:`check`.
     """
-    import warnings
-
     import torch
     import torch.distributed as dist
-    import torch.distributed.nn.functional as dist_autograd
 
     x, weight = (torch.from_numpy(data[k]) for k in ("x", "weight"))
     labels, depth = torch.from_numpy(data["labels"]), torch.from_numpy(data["depth"])
@@ -276,9 +319,7 @@ def example_step(rank, world_size, data, gathers=RIGHT + WRONG):
         z_local.retain_grad()
         scale, anchors, z_anchors = world_size, mine, z_local
         if gather in ("autograd", "unscaled"):
-            with warnings.catch_warnings():  # torch 2.13 deprecates it for a private module's version
-                warnings.simplefilter("ignore", FutureWarning)
-                z_all = torch.cat(dist_autograd.all_gather(z_local))  # backward: sum over ranks
+            z_all = all_gather_with_gradient(z_local)  # backward: sum over ranks
             z_anchors = z_all[mine]
             scale = 1 if gather == "unscaled" else world_size
         else:
