@@ -61,7 +61,6 @@ import functools
 import gc
 import os
 import pickle
-import socket
 import tempfile
 import time
 
@@ -87,27 +86,41 @@ def shards(m: int, world_size: int) -> list:
 # ------------------------------------------------------------------------- running W processes
 
 
-def run(step, world_size: int, *args, timeout: float = 60.0) -> list:
+def run(step, world_size: int, *args, timeout: float = 60.0, startup_timeout: float = 300.0) -> list:
     """``step(rank, world_size, *args)`` in ``world_size`` spawned processes of one gloo group; the results.
 
-    The group runs on this machine (``MASTER_ADDR=127.0.0.1``, a free port),
-    one thread per process; collectives time out after ``timeout`` seconds and
-    the whole run is stopped after it, so a hung group raises
-    ``TimeoutError`` instead of hanging. Results travel back pickled, through a
-    temporary folder. ``step`` must be importable (a module-level function).
+    The group runs on this machine, one thread per process, and meets through
+    a file in a temporary folder (no TCP port to pick, so none to lose to
+    another program between picking and binding it). The run is stopped
+    ``timeout`` seconds after every rank has joined the group, so a hung
+    collective raises ``TimeoutError`` instead of hanging; and
+    ``startup_timeout`` seconds after the start if the ranks never all join
+    (each spawned interpreter imports torch first: seconds, a minute or more
+    on a loaded machine, which must not count against the step). Results
+    travel back pickled, through the same folder. ``step`` must be
+    importable (a module-level function).
     """
     import torch.multiprocessing as mp
 
-    port = _free_port()
     with tempfile.TemporaryDirectory() as out:
-        context = mp.start_processes(_worker, args=(world_size, port, step, args, out, timeout),
+        context = mp.start_processes(_worker, args=(world_size, step, args, out, startup_timeout + timeout),
                                      nprocs=world_size, join=False, start_method="spawn")
-        deadline = time.monotonic() + timeout
+        start, deadline = time.monotonic(), None
         while not context.join(timeout=0.5):
-            if time.monotonic() > deadline:
-                for process in context.processes:
-                    process.terminate()
-                raise TimeoutError(f"the {world_size} processes did not finish within {timeout} s")
+            now = time.monotonic()
+            if deadline is None and all(os.path.exists(_joined(out, r)) for r in range(world_size)):
+                deadline = now + timeout
+            if deadline is not None and now > deadline:
+                late = f"did not finish within {timeout} s of joining the group"
+            elif deadline is None and now - start > startup_timeout:
+                late = f"did not all join the group within {startup_timeout} s"
+            else:
+                continue
+            for process in context.processes:
+                process.terminate()
+            for process in context.processes:
+                process.join()  # gone before their folder is removed
+            raise TimeoutError(f"the {world_size} processes {late}")
         results = []
         for rank in range(world_size):
             with open(os.path.join(out, f"rank{rank}.pkl"), "rb") as f:
@@ -115,21 +128,18 @@ def run(step, world_size: int, *args, timeout: float = 60.0) -> list:
     return results
 
 
-def _free_port() -> int:
-    """A TCP port that was free a moment ago (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _joined(out, rank) -> str:
+    return os.path.join(out, f"rank{rank}.joined")
 
 
-def _worker(rank, world_size, port, step, args, out, timeout):
+def _worker(rank, world_size, step, args, out, timeout):
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=timeout))
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out, 'group')}", rank=rank,
+                            world_size=world_size, timeout=datetime.timedelta(seconds=timeout))
+    open(_joined(out, rank), "w").close()
     try:
         result = step(rank, world_size, *args)
         with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
