@@ -49,10 +49,24 @@ def tolerance_ratio(name, results, dtype, keys=None):
 # with; elsewhere every number within INSIDE of the case's tolerance (far inside: a remake on another
 # BLAS kernel stays within 7e-5 of it). The test ids and -ra's skip reasons say which applied.
 SHIPPED = gold.manifest()
-SAME_BITS = same_bits(SHIPPED["generated_with"], fingerprint())
-ELSEWHERE = (f"gold made with {describe(SHIPPED['generated_with'])}; "
-             f"this process {'the same' if SAME_BITS else describe(fingerprint())}")
 INSIDE = 1e-3
+
+
+def bits_compared() -> tuple:
+    """``(same, text)``: whether this process now has the gold's fingerprint, and both described.
+
+    Asked when a test runs, not at collection: earlier tests may have limited the BLAS threads since.
+    """
+    here = fingerprint()
+    same = same_bits(SHIPPED["generated_with"], here)
+    return same, (f"gold made with {describe(SHIPPED['generated_with'])}; "
+                  f"this process {'the same' if same else describe(here)}")
+
+
+def skip_unless_same_bits() -> None:
+    same, text = bits_compared()
+    if not same:
+        pytest.skip(f"bit-for-bit needs the gold's fingerprint; {text}: the tolerance test applies")
 
 
 # ------------------------------------------------------------------ making and shipping
@@ -72,11 +86,17 @@ def test_make_is_bit_for_bit(remade, tmp_path):
     assert (tmp_path / "manifest.json").read_bytes() == (out / "manifest.json").read_bytes()
 
 
+def test_the_manifest_records_the_numeric_fingerprint(remade):
+    """What decides the last bits (BLAS library, version, kernel, threads, ...), as refimpl.fingerprint gives it."""
+    _, manifest = remade
+    assert manifest["generated_with"] == fingerprint()
+    assert set(SHIPPED["generated_with"]) == set(fingerprint()), "run `refimpl gold make` and commit"
+
+
 def test_make_reproduces_the_shipped_gold_bit_for_bit(remade):
     """Same fingerprint (NumPy, SciPy, BLAS library, version, kernel, threads, CPU features): the same bytes."""
     out, manifest = remade
-    if not SAME_BITS:
-        pytest.skip(f"bit-for-bit needs the gold's fingerprint; {ELSEWHERE}: the tolerance test applies")
+    skip_unless_same_bits()
     assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
     for entry in manifest["cases"].values():
         assert (gold.DATA_DIR / entry["file"]).read_bytes() == (out / entry["file"]).read_bytes(), entry["file"]
@@ -93,7 +113,8 @@ def test_make_reproduces_the_shipped_gold_far_inside_the_tolerances(remade):
     computation moves them by far more.
     """
     out, manifest = remade
-    print(f"compared within {INSIDE:g} of the gold tolerances; bit for bit too: {SAME_BITS} ({ELSEWHERE})")
+    same, text = bits_compared()
+    print(f"compared within {INSIDE:g} of the gold tolerances; bit for bit too: {same} ({text})")
     assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
     for name, entry in manifest["cases"].items():
         shipped = SHIPPED["cases"][name]
@@ -175,15 +196,14 @@ def test_every_expected_array_is_large_against_its_case_tolerance():
 def test_refimpl_passes_in_float64_and_float32_well_inside_the_tolerances(name):
     report = gold.verify(name, refimpl_fn(name))
     assert report.ok, str(report)
-    assert tolerance_ratio(name, refimpl_fn(name)(gold.load(name).inputs), "float64") <= INSIDE, ELSEWHERE
+    assert tolerance_ratio(name, refimpl_fn(name)(gold.load(name).inputs), "float64") <= INSIDE, bits_compared()[1]
     results32 = refimpl_fn(name, "float32")(gold.load(name).inputs)
     assert gold.check(name, results32).ok
     assert tolerance_ratio(name, results32, "float32") < 0.1  # room for other float32 orders
 
 
 def test_refimpl_reproduces_every_case_bit_for_bit():
-    if not SAME_BITS:
-        pytest.skip(f"bit-for-bit needs the gold's fingerprint; {ELSEWHERE}: the tolerance test applies")
+    skip_unless_same_bits()
     for name in NAMES:
         report = gold.verify(name, refimpl_fn(name))
         assert all(a.max_abs == 0.0 for a in report.cases[0].arrays), str(report)
