@@ -50,9 +50,12 @@ COMMANDS = {
 def _info(_args) -> int:
     import numpy as np
 
+    from . import fingerprint
+
     print(f"refimpl {__version__}")
     print(f"python  {platform.python_version()}")
     print(f"numpy   {np.__version__}")
+    print(f"fingerprint {fingerprint.describe(fingerprint.fingerprint())}")
     print(f"cupy    {'available' if backend.cupy_available() else 'not available (no CUDA device or not installed)'}")
     try:
         import torch

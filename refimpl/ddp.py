@@ -37,8 +37,8 @@ mistakes, each in :func:`example_step` and caught by :func:`check`:
   only when every rank computes the loss of all M anchors (``"replace_all"``,
   M^2 work on every rank; also times W).
 
-The right ones: ``"autograd"`` (``torch.distributed.nn.functional.all_gather``,
-whose backward sums over ranks) and ``"replace_all"``.
+The right ones: ``"autograd"`` (:func:`all_gather_with_gradient`, whose
+backward sums over ranks) and ``"replace_all"``.
 
 Check your own: write a function ``step(rank, world_size, *args)`` (importable
 from a module, as spawned processes import it) that runs one training step of
@@ -57,10 +57,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import gc
 import os
 import pickle
-import socket
 import tempfile
 import time
 
@@ -86,27 +86,41 @@ def shards(m: int, world_size: int) -> list:
 # ------------------------------------------------------------------------- running W processes
 
 
-def run(step, world_size: int, *args, timeout: float = 60.0) -> list:
+def run(step, world_size: int, *args, timeout: float = 60.0, startup_timeout: float = 300.0) -> list:
     """``step(rank, world_size, *args)`` in ``world_size`` spawned processes of one gloo group; the results.
 
-    The group runs on this machine (``MASTER_ADDR=127.0.0.1``, a free port),
-    one thread per process; collectives time out after ``timeout`` seconds and
-    the whole run is stopped after it, so a hung group raises
-    ``TimeoutError`` instead of hanging. Results travel back pickled, through a
-    temporary folder. ``step`` must be importable (a module-level function).
+    The group runs on this machine, one thread per process, and meets through
+    a file in a temporary folder (no TCP port to pick, so none to lose to
+    another program between picking and binding it). The run is stopped
+    ``timeout`` seconds after every rank has joined the group, so a hung
+    collective raises ``TimeoutError`` instead of hanging; and
+    ``startup_timeout`` seconds after the start if the ranks never all join
+    (each spawned interpreter imports torch first: seconds, a minute or more
+    on a loaded machine, which must not count against the step). Results
+    travel back pickled, through the same folder. ``step`` must be
+    importable (a module-level function).
     """
     import torch.multiprocessing as mp
 
-    port = _free_port()
     with tempfile.TemporaryDirectory() as out:
-        context = mp.start_processes(_worker, args=(world_size, port, step, args, out, timeout),
+        context = mp.start_processes(_worker, args=(world_size, step, args, out, startup_timeout + timeout),
                                      nprocs=world_size, join=False, start_method="spawn")
-        deadline = time.monotonic() + timeout
+        start, deadline = time.monotonic(), None
         while not context.join(timeout=0.5):
-            if time.monotonic() > deadline:
-                for process in context.processes:
-                    process.terminate()
-                raise TimeoutError(f"the {world_size} processes did not finish within {timeout} s")
+            now = time.monotonic()
+            if deadline is None and all(os.path.exists(_joined(out, r)) for r in range(world_size)):
+                deadline = now + timeout
+            if deadline is not None and now > deadline:
+                late = f"did not finish within {timeout} s of joining the group"
+            elif deadline is None and now - start > startup_timeout:
+                late = f"did not all join the group within {startup_timeout} s"
+            else:
+                continue
+            for process in context.processes:
+                process.terminate()
+            for process in context.processes:
+                process.join()  # gone before their folder is removed
+            raise TimeoutError(f"the {world_size} processes {late}")
         results = []
         for rank in range(world_size):
             with open(os.path.join(out, f"rank{rank}.pkl"), "rb") as f:
@@ -114,21 +128,18 @@ def run(step, world_size: int, *args, timeout: float = 60.0) -> list:
     return results
 
 
-def _free_port() -> int:
-    """A TCP port that was free a moment ago (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _joined(out, rank) -> str:
+    return os.path.join(out, f"rank{rank}.joined")
 
 
-def _worker(rank, world_size, port, step, args, out, timeout):
+def _worker(rank, world_size, step, args, out, timeout):
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=timeout))
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out, 'group')}", rank=rank,
+                            world_size=world_size, timeout=datetime.timedelta(seconds=timeout))
+    open(_joined(out, rank), "w").close()
     try:
         result = step(rank, world_size, *args)
         with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
@@ -226,6 +237,51 @@ def check(results: list, x, weight, forward, backward, *, rtol: float = 1e-8) ->
 # ------------------------------------------------------------------------- a worked example
 
 
+def all_gather_with_gradient(z):
+    """Every rank's ``z`` (n, ...) concatenated in rank order, (W n, ...), with a gradient path.
+
+    ``torch.distributed.all_gather`` returns constants, and torch 2.13
+    deprecates ``torch.distributed.nn.functional.all_gather`` for a private
+    module's version; the autograd function is a few lines:
+
+    * forward: an all-gather;
+    * backward: rank ``s`` holds ``g_s``, the gradient of its own loss
+      :math:`L_s` with respect to the whole gathered (W n, ...) tensor. Rank
+      ``r``'s rows reach every rank's loss through its copy there, so their
+      gradient is :math:`\\sum_s \\partial L_s / \\partial z_{S_r}`: the
+      sum of every rank's ``g_s`` (an all-reduce with SUM), of which rank
+      ``r`` keeps its own slice. Keeping only its own ``g_r``'s slice drops the
+      other ranks' anchors' gradients (``"replace_local"``'s mistake);
+      averaging instead of summing divides by W a second time, on top of DDP's
+      average.
+
+    Needs an initialised process group with equal ``z`` shapes on every rank.
+    """
+    return _all_gather_function().apply(z)
+
+
+@functools.cache
+def _all_gather_function():
+    import torch
+    import torch.distributed as dist
+
+    class AllGather(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, z.contiguous())
+            return torch.cat(parts)
+
+        @staticmethod
+        def backward(ctx, grad):
+            total = grad.contiguous().clone()  # all_reduce works in place; autograd's grad is not ours
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            n = total.shape[0] // dist.get_world_size()
+            return total[dist.get_rank() * n:(dist.get_rank() + 1) * n]
+
+    return AllGather
+
+
 def example_data(m: int = 12, features: int = 5, dim: int = 4, seed: int = 0) -> dict:
     """Inputs of :func:`example_step`: ``x`` (M, F), ``weight`` (D, F), labels, depth, sigma, temperature."""
     g = np.random.default_rng(seed)
@@ -254,11 +310,8 @@ def example_step(rank, world_size, data, gathers=RIGHT + WRONG):
     rank's shard of ``data["x"]`` in float64; returns ``{gather: dict(loss,
     dz, dweight)}`` for :func:`check`.
     """
-    import warnings
-
     import torch
     import torch.distributed as dist
-    import torch.distributed.nn.functional as dist_autograd
 
     x, weight = (torch.from_numpy(data[k]) for k in ("x", "weight"))
     labels, depth = torch.from_numpy(data["labels"]), torch.from_numpy(data["depth"])
@@ -276,9 +329,7 @@ def example_step(rank, world_size, data, gathers=RIGHT + WRONG):
         z_local.retain_grad()
         scale, anchors, z_anchors = world_size, mine, z_local
         if gather in ("autograd", "unscaled"):
-            with warnings.catch_warnings():  # torch 2.13 deprecates it for a private module's version
-                warnings.simplefilter("ignore", FutureWarning)
-                z_all = torch.cat(dist_autograd.all_gather(z_local))  # backward: sum over ranks
+            z_all = all_gather_with_gradient(z_local)  # backward: sum over ranks
             z_anchors = z_all[mine]
             scale = 1 if gather == "unscaled" else world_size
         else:

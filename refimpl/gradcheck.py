@@ -36,11 +36,30 @@ Verdicts:
   the numeric gradient lies below it everywhere, no check can tell it from
   zero, and the report says so (``resolved`` is False) instead of vouching
   for it.
+* Error model of a central difference with step ``h``: truncation, ``h^2
+  |f'''| / 6``, inside the tolerances for ``h = 1e-6``; and rounding: each
+  computed value of ``f`` carries a noise of some deviation ``sigma`` (the
+  float64 rounding of every operation that made it, which scales with the
+  intermediate values, not with ``|f|``: an FFT convolution whose exact
+  output is 0 returns noise the size of its inputs' products), so the
+  difference carries about ``sigma / h``. A comparison that fails the
+  tolerance is looked at again before it is reported: ``sigma`` is measured
+  from the second differences of ``f`` at nine points ``1e-3 h`` apart
+  (their median, which one kink among them cannot inflate) and
+  ``3 sigma / h`` (:data:`NOISE_SIGMAS`) is added to the bound.
 * Kinks: where the one-sided slopes ``(f(x) - f(x - h)) / h`` and ``(f(x + h)
   - f(x)) / h`` differ by more than 10 tolerances and 1e-3 of the larger
-  slope (a smooth function's differ by ``h |f''|``), a kink lies within ``h``;
-  a mismatch there whose analytic value lies between the two slopes (a valid
-  subgradient) is reported as kink-adjacent, not as a mismatch.
+  slope (a smooth function's differ by ``h |f''|``), a kink lies within
+  ``h``. The difference is then taken again with steps ``h / 10`` and
+  ``h / 100`` (:data:`REFINE`, while the rounding allowance stays below the
+  tolerance): a kink farther than the smaller step is stepped over, and the
+  analytic value is compared with the derivative at ``x`` itself. Only a kink
+  closer than the smallest step is judged by the slopes: a mismatch whose
+  analytic value lies between the one-sided slopes there (a valid
+  subgradient) is reported as kink-adjacent, not as a mismatch. (Judging by
+  the slopes at ``h`` alone missed kinks: a one-sided slope is off the
+  derivative by ``h |f''| / 2``, 4e-4 on a TinyNet direction whose bound was
+  4e-5, where a ReLU input of 4e-6 crossed 0 at ``t = 2e-7``.)
 
 Inputs on any backend are accepted: they are copied to the host, perturbed
 there, and moved back to their own namespace and device for each evaluation.
@@ -76,6 +95,13 @@ TOLERANCES = {"float64": (1e-6, 1e-8)}
 VJP_TOLERANCES = (1e-6, 1e-9)
 #: default step of the central difference
 EPS = 1e-6
+#: rounding allowance of a central difference with step h: NOISE_SIGMAS * sigma / h, sigma the measured
+#: noise deviation of f (the two noisy values' difference, halved, has deviation 0.71 sigma / h)
+NOISE_SIGMAS = 3.0
+#: smaller steps (fractions of the step) tried when the one-sided slopes show a kink within the step
+REFINE = (1e-1, 1e-2)
+#: spacing of the nine points whose second differences measure the noise (a fraction of the step)
+NOISE_SPACING = 1e-3
 
 
 def rel_error(x, y, floor: float = 1e-8) -> float:
@@ -173,6 +199,8 @@ class Direction:
     left: float  # one-sided slopes along the direction
     right: float
     kink: bool  # a mismatch next to a kink, with the analytic value between the slopes
+    step: float = EPS  # the step of ``numeric``: smaller than the first where a kink was stepped over
+    noise: float | None = None  # measured rounding noise of <u, f>; None: the first comparison passed
 
     @property
     def abs_error(self) -> float:
@@ -209,6 +237,8 @@ class VJPReport:
         lines = [f"VJP check: {'ok' if self.ok else 'MISMATCH'} (gradient norm {self.gradient_norm:.3e})"]
         for k, d in enumerate(self.directions):
             note = "  next to a kink: not a mismatch" if d.kink else ""
+            if d.noise is not None:
+                note += f"  (looked at again: rounding noise {d.noise:.1e} in the bound, step {d.step:.0e})"
             lines.append(f"    direction {k}: analytic {d.analytic:+.12e}, numeric {d.numeric:+.12e}, "
                          f"|diff| {d.abs_error:.3e} vs bound {d.bound:.3e}{note}")
         if not self.resolved:
@@ -250,28 +280,36 @@ def _require_float64(inputs, wrt) -> None:
 
 
 def _differences(f, inputs, dout, wrt, eps):
-    """Per input in ``wrt``: the central differences and the one-sided slopes."""
+    """Per input in ``wrt``: the central differences and the one-sided slopes; and ``line``.
+
+    ``line(k, index)`` is ``t -> <u, f(x + t e)>`` along entry ``index`` of
+    input ``k``, for a second look at a comparison that fails.
+    """
     host = [_host64(a) if hasattr(a, "dtype") else np.float64(a) for a in inputs]
     base = _evaluate(f, host, inputs)
     u = np.ones_like(base) if dout is None else _host64(dout)
     if u.shape != base.shape:
         raise ValueError(f"dout has shape {u.shape}, expected the output shape {base.shape}")
     f0 = float(np.sum(base * u))
+
+    def line(k, index):
+        def g(t):
+            point = np.array(host[k], dtype=np.float64)
+            point[index] += t
+            moved = [point if i == k else h for i, h in enumerate(host)]
+            return float(np.sum(_evaluate(f, moved, inputs) * u))
+        return g
+
     results = []
     for k in wrt:
         central, left, right = (np.zeros(np.shape(host[k])) for _ in range(3))
         for idx in itertools.product(*[range(s) for s in central.shape]):
-            shifted = list(host)
-            point = np.array(host[k], dtype=np.float64)
-            point[idx] += eps
-            shifted[k] = point
-            plus = float(np.sum(_evaluate(f, shifted, inputs) * u))
-            point[idx] -= 2 * eps
-            minus = float(np.sum(_evaluate(f, shifted, inputs) * u))
+            g = line(k, idx)
+            plus, minus = g(eps), g(-eps)
             central[idx] = (plus - minus) / (2 * eps)
             left[idx], right[idx] = (f0 - minus) / eps, (plus - f0) / eps
         results.append((central, left, right))
-    return results
+    return results, line
 
 
 def numerical_gradient(f, inputs, dout=None, *, wrt=None, eps: float = EPS):
@@ -296,7 +334,7 @@ def numerical_gradient(f, inputs, dout=None, *, wrt=None, eps: float = EPS):
     """
     if wrt is None:
         wrt = [k for k, a in enumerate(inputs) if hasattr(a, "dtype")]
-    return [central for central, _, _ in _differences(f, inputs, dout, wrt, eps)]
+    return [central for central, _, _ in _differences(f, inputs, dout, wrt, eps)[0]]
 
 
 def _draw_dout(forward, inputs, seed):
@@ -307,17 +345,64 @@ def _draw_dout(forward, inputs, seed):
     return backend.normal(gen, tuple(out.shape), like=out)
 
 
-def _at_kink(analytic, left, right, tol) -> bool:
-    """A kink within h, and ``analytic`` between the one-sided slopes.
+def _kink_within(left, right, tol) -> bool:
+    """The one-sided slopes differ by a jump, not by curvature: a kink lies within the step.
 
     The slopes of a smooth function differ by about ``h |f''|`` (1e-6 times the
     curvature); at a kink by the jump of the slope itself. A kink is declared
     where they differ by more than 10 tolerances and 1e-3 of the larger slope.
     """
-    low, high = min(left, right), max(left, right)
-    jump = high - low
-    return (jump > max(10 * tol, 1e-3 * max(abs(left), abs(right)))
-            and low - tol <= analytic <= high + tol)
+    return abs(right - left) > max(10 * tol, 1e-3 * max(abs(left), abs(right)))
+
+
+def _at_kink(analytic, left, right, tol) -> bool:
+    """A kink within the step, and ``analytic`` between the one-sided slopes."""
+    return _kink_within(left, right, tol) and min(left, right) - tol <= analytic <= max(left, right) + tol
+
+
+def _noise(g, eps: float) -> float:
+    """Deviation of the rounding noise of ``g`` near 0, from second differences.
+
+    Nine points :data:`NOISE_SPACING` ``* eps`` apart: a smooth ``g`` adds
+    ``spacing^2 |g''|`` to a second difference (nothing); noise of deviation
+    ``sigma`` gives differences of deviation ``sqrt(6) sigma``, whose absolute
+    values have the median ``0.6745 sqrt(6) sigma`` (normal noise). The median
+    of the seven ignores a kink among the points, which spoils two of them.
+    """
+    spacing = NOISE_SPACING * eps
+    values = np.array([g(j * spacing) for j in range(-4, 5)])
+    second = values[2:] - 2 * values[1:-1] + values[:-2]
+    return float(np.median(np.abs(second))) / (0.6745 * np.sqrt(6))
+
+
+def _settle(g, analytic: float, eps: float, tolerance) -> tuple:
+    """A comparison that failed at step ``eps``, looked at again (module docstring, error model).
+
+    ``g(t)`` is the function along the line (``t = 0`` the point),
+    ``tolerance(numeric)`` the bound before rounding. Adds the measured
+    rounding noise to the bound, then steps over a kink within ``eps`` with
+    the steps of :data:`REFINE`. Returns ``(numeric, bound, left, right, kink,
+    step, noise)`` at the last step taken.
+    """
+    noise = _noise(g, eps)
+    f0 = g(0.0)
+
+    def at(step):
+        plus, minus = g(step), g(-step)
+        numeric = (plus - minus) / (2 * step)
+        return numeric, tolerance(numeric) + NOISE_SIGMAS * noise / step, (f0 - minus) / step, (plus - f0) / step
+
+    step = eps
+    numeric, bound, left, right = at(step)
+    for fraction in REFINE:
+        if abs(analytic - numeric) <= bound or not _kink_within(left, right, bound):
+            break  # settled, or no kink to step over: a mismatch
+        if NOISE_SIGMAS * noise / (eps * fraction) > tolerance(numeric):
+            break  # rounding would swamp the smaller step
+        step = eps * fraction
+        numeric, bound, left, right = at(step)
+    kink = abs(analytic - numeric) > bound and _at_kink(analytic, left, right, bound)
+    return numeric, bound, left, right, kink, step, noise
 
 
 def check_gradients(forward, backward, inputs, *, dout=None, wrt=None, eps: float = EPS,
@@ -341,8 +426,10 @@ def check_gradients(forward, backward, inputs, *, dout=None, wrt=None, eps: floa
     wrt : sequence of int, optional
         Positions to check; by default every input that has a gradient.
     rtol, atol : float, optional
-        Entry ``k`` passes when ``|a_k - n_k| <= atol + rtol * max(|a_k|, |n_k|)``,
-        or when it lies next to a kink (reported apart). Defaults from
+        Entry ``k`` passes when ``|a_k - n_k| <= atol + rtol * max(|a_k|, |n_k|)``;
+        an entry that fails is looked at again as a VJP direction is (rounding
+        noise, smaller steps), and one next to a kink closer than the smallest
+        step with its analytic value between the slopes is reported apart. Defaults from
         :data:`TOLERANCES`: rtol 1e-6, atol 1e-8.
 
     Returns
@@ -362,24 +449,31 @@ def check_gradients(forward, backward, inputs, *, dout=None, wrt=None, eps: floa
     if wrt is None:
         wrt = [k for k in range(min(len(analytic), len(inputs))) if analytic[k] is not None]
     _require_float64(inputs, wrt)
-    differences = _differences(lambda *a: forward(*a)[0], inputs, dout, wrt, eps)
-    return GradReport([_compare(k, _host64(analytic[k]), *diff, rtol, atol, n_worst)
+    differences, line = _differences(lambda *a: forward(*a)[0], inputs, dout, wrt, eps)
+    return GradReport([_compare(k, _host64(analytic[k]), *diff, rtol, atol, n_worst,
+                                lambda j, k=k, shape=diff[0].shape: line(k, np.unravel_index(j, shape)), eps)
                        for k, diff in zip(wrt, differences)])
 
 
-def _compare(k, ana, num, left, right, rtol, atol, n_worst) -> InputReport:
+def _compare(k, ana, num, left, right, rtol, atol, n_worst, line, eps) -> InputReport:
+    """``line(j)``: the function along flat entry ``j``, for a second look at a failing entry."""
     if ana.shape != num.shape:
         raise ValueError(f"gradient {k} has shape {ana.shape}, input has shape {num.shape}")
-    diff = np.abs(ana - num)
+    num, left, right = num.copy(), left.copy(), right.copy()
     tol = atol + rtol * np.maximum(np.abs(ana), np.abs(num))
+    kinks = []
+    for j in np.flatnonzero(np.abs(ana - num) > tol):
+        a = float(ana.flat[j])
+        numeric, bound, l, r, kink, _, _ = _settle(line(j), a, eps, lambda n, a=a: atol + rtol * max(abs(a), abs(n)))
+        num.flat[j], tol.flat[j], left.flat[j], right.flat[j] = numeric, bound, l, r
+        kinks += [j] if kink else []
+    diff = np.abs(ana - num)
     excess = diff - tol
 
     def entry(j):
         return Entry(tuple(int(i) for i in np.unravel_index(j, ana.shape)), float(ana.flat[j]),
                      float(num.flat[j]), float(left.flat[j]), float(right.flat[j]))
 
-    failing = np.flatnonzero(excess > 0)
-    kinks = [j for j in failing if _at_kink(ana.flat[j], left.flat[j], right.flat[j], tol.flat[j])]
     excess.flat[kinks] = -np.inf  # judged apart, listed apart
     order = [j for j in np.argsort(-excess, axis=None) if j not in kinks][:n_worst]
     return InputReport(
@@ -399,8 +493,11 @@ def check_vjp(forward, backward, inputs, *, wrt=None, n_directions: int = 2, eps
     ``sum_k <backward(u)_k, v_k>``. A direction passes when
     ``|analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|, scale)``,
     ``scale`` the norm of the analytic gradients (near-zero directional
-    derivatives are judged against the size of the gradient), or when it
-    crosses a kink with the analytic value between the one-sided slopes.
+    derivatives are judged against the size of the gradient). A direction
+    that fails is looked at again (module docstring, error model): the
+    measured rounding noise joins the bound, a kink within the step is
+    stepped over with smaller steps, and a kink closer than those passes
+    when the analytic value lies between the one-sided slopes.
     Defaults from :data:`VJP_TOLERANCES`: rtol 1e-6, atol 1e-9.
     Inputs must be float64 (see the module docstring).
     """
@@ -427,10 +524,15 @@ def check_vjp(forward, backward, inputs, *, wrt=None, n_directions: int = 2, eps
             moved = [h + t * vs[k] if k in vs else h for k, h in enumerate(host)]
             return float(np.sum(_evaluate(lambda *a: forward(*a)[0], moved, inputs) * u))
 
+        def tolerance(numeric, analytic=analytic, scale=scale):
+            return atol + rtol * max(abs(analytic), abs(numeric), scale)
+
         f0, plus, minus = along(0.0), along(eps), along(-eps)
         numeric = (plus - minus) / (2 * eps)
-        bound = atol + rtol * max(abs(analytic), abs(numeric), scale)
-        left, right = (f0 - minus) / eps, (plus - f0) / eps
-        kink = abs(analytic - numeric) > bound and _at_kink(analytic, left, right, bound)
-        directions.append(Direction(analytic, numeric, bound, left, right, kink))
+        if abs(analytic - numeric) <= tolerance(numeric):
+            left, right = (f0 - minus) / eps, (plus - f0) / eps
+            directions.append(Direction(analytic, numeric, tolerance(numeric), left, right, False, eps))
+        else:
+            numeric, bound, left, right, kink, step, noise = _settle(along, analytic, eps, tolerance)
+            directions.append(Direction(analytic, numeric, bound, left, right, kink, step, noise))
     return VJPReport(directions, norm)

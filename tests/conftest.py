@@ -5,9 +5,14 @@ non-CPU ``Device("device1")`` (which raises on any hidden conversion to NumPy),
 and CuPy where a GPU exists (marked ``gpu``; skipped otherwise unless
 ``REFIMPL_REQUIRE_GPU=1``). ``xpd.put(np_array)`` moves host data there.
 
-Hypothesis profiles: ``dev`` (default), ``ci`` (chosen when ``CI=true``:
-derandomised, so CI runs are reproducible), ``nightly`` (many examples);
-pick one with ``HYPOTHESIS_PROFILE``.
+Hypothesis profiles, none with an example database: a draw that failed once
+is never replayed from ``.hypothesis/`` (a saved draw can never be the only
+reason a test fails; a failing draw worth keeping is pinned as an
+``@example`` in the test). ``dev`` (the default) and ``ci`` (chosen when
+``CI=true``, more examples) are derandomised: every run on every machine
+draws the same examples. ``nightly`` draws fresh random examples, many of
+them, and prints how to reproduce a failure. Pick one with
+``HYPOTHESIS_PROFILE``.
 """
 from __future__ import annotations
 
@@ -21,12 +26,12 @@ from hypothesis import HealthCheck, settings
 
 from refimpl import backend
 
-settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile("dev", max_examples=25, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile(
     "ci", max_examples=40, deadline=None, derandomize=True, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("nightly", max_examples=500, deadline=None)
+settings.register_profile("nightly", max_examples=500, deadline=None, database=None, print_blob=True)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
 )

@@ -1,10 +1,14 @@
 """``refimpl bench gpu`` and scripts/gpu_check.sh: the parts that run without a GPU."""
+import json
 import pathlib
 import subprocess
+import sys
+import types
 
 import pytest
 
-from refimpl import backend, cli
+from refimpl import backend, cli, fingerprint
+from refimpl.bench import gpu
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNS = sorted((ROOT / "docs" / "gpu").glob("*.json"))
@@ -29,3 +33,21 @@ def test_without_a_gpu_it_says_so(capsys):
 
 def test_gpu_check_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")], check=True)
+
+
+def test_json_records_the_device_and_the_hosts_fingerprint(tmp_path, monkeypatch, capsys):
+    """The writing path, with the GPU workloads replaced by stand-ins (no GPU needed)."""
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.setattr(backend, "cupy_available", lambda: True)
+    monkeypatch.setattr(gpu, "describe", lambda: {"gpu": "stand-in"})
+    row = {"workload": "w", "dtype": "float32", "refimpl_s": 2e-3, "torch_s": 1e-3, "ratio": 2.0}
+    monkeypatch.setattr(gpu, "tinynet_row", lambda *a, **k: row)
+    monkeypatch.setattr(gpu, "loss_row", lambda *a, **k: row)
+    path = tmp_path / "gpu.json"
+    assert cli.main(["bench", "gpu", "--quick", "--dtypes", "float32", "--kernel-sizes", "5",
+                     "--losses", "margin", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["device"] == {"gpu": "stand-in"} and len(data["rows"]) == 2
+    assert data["fingerprint"] == fingerprint.fingerprint()
+    assert f"host: {fingerprint.describe(data['fingerprint'])}" in capsys.readouterr().out

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from refimpl import cli
+from refimpl import cli, fingerprint
 from refimpl.bench import _timing, losses
 
 
@@ -14,10 +14,23 @@ def test_bench_losses_runs_and_writes_json(tmp_path, torch, capsys, monkeypatch)
     code = cli.main(["bench", "losses", "--sizes", "32", "--dim", "8", "--rounds", "1", "--pause", "0",
                      "--dtype", "float64", "--no-memory", "--json", str(out)])
     assert code == 0
-    rows = json.loads(out.read_text())["rows"]
+    data = json.loads(out.read_text())
+    rows = data["rows"]
     assert [r["loss"] for r in rows] == list(losses.LOSSES)
     assert all(r["refimpl_s"] > 0 and r["torch_s"] > 0 for r in rows)
-    assert "kernel" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "kernel" in printed
+    assert_fingerprint_recorded(data["machine"], printed, threads=2)
+
+
+def assert_fingerprint_recorded(machine, printed, threads):
+    """The JSON holds the numeric fingerprint taken after the thread limit, and the header prints it."""
+    fp = machine["fingerprint"]
+    assert set(fp) == set(fingerprint.fingerprint())
+    assert fp["environment"]["OPENBLAS_NUM_THREADS"] == str(threads)
+    if fp["blas_source"] == "threadpoolctl":
+        assert fp["blas"] and all(b["threads"] == threads for b in fp["blas"])
+    assert fingerprint.describe(fp) in printed
 
 
 @pytest.mark.parametrize("name", losses.LOSSES)
@@ -77,7 +90,9 @@ def test_undisturbed_rounds_of_long_calls_skip_warmup_and_wake(monkeypatch):
 def test_machine_facts_are_printable():
     info = _timing.machine()
     assert info["cores"] >= 1 and info["cpu"]
-    assert info["cpu"] in _timing.describe(info)
+    assert info["fingerprint"] == fingerprint.fingerprint()
+    line = _timing.describe(info)
+    assert info["cpu"] in line and fingerprint.describe(info["fingerprint"]) in line
 
 
 def test_scaling_mode_times_blocked_dense_torch_and_says_what_does_not_fit(tmp_path, torch, capsys, monkeypatch):

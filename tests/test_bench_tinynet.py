@@ -8,6 +8,8 @@ import refimpl
 from refimpl import cli
 from refimpl.bench import _timing
 
+from test_bench_losses import assert_fingerprint_recorded
+
 
 def test_relaunch_only_when_the_thread_variables_differ(monkeypatch, capfd):
     for name in _timing.THREAD_VARIABLES:
@@ -37,7 +39,7 @@ def test_quick_run_writes_every_kernel_size_and_dtype(torch, tmp_path, monkeypat
 
 
 @pytest.mark.torch
-def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, monkeypatch):
+def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, monkeypatch, capsys):
     for name in _timing.THREAD_VARIABLES:
         monkeypatch.setenv(name, "2")
     path = tmp_path / "tinynet.json"
@@ -48,4 +50,4 @@ def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, monkey
     assert [r["algorithm"] for r in rows] == ["im2col", "fft", "auto"]
     assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-12)
     assert rows[2]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-12)
-    assert "OPENBLAS_NUM_THREADS" in data["machine"]["environment"]
+    assert_fingerprint_recorded(data["machine"], capsys.readouterr().out, threads=2)

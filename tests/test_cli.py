@@ -5,13 +5,15 @@ import sys
 import pytest
 
 import refimpl
-from refimpl import cli
+from refimpl import cli, fingerprint
 
 
 def test_info_prints_versions(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert f"refimpl {refimpl.__version__}" in out and "numpy" in out and "cupy" in out
+    # what decides the last bits: the BLAS, its kernel and threads, the BLAS variables
+    assert f"fingerprint {fingerprint.describe(fingerprint.fingerprint())}\n" in out
 
 
 def test_python_dash_m_runs_the_same_command():

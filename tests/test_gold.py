@@ -1,5 +1,6 @@
-"""Gold data: bit-for-bit regeneration, coverage, tamper detection, the verify path (Python and CLI),
-PyTorch implementations of every case checked through it, and planted bugs that it must catch."""
+"""Gold data: regeneration (bit for bit on the gold's fingerprint, far inside the tolerances on any),
+coverage, tamper detection, the verify path (Python and CLI), PyTorch implementations of every case
+checked through it, and planted bugs that it must catch."""
 from __future__ import annotations
 
 import importlib
@@ -15,6 +16,7 @@ from hypothesis import example, given, strategies as st
 import refimpl.layers
 import refimpl.losses
 from refimpl import cli, gold
+from refimpl.fingerprint import describe, fingerprint, same_bits
 from refimpl.gold import _make, _spec
 from refimpl.gold._compare import compare_array
 
@@ -33,12 +35,38 @@ def refimpl_fn(name, dtype="float64"):
     return fn
 
 
-def tolerance_ratio(name, results, dtype):
-    """Largest |got - want| / (atol + rtol |want|) over the expected arrays (<= 1 passes)."""
+def tolerance_ratio(name, results, dtype, keys=None):
+    """Largest |got - want| / (atol + rtol |want|) over the expected arrays, or the arrays ``keys`` (<= 1 passes)."""
     case = gold.load(name)
     t = case.tolerance[dtype]
-    return max(float(np.max(np.abs(np.asarray(results[k], dtype=np.float64) - want)
-                            / (t["atol"] + t["rtol"] * np.abs(want)))) for k, want in case.expected.items())
+    wanted = case.expected if keys is None else {k: case.arrays[k] for k in keys}
+    return max((float(np.max(np.abs(np.asarray(results[k], dtype=np.float64) - want)
+                             / (t["atol"] + t["rtol"] * np.abs(want)), initial=0.0))
+                for k, want in wanted.items()), default=0.0)
+
+
+# Bit-for-bit comparisons with the shipped gold only where this process has the fingerprint it was made
+# with; elsewhere every number within INSIDE of the case's tolerance (far inside: a remake on another
+# BLAS kernel stays within 7e-5 of it). The test ids and -ra's skip reasons say which applied.
+SHIPPED = gold.manifest()
+INSIDE = 1e-3
+
+
+def bits_compared() -> tuple:
+    """``(same, text)``: whether this process now has the gold's fingerprint, and both described.
+
+    Asked when a test runs, not at collection: earlier tests may have limited the BLAS threads since.
+    """
+    here = fingerprint()
+    same = same_bits(SHIPPED["generated_with"], here)
+    return same, (f"gold made with {describe(SHIPPED['generated_with'])}; "
+                  f"this process {'the same' if same else describe(here)}")
+
+
+def skip_unless_same_bits() -> None:
+    same, text = bits_compared()
+    if not same:
+        pytest.skip(f"bit-for-bit needs the gold's fingerprint; {text}: the tolerance test applies")
 
 
 # ------------------------------------------------------------------ making and shipping
@@ -58,24 +86,49 @@ def test_make_is_bit_for_bit(remade, tmp_path):
     assert (tmp_path / "manifest.json").read_bytes() == (out / "manifest.json").read_bytes()
 
 
-@pytest.mark.parametrize("same_platform", [True, False])
-def test_make_reproduces_the_shipped_gold(remade, same_platform):
-    """Same NumPy, BLAS and CPU features: the same bytes. Elsewhere the last bits of the outputs
-    may differ (within the tolerances); the drawn arrays may not (the False branch runs here too)."""
+def test_the_manifest_records_the_numeric_fingerprint(remade):
+    """What decides the last bits (BLAS library, version, kernel, threads, ...), as refimpl.fingerprint gives it."""
+    _, manifest = remade
+    assert manifest["generated_with"] == fingerprint()
+    assert set(SHIPPED["generated_with"]) == set(fingerprint()), "run `refimpl gold make` and commit"
+
+
+def test_make_reproduces_the_shipped_gold_bit_for_bit(remade):
+    """Same fingerprint (NumPy, SciPy, BLAS library, version, kernel, threads, CPU features): the same bytes."""
     out, manifest = remade
-    shipped = gold.manifest()
-    assert list(shipped["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
-    if same_platform:
-        if shipped["generated_with"] != manifest["generated_with"]:
-            pytest.skip(f"gold made on {shipped['generated_with']}")
-        assert (gold.DATA_DIR / "manifest.json").read_bytes() == (out / "manifest.json").read_bytes()
-        return
+    skip_unless_same_bits()
+    assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
+    for entry in manifest["cases"].values():
+        assert (gold.DATA_DIR / entry["file"]).read_bytes() == (out / entry["file"]).read_bytes(), entry["file"]
+    # the manifest but for the fingerprint, whose environment and Python version do not decide bits
+    assert {**SHIPPED, "generated_with": None} == {**manifest, "generated_with": None}
+
+
+def test_make_reproduces_the_shipped_gold_far_inside_the_tolerances(remade):
+    """Any fingerprint: every array within INSIDE of the case's float64 tolerance, integers and masks equal.
+
+    Another BLAS kernel or thread count sums in another order, so the last bits
+    of outputs and gradients move (by 7e-5 of the tolerance at most, measured
+    between OpenBLAS's Haswell and SkylakeX kernels); a real change of the
+    computation moves them by far more.
+    """
+    out, manifest = remade
+    same, text = bits_compared()
+    print(f"compared within {INSIDE:g} of the gold tolerances; bit for bit too: {same} ({text})")
+    assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
     for name, entry in manifest["cases"].items():
-        given = {k: m for k, m in entry["arrays"].items() if m["role"] not in ("output", "grad")}
-        assert given == {k: m for k, m in shipped["cases"][name]["arrays"].items() if k in given}, name
-        arrays = np.load(out / entry["file"])
-        report = gold.check(name, {k: arrays[k] for k in entry["arrays"] if k not in given})
-        assert report.ok, str(report)
+        shipped = SHIPPED["cases"][name]
+        assert {k: v for k, v in entry.items() if k not in ("sha256", "arrays", "tolerance")} == \
+            {k: v for k, v in shipped.items() if k not in ("sha256", "arrays", "tolerance")}, name
+        remade_arrays, case = np.load(out / entry["file"]), gold.load(name)
+        assert list(remade_arrays.files) == list(case.arrays), name
+        for key, want in case.arrays.items():
+            got = remade_arrays[key]
+            assert got.dtype == want.dtype and got.shape == want.shape, (name, key)
+            if want.dtype.kind != "f":
+                np.testing.assert_array_equal(got, want, err_msg=f"{name}/{key}")
+            else:
+                assert tolerance_ratio(name, {key: got}, "float64", keys=[key]) <= INSIDE, (name, key)
 
 
 def test_make_removes_the_files_of_cases_it_no_longer_has(tmp_path):
@@ -143,11 +196,17 @@ def test_every_expected_array_is_large_against_its_case_tolerance():
 def test_refimpl_passes_in_float64_and_float32_well_inside_the_tolerances(name):
     report = gold.verify(name, refimpl_fn(name))
     assert report.ok, str(report)
-    if gold.manifest()["generated_with"] == _make.platform_fingerprint():
-        assert all(a.max_abs == 0.0 for a in report.cases[0].arrays)
+    assert tolerance_ratio(name, refimpl_fn(name)(gold.load(name).inputs), "float64") <= INSIDE, bits_compared()[1]
     results32 = refimpl_fn(name, "float32")(gold.load(name).inputs)
     assert gold.check(name, results32).ok
     assert tolerance_ratio(name, results32, "float32") < 0.1  # room for other float32 orders
+
+
+def test_refimpl_reproduces_every_case_bit_for_bit():
+    skip_unless_same_bits()
+    for name in NAMES:
+        report = gold.verify(name, refimpl_fn(name))
+        assert all(a.max_abs == 0.0 for a in report.cases[0].arrays), str(report)
 
 
 # ------------------------------------------------------------------ patterns, inputs, comparison

@@ -162,7 +162,7 @@ def _relu_backward(dout, positive):
 
 
 def test_kink_adjacent_entries_are_reported_as_such_not_as_mismatches():
-    x = np.array([1.0, 3e-7, -2.0])  # the middle entry lies within h = 1e-6 of the kink
+    x = np.array([1.0, 3e-9, -2.0])  # the middle entry lies within the smallest step (1e-8) of the kink
     report = gradcheck.check_gradients(_relu, _relu_backward, [x], dout=np.ones(3))
     assert report.ok, str(report)
     assert [e.index for e in report.inputs[0].kinks] == [(1,)]
@@ -178,3 +178,61 @@ def test_a_wrong_value_next_to_a_kink_is_still_a_mismatch():
 
     report = gradcheck.check_gradients(_relu, wrong, [np.array([3e-7])], dout=np.ones(1))
     assert not report.ok and not report.inputs[0].kinks
+
+
+def _smooth_then_kink(a=37.0, curvature=800.0, jump=-1.5, at=2e-7):
+    """``a t + curvature t^2 / 2 + jump relu(t - at)`` (summed over entries): the TinyNet draw's
+    direction in one variable, a kink ``at`` away on the right, strong curvature on the left."""
+    def forward(x):
+        return a * x + curvature * x**2 / 2 + jump * np.maximum(x - at, 0.0), x
+
+    def backward(dout, x):
+        return (dout * (a + curvature * x + jump * (x > at)),)
+    return forward, backward
+
+
+def test_a_kink_within_the_step_is_stepped_over_and_the_derivative_checked_there():
+    """At h = 1e-6 the one-sided slopes are 37 - 4e-4 and 36.4, both below the derivative 37 by more
+    than the bound (the draw that the slopes alone once called a mismatch); at h = 1e-7 the kink
+    2e-7 away is out of reach and the central difference is the derivative."""
+    forward, backward = _smooth_then_kink()
+    x = np.zeros(1)
+    vjp = gradcheck.check_vjp(forward, backward, [x], n_directions=4)
+    assert vjp.ok and vjp.worst_rel_error < 1e-8, str(vjp)
+    stepped = [d for d in vjp.directions if d.step < gradcheck.EPS]
+    assert stepped and not any(d.kink for d in vjp.directions), str(vjp)
+    assert "step 1e-07" in str(vjp)
+    report = gradcheck.check_gradients(forward, backward, [x], dout=np.ones(1))
+    assert report.ok and not report.inputs[0].kinks, str(report)
+
+    def off_by_a_percent(dout, cache):
+        return tuple(1.01 * g for g in backward(dout, cache))
+    assert not gradcheck.check_vjp(forward, off_by_a_percent, [x], n_directions=4).ok
+    assert not gradcheck.check_gradients(forward, off_by_a_percent, [x], dout=np.ones(1)).ok
+
+
+def _noisy_zero(x):
+    """Exactly 0 in real arithmetic; in float64 rounding noise of about 1e-13 per entry (as an FFT
+    convolution whose windows lie in the padding returns noise the size of its inputs' products)."""
+    return (x + 1e3) - 1e3 - x, None
+
+
+def test_rounding_noise_of_f_widens_the_bound_but_not_past_a_real_error():
+    x = np.random.default_rng(0).standard_normal(6)
+    correct = lambda dout, cache: (np.zeros(6),)  # noqa: E731
+    vjp = gradcheck.check_vjp(_noisy_zero, correct, [x], n_directions=4)
+    assert vjp.ok, str(vjp)
+    looked = [d for d in vjp.directions if d.noise is not None]
+    assert looked and all(1e-15 < d.noise < 1e-12 for d in looked), str(vjp)
+    assert all(d.bound < 1e-5 for d in vjp.directions)  # noise / h: 1e-7, not more
+    assert gradcheck.check_gradients(_noisy_zero, correct, [x]).ok
+    wrong = lambda dout, cache: (np.full(6, 1e-4),)  # noqa: E731
+    assert not gradcheck.check_vjp(_noisy_zero, wrong, [x], n_directions=4).ok
+    assert not gradcheck.check_gradients(_noisy_zero, wrong, [x]).ok
+
+
+def test_the_noise_estimate_ignores_a_kink_among_its_points():
+    slope = lambda t: 2.0 * t + 5.0 * max(t, 0.0)  # noqa: E731  exact, no rounding: noise 0
+    assert gradcheck._noise(slope, 1.0) == 0.0
+    # the kink between two of the nine points (1e-3 apart) puts 5e-4 into two second differences
+    assert gradcheck._noise(lambda t: slope(t - 5e-4), 1.0) < 1e-15

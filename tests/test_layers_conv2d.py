@@ -231,6 +231,8 @@ def test_fft_gradient_check():
 
 
 @given(fft_geometries(), st.booleans())
+# every window in the padding: the exact output is 0, the FFT's is rounding noise of 1e-15
+@example(dict(n=2, c=3, h=2, w=1, kh=4, kw=2, stride=3, padding=2), False)
 def test_fft_vjp(g, bias):
     x, w, b = _case(g, bias=bias)
     inputs = [x, w] + ([b] if bias else [])

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from refimpl import backend, gradcheck, model
 from refimpl.layers import batchnorm2d, conv2d, global_avg_pool, linear, maxpool2d, relu
@@ -78,6 +78,8 @@ def test_vjp_on_every_backend(xpd, batchnorm):
 
 
 @settings(max_examples=12)  # each example is a whole network; the layers draw many more
+# a ReLU input of 4e-6 crosses 0 at 2e-7 along both directions: a kink within h the checker once missed
+@example(seed=1, in_channels=1, widths=[2, 2, 2, 3, 2], kernel_size=5, batchnorm=False, pool_last=True, batch=2)
 @given(seed=st.integers(0, 2**16), in_channels=st.integers(1, 2),
        widths=st.lists(st.integers(2, 3), min_size=5, max_size=5),
        kernel_size=st.sampled_from([1, 3, 5]), batchnorm=st.booleans(), pool_last=st.booleans(),

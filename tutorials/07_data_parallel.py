@@ -175,8 +175,10 @@ print("rows the first part's gradient reaches:", int(np.sum(np.any(grads[0] != 0
 # $\lambda L_r$. Then:
 #
 # * **The all-gather's backward.** A differentiable all-gather
-#   (`torch.distributed.nn.functional.all_gather`) sends the gradient of each
-#   gathered copy back to the rank that owns the rows and sums it over ranks.
+#   (`ddp.all_gather_with_gradient`, a `torch.autograd.Function` of a few
+#   lines: its backward all-reduces the gradient and keeps the rank's own
+#   slice) sends the gradient of each gathered copy back to the rank that owns
+#   the rows and sums it over ranks.
 #   The gradient that reaches rank $r$'s own embeddings is
 #   $$\sum_s \lambda \frac{\partial L_s}{\partial z_{S_r}} = \lambda\, \frac{\partial L}{\partial z_{S_r}},$$
 #   every rank's anchors' use of $r$'s rows included.
@@ -268,7 +270,7 @@ result.raise_if_failed()
 #
 # | variant | gather | loss scaled by W | |
 # |---|---|---|---|
-# | `autograd` | `torch.distributed.nn.functional.all_gather` | yes | right |
+# | `autograd` | `ddp.all_gather_with_gradient` (backward: all-reduce, own slice) | yes | right |
 # | `replace_all` | plain, own copy replaced by the local rows; loss of **all** M anchors | yes | right (M² work per rank) |
 # | `plain` | `torch.distributed.all_gather` | yes | the gathered rows carry no gradient |
 # | `unscaled` | differentiable | **no** | 1/W of the gradient |

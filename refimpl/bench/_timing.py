@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from .. import fingerprint
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -129,24 +131,29 @@ def undisturbed_rounds(candidates: dict, *, rounds: int = 11, pause: float = 0.3
 
 
 def machine() -> dict:
-    """The CPU model, cores, load and the settings that move timings, to print and store beside them."""
+    """The CPU model, cores, load, the allocator variables and the numeric fingerprint, stored beside timings.
+
+    The fingerprint (:func:`refimpl.fingerprint.fingerprint`) records the BLAS,
+    its kernel and threads and every ``OPENBLAS_*``/``MKL_*``/``OMP_*``
+    variable: ``OPENBLAS_CORETYPE=Haswell``, for one, halves NumPy's float32
+    GEMM rate on an AVX-512 CPU. ``MALLOC_*`` variables move timings too.
+    """
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
     except (OSError, AttributeError):
         pass
-    # OPENBLAS_CORETYPE=Haswell, for one, halves NumPy's float32 GEMM rate on an AVX-512 CPU
-    env = {v: os.environ[v] for v in sorted(os.environ)
-           if v in THREAD_VARIABLES or v.startswith(("MALLOC_", "OPENBLAS_"))}
-    return {"cpu": model, "cores": os.cpu_count(), "load_1min": _load(), "environment": env}
+    allocator = {v: os.environ[v] for v in sorted(os.environ) if v.startswith("MALLOC_")}
+    return {"cpu": model, "cores": os.cpu_count(), "load_1min": _load(), "allocator": allocator,
+            "fingerprint": fingerprint.fingerprint()}
 
 
 def describe(info: dict) -> str:
     """One line of :func:`machine`'s facts."""
-    env = " ".join(f"{k}={v}" for k, v in info["environment"].items()) or "none set"
+    allocator = " ".join(f"{k}={v}" for k, v in info["allocator"].items()) or "no MALLOC_ variables set"
     return (f"CPU {info['cpu']}, {info['cores']} cores, load average {info['load_1min']:.2f}; "
-            f"environment: {env}")
+            f"{fingerprint.describe(info['fingerprint'])}; {allocator}")
 
 
 def _load() -> float:

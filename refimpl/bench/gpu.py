@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .. import backend
+from .. import backend, fingerprint
 from . import _timing
 
 #: largest loss batch whose NumPy value is computed as a check of the CuPy one
@@ -172,8 +172,9 @@ def main(args) -> int:
         return 2
     if args.quick:
         args.batches, args.size, args.sizes, args.repeats = [8], 32, [256], 3
-    info = describe()
+    info, host = describe(), fingerprint.fingerprint()  # the host's BLAS computes the NumPy checks
     print(" ".join(f"{k} {v};" for k, v in info.items()))
+    print(f"host: {fingerprint.describe(host)}")
     print(f"{'workload':<40}{'dtype':>8}  {'refimpl ms':>10}  {'torch ms':>9}  {'ratio':>6}")
     rows = []
 
@@ -192,5 +193,5 @@ def main(args) -> int:
                 show(loss_row(name, n, dtype, dim=args.dim, repeats=args.repeats))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": info, "rows": rows}, f, indent=2)
+            json.dump({"device": info, "fingerprint": host, "rows": rows}, f, indent=2)
     return 0

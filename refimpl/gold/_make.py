@@ -1,12 +1,12 @@
 """Making the gold data: every case computed by refimpl in float64, the files and the manifest."""
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
+from ..fingerprint import fingerprint
 from . import _cases_layers, _cases_losses, _store
 from ._conventions import CONVENTIONS, case_notes
 from ._spec import GIVEN_ROLES, compute
@@ -25,15 +25,6 @@ def specs() -> list:
     if duplicates:
         raise ValueError(f"duplicate gold case names: {duplicates}")
     return found
-
-
-def platform_fingerprint() -> dict:
-    """What decides the last bits of the outputs: NumPy, its BLAS, the CPU's SIMD extensions."""
-    config = np.show_config(mode="dicts")
-    blas = config.get("Build Dependencies", {}).get("blas", {})
-    return {"numpy": np.__version__, "machine": platform.machine(),
-            "blas": blas.get("openblas configuration") or f"{blas.get('name')} {blas.get('version')}",
-            "simd": sorted(config.get("SIMD Extensions", {}).get("found", []))}
 
 
 def _tolerance(expected: list) -> dict:
@@ -75,7 +66,7 @@ def build(seed: int = SEED):
         "format_version": FORMAT_VERSION,
         "refimpl": __version__,
         "seed": seed,
-        "generated_with": platform_fingerprint(),
+        "generated_with": fingerprint(),  # what decides the outputs' last bits
         "conventions": CONVENTIONS,
         "cases": cases,
     }
