@@ -64,7 +64,7 @@ def test_make_reproduces_the_shipped_gold(remade, same_platform):
     may differ (within the tolerances); the drawn arrays may not (the False branch runs here too)."""
     out, manifest = remade
     shipped = gold.manifest()
-    assert list(shipped["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
+    assert list(shipped["cases"]) == list(manifest["cases"]), "run `refimpl gold make --out refimpl/gold/data` and commit"
     if same_platform:
         if shipped["generated_with"] != manifest["generated_with"]:
             pytest.skip(f"gold made on {shipped['generated_with']}")
