@@ -26,7 +26,9 @@ setup(
         "gpu": ["cupy-cuda12x>=14"],
         "test": TEST,
         "torch": ["torch==2.13.0"],
-        "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6"],
+        # jupytext: the tutorials' sources; nbclient + ipykernel: run them; notebook (Jupyter
+        # Notebook 7, with JupyterLab) to open them; nbconvert: `jupyter nbconvert` (HTML, scripts)
+        "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6", "notebook>=7", "nbconvert>=7"],
         "blas": ["threadpoolctl>=3.5"],
     },
     entry_points={"console_scripts": ["refimpl=refimpl.cli:main"]},
