@@ -89,12 +89,9 @@ def check_run_folder(option: str, path, *, overwrite: bool) -> None:
     run's folder (plain files and a ``config.json``), whose files
     :func:`clear_run_folder` removes before the run.
     """
+    check_output_folder(option, path)
     path = Path(path)
-    if not path.exists():
-        return _creatable(option, path)
-    if not path.is_dir():
-        raise UsageError(f"{option}: {path} is an existing file; expected a folder")
-    entries = sorted(os.listdir(path))
+    entries = sorted(os.listdir(path)) if path.is_dir() else []
     if entries and not overwrite:
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise UsageError(f"{option}: {path} is not empty ({shown}); give a new or empty folder, "
@@ -103,9 +100,6 @@ def check_run_folder(option: str, path, *, overwrite: bool) -> None:
         raise UsageError(f"{option}: {path} is not the folder of an earlier refimpl run (no {RUN_MARKER}, "
                          "or it holds sub-folders); --overwrite replaces only a run's files: give a "
                          "new or empty folder")
-    reason = _writable(path)
-    if reason:
-        raise UsageError(f"{option}: {path} is not writable ({reason})")
 
 
 def _is_run_folder(path: Path, entries: list) -> bool:

@@ -17,6 +17,7 @@ import pytest
 
 import refimpl
 from refimpl import _cli_args, cli
+from refimpl.fingerprint import describe, fingerprint
 from refimpl.recipes import _common
 from refimpl.recipes import cli as run_cli
 
@@ -98,7 +99,8 @@ def test_a_non_empty_folder_needs_overwrite_and_only_a_runs_folder_is_overwritte
     (tmp_path / "notes.txt").write_text("mine")
     line = _assert_refused(capsys, ["run", "wsp", "--out", str(tmp_path)], "--out", "not empty")
     assert "--overwrite" in line
-    _assert_refused(capsys, ["run", "wsp", "--out", str(tmp_path), "--overwrite"], "--out", "not the folder of an earlier")
+    _assert_refused(capsys, ["run", "wsp", "--out", str(tmp_path), "--overwrite"], "--out",
+                    "not the folder of an earlier")
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -220,7 +222,9 @@ def test_run_lists_what_it_wrote_and_overwrite_removes_the_earlier_run(tmp_path,
     out = tmp_path / "run"
     monkeypatch.setattr(run_cli, "module", lambda name: _fake_recipe(["config.json", "old.npz"]))
     assert cli.main(["run", "wsp", "--out", str(out), "--quiet"]) == 0
-    assert "wrote 2 files to" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 2 files to" in printed
+    assert printed.splitlines()[1] == f"== {describe(fingerprint())}"  # the header names what makes the bits
     _assert_refused(capsys, ["run", "wsp", "--out", str(out)], "--out", "not empty")
     monkeypatch.setattr(run_cli, "module", lambda name: _fake_recipe(["config.json", "new.png"]))
     assert cli.main(["run", "wsp", "--out", str(out), "--overwrite", "--quiet"]) == 0

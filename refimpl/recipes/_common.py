@@ -472,15 +472,23 @@ def write_json(path, obj) -> str:
 
 
 def result_dict(recipe: str, seed: int, methods: dict, claims: list) -> dict:
-    """The ``metrics.json`` dictionary, floats made JSON-safe."""
-    return _jsonable({"recipe": recipe, "seed": seed, "methods": methods, "claims": claims})
+    """The ``metrics.json`` dictionary, floats made JSON-safe, with the numeric fingerprint of the run
+    (:func:`refimpl.fingerprint.fingerprint`: which BLAS, kernel and threads made these numbers)."""
+    from ..fingerprint import fingerprint
+
+    return _jsonable({"recipe": recipe, "seed": seed, "methods": methods, "claims": claims,
+                      "fingerprint": fingerprint()})
 
 
 def config_record(recipe: str, ctx: Context, *, fast: bool, backend: str, data: str,
                   scaled_down: dict) -> dict:
-    """The ``config.json`` dictionary: every hyperparameter, the seed, what was scaled down, versions."""
+    """The ``config.json`` dictionary: every hyperparameter, the seed, what was scaled down, versions
+    and the numeric fingerprint."""
+    from ..fingerprint import fingerprint
+
     return {"recipe": recipe, "seed": ctx.seed, "fast": bool(fast), "backend": backend, "dtype": ctx.dtype,
-            "data": data, "hyperparameters": ctx.cfg, "scaled_down": scaled_down, "versions": versions()}
+            "data": data, "hyperparameters": ctx.cfg, "scaled_down": scaled_down, "versions": versions(),
+            "fingerprint": fingerprint()}
 
 
 def file_stem(name: str) -> str:

@@ -13,14 +13,16 @@ files are removed first. Every argument is checked before any work starts
 (exit status 2 and one line naming it). Progress bars go to stderr when it is
 a terminal, the results table to stdout.
 
-NumPy's BLAS runs on ``--threads`` threads (default 1): small convolutions
-gain little from a second thread, and on a shared machine a BLAS that spins
-on a busy core can be tens of times slower.
+Every BLAS (NumPy's, SciPy's) runs on ``--threads`` threads (default 1):
+small convolutions gain little from a second thread, and on a shared machine
+a BLAS that spins on a busy core can be tens of times slower. Unless
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` already
+say so, the command starts itself again with them set (see
+:func:`_needs_threads_set` for why).
 """
 from __future__ import annotations
 
 import os
-import sys
 
 from .. import _cli_args
 from . import RECIPES, _common, claims, module
@@ -89,10 +91,12 @@ def _needs_threads_set(threads: int) -> bool:
 
 def run_one(name: str, args) -> dict:
     """Run one recipe as the command does and print its report; returns the metrics."""
+    from ..fingerprint import describe, fingerprint
+
     out_dir = _out_dir(args, name)
     mode = "fast" if args.fast else "default"
-    print(f"== refimpl run {name} ({mode}, seed {args.seed}, {args.backend} {args.dtype}) -> {out_dir}",
-          flush=True)
+    print(f"== refimpl run {name} ({mode}, seed {args.seed}, {args.backend} {args.dtype}) -> {out_dir}\n"
+          f"== {describe(fingerprint())}", flush=True)
     if args.overwrite:
         _cli_args.clear_run_folder(out_dir)
     os.makedirs(out_dir, exist_ok=True)
