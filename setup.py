@@ -27,7 +27,9 @@ setup(
         "test": TEST,
         # pytorch-metric-learning: the worked example of checking a library's losses against the gold data
         "torch": ["torch==2.13.0", "pytorch-metric-learning==2.9.0"],
-        "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6"],
+        # jupytext: the tutorials' sources; nbclient + ipykernel: run them; notebook (Jupyter
+        # Notebook 7, with JupyterLab) to open them; nbconvert: `jupyter nbconvert` (HTML, scripts)
+        "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6", "notebook>=7", "nbconvert>=7"],
         "blas": ["threadpoolctl>=3.5"],
     },
     entry_points={"console_scripts": ["refimpl=refimpl.cli:main"]},

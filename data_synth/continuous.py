@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import expit
 
 from . import _render as R
-from ._checks import check_int, check_range
+from ._checks import check_int, check_range, check_seed
 from ._sampling import assign_subjects
 
 #: The BMD (g/cm^2) drawn as half-dense trabecular bone, and the BMD change that moves
@@ -22,6 +22,9 @@ BMD_CENTRE, BMD_SCALE = 0.70, 0.13
 
 #: Films per patient in the AdaCon BMD set (475 / 317 is 1.5; Table C1 says 1.31).
 FILMS_PER_SUBJECT = 1.31
+#: bounds of ``resolution`` (besides 0): coarser than max(sd, COARSEST) erases the targets' spread,
+#: finer than FINEST is below float64's precision for such targets (a subnormal one overflows)
+COARSEST_RESOLUTION, FINEST_RESOLUTION = 1e-3, 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,7 @@ def continuous_target(n, *, size=64, seed=0, subjects=None, mean=0.70, sd=0.13, 
         Number of images.
     size : int
         Image height and width in pixels (>= 16).
-    seed : int or numpy.random.Generator
+    seed : int >= 0 or numpy.random.Generator
         Everything is drawn from ``numpy.random.default_rng(seed)``.
     subjects : int, optional
         Number of subjects (default ``round(n / 1.31)``); each has >= 1 film
@@ -82,9 +85,12 @@ def continuous_target(n, *, size=64, seed=0, subjects=None, mean=0.70, sd=0.13, 
         encodes the absolute value: density 1/2 at 0.70, logistic scale 0.13.
     skewness : float in [0, 4]
         Skewness of the target distribution (0 gives a normal distribution).
-    resolution : float >= 0
+    resolution : float, 0 or in [1e-12, max(sd, 0.001)]
         The target is rounded to a multiple of this (DXA reports 3 decimals;
-        0 keeps full precision). Coarser rounding makes more ties.
+        0 keeps full precision). Coarser rounding makes more ties; rounding
+        coarser than ``sd`` would erase the targets' spread (far beyond it,
+        every target rounds to 0), and finer than 1e-12 is below float64's
+        precision (a subnormal one overflows to inf), so both are refused.
     noise : float >= 0
         Standard deviation of the pixel noise.
 
@@ -108,18 +114,27 @@ def continuous_target(n, *, size=64, seed=0, subjects=None, mean=0.70, sd=0.13, 
     sd = check_range("sd", sd, high=np.inf)
     skewness = check_range("skewness", skewness, high=4.0)
     resolution = check_range("resolution", resolution, high=np.inf)
+    coarsest = max(sd, COARSEST_RESOLUTION)
+    if resolution > coarsest or 0 < resolution < FINEST_RESOLUTION:
+        raise ValueError(f"resolution must be 0 (no rounding) or in [{FINEST_RESOLUTION:g}, {coarsest:g}] "
+                         f"(at most sd or {COARSEST_RESOLUTION:g}: coarser rounding erases the targets' "
+                         f"spread), got {resolution!r}")
     noise = check_range("noise", noise, high=np.inf)
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     subject = assign_subjects(rng, n, subjects)
     if skewness > 0:
         k = 4.0 / skewness ** 2
         z = (rng.gamma(k, size=subjects) - k) / np.sqrt(k)
     else:
         z = rng.standard_normal(subjects)
-    bmd = (mean + sd * z)[subject]
-    density = expit((bmd - BMD_CENTRE) / BMD_SCALE)
-    target = np.round(bmd / resolution) * resolution if resolution > 0 else bmd
+    with np.errstate(over="ignore", invalid="ignore"):  # a target overflow is refused below, by name
+        bmd = (mean + sd * z)[subject]
+        target = np.round(bmd / resolution) * resolution if resolution > 0 else bmd
+        density = expit((bmd - BMD_CENTRE) / BMD_SCALE)  # saturates at 1 for huge targets
+    if not np.all(np.isfinite(target)):
+        raise ValueError(f"mean, sd and resolution must keep the target finite, got mean {mean!r}, "
+                         f"sd {sd!r}, resolution {resolution!r}")
     images = _draw(rng, subject, subjects, size, density, noise)
     return ContinuousData(images=images, target=target, subject=subject, density=density)
 

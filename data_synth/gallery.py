@@ -103,13 +103,25 @@ def _volume_rows(seed, size, stages):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``refimpl data gallery``."""
+    """Options of ``refimpl data gallery`` (checked by the ``refimpl`` command's own argument types)."""
+    from refimpl._cli_args import non_negative_int, positive_int
+
     parser.add_argument("--out", default="gallery.png", help="output PNG path (default: gallery.png)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every generator (default: 0)")
-    parser.add_argument("--size", type=int, default=64, help="image size in pixels (default: 64)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of every generator, an integer >= 0 (default: 0)")
+    parser.add_argument("--size", type=positive_int, default=64,
+                        help="image size in pixels, at least 16 (default: 64)")
 
 
 def main(args) -> int:
-    """Write the gallery and print where it went."""
+    """Write the gallery and print where it went; exit status 2 for an argument that cannot work."""
+    from refimpl import _cli_args
+
+    try:
+        if args.size < 16:
+            raise _cli_args.UsageError(f"--size: expected at least 16 pixels, got {args.size}")
+        _cli_args.check_output_file("--out", args.out)
+    except _cli_args.UsageError as e:
+        return _cli_args.usage_error("refimpl data gallery", e)
     print(gallery(args.out, seed=args.seed, size=args.size))
     return 0

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from . import _render as R
-from ._checks import check_int, check_range, check_weights
+from ._checks import check_int, check_range, check_seed, check_weights
 from ._sampling import assign_subjects, jittered_level
 
 #: Default images per subject, as in the Papilledema set (331 / 105).
@@ -93,7 +93,7 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
         Image height and width in pixels (>= 16).
     subjects : int, optional
         Number of subjects (default ``max(1, n // 3)``); each has >= 1 image.
-    seed : int or numpy.random.Generator
+    seed : int >= 0 or numpy.random.Generator
         Everything is drawn from ``numpy.random.default_rng(seed)``.
     class_weights : sequence of float, optional
         Relative frequency of each level (default: balanced). Papilledema-like
@@ -137,7 +137,7 @@ def ordinal_severity(n, *, levels=6, size=64, subjects=None, seed=0, class_weigh
     noise = check_range("noise", noise, high=np.inf)
     grading_noise = check_range("grading_noise", grading_noise, high=np.inf)
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     subject = assign_subjects(rng, n, subjects)
     own = rng.choice(levels, size=n, p=weights)
     shared = rng.choice(levels, size=subjects, p=weights)[subject]

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from . import _render as R
-from ._checks import check_int, check_range, check_weights
+from ._checks import check_int, check_range, check_seed, check_weights
 from ._sampling import jittered_level
 
 #: Radiological stage proportions of D_radio in WSP (none, mild, moderate, severe).
@@ -98,7 +98,7 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
         Slice height and width in pixels (>= 16).
     stages : int
         Number of disease stages (4 in WSP).
-    seed : int or numpy.random.Generator
+    seed : int >= 0 or numpy.random.Generator
         Everything is drawn from ``numpy.random.default_rng(seed)``.
     stage_weights : sequence of float, optional
         Relative frequency of each true stage; default: the D_radio
@@ -150,7 +150,7 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     global_signs = check_range("global_signs", global_signs, high=np.inf)
     size_variation = check_range("size_variation", size_variation, high=0.5)
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     stage = rng.choice(stages, size=n_patients, p=weights)
     weak = _noisy_neighbour(rng, stage, stages, label_noise)
     strong = np.full(n_patients, -1)

@@ -52,7 +52,7 @@ def _is_array(a) -> bool:
 
 
 def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, finite: bool = True,
-                allow_empty: bool = False):
+                allow_empty: bool = False, real: bool = False):
     """Check that ``x`` is an array with the given number of dimensions / shape.
 
     ``shape`` may hold ``None`` for free axes. ``floating`` requires float32 or
@@ -60,7 +60,9 @@ def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, f
     the two, all of them the same, checked with :func:`check_same_dtype`;
     nothing is promoted); ``finite`` rejects NaN and infinity; an axis of length
     0 is refused unless ``allow_empty`` (one reduction: a
-    device sync on GPUs, which we accept for input validation).
+    device sync on GPUs, which we accept for input validation). ``real``
+    (labels, targets, indices) requires a bool, integer or real floating
+    dtype: complex, object and string labels are refused, not compared.
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
@@ -74,6 +76,8 @@ def check_array(name: str, x, *, ndim=None, shape=None, floating: bool = True, f
             raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
     if not allow_empty and any(s == 0 for s in x.shape):
         raise ValueError(f"{name} must not be empty (an axis of length 0), got shape {tuple(x.shape)}")
+    if real and not xp.isdtype(x.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(f"{name} must have a bool, integer or real floating dtype, got {x.dtype}")
     if floating and not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
     if floating and x.dtype not in (xp.float32, xp.float64):
@@ -149,12 +153,10 @@ def check_unit_interval(name: str, x, *, binary: bool = False):
     ...
     ValueError: same must hold only 0 or 1, got values outside {0, 1}
     """
-    check_array(name, x, ndim=1, floating=False)
+    check_array(name, x, ndim=1, floating=False, real=True)
     xp = backend.namespace(x)
     if xp.isdtype(x.dtype, "bool"):
         return x
-    if not xp.isdtype(x.dtype, ("integral", "real floating")):
-        raise TypeError(f"{name} must have a bool, integer or real floating dtype, got {x.dtype}")
     if binary:
         if not bool(xp.all((x == 0) | (x == 1))):
             raise ValueError(f"{name} must hold only 0 or 1, got values outside {{0, 1}}")

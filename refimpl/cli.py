@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import sys
+import textwrap
 
 from . import __version__, backend
 
@@ -27,6 +29,16 @@ from . import __version__, backend
 TOP_COMMANDS = {
     "run": ("refimpl.recipes.cli", "train a paper's pipeline (conpro, wsp, adacon, augscale, all)"),
 }
+
+DESCRIPTION = ("Reference NumPy implementation of the ConPro, WSP and AdaCon losses with hand-written "
+               "backward passes: train each paper's pipeline and check its claims (run), verify another "
+               "implementation against gold data (gold), time it against PyTorch (bench), draw the "
+               "synthetic data (data).")
+
+#: group -> one-line help
+GROUP_HELP = {"bench": "time refimpl against PyTorch (tinynet, losses, gpu)",
+              "data": "the synthetic data sets (gallery)",
+              "gold": "gold data: make, export inputs, verify results"}
 
 #: group -> {name: (module, one-line help)}
 COMMANDS = {
@@ -65,22 +77,32 @@ def _info(_args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (the usage stays one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv=()) -> argparse.ArgumentParser:
     """The parser; a subcommand's own options are added only when ``argv`` selects it."""
-    parser = argparse.ArgumentParser(prog="refimpl", description=__doc__.split("\n\n")[0])
+    examples = "\n".join(line.strip() for line in __doc__.split("\n\n")[2].splitlines())
+    parser = Parser(prog="refimpl", description=textwrap.fill(DESCRIPTION, 79), epilog=f"commands:\n{examples}",
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"refimpl {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    groups.add_parser("info", help="versions and available backends").set_defaults(func=_info)
+    groups.add_parser("info", help="versions and available backends",
+                      description="versions and available backends").set_defaults(func=_info)
     for name, (module_name, help_text) in TOP_COMMANDS.items():
-        p = groups.add_parser(name, help=help_text)
+        p = groups.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(module=module_name)
         if list(argv[:1]) == [name]:
             importlib.import_module(module_name).add_arguments(p)
     for group, commands in COMMANDS.items():
-        sub = groups.add_parser(group, help=f"{group} commands").add_subparsers(
+        sub = groups.add_parser(group, help=GROUP_HELP[group], description=GROUP_HELP[group]).add_subparsers(
             dest="name", required=True, metavar="NAME")
         for name, (module_name, help_text) in commands.items():
-            p = sub.add_parser(name, help=help_text)
+            p = sub.add_parser(name, help=help_text, description=help_text)
             p.set_defaults(module=module_name)
             if list(argv[:2]) == [group, name]:
                 importlib.import_module(module_name).add_arguments(p)
@@ -91,9 +113,15 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     args.argv = argv  # lets a command re-run itself in a fresh interpreter
-    if hasattr(args, "func"):
-        return args.func(args)
-    return importlib.import_module(args.module).main(args)
+    try:
+        code = args.func(args) if hasattr(args, "func") else importlib.import_module(args.module).main(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``refimpl ... | head``): Python's documented recipe, stdout to
+        # devnull so the flush at exit fails no more, and the status of a command killed by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
+    return code
 
 
 if __name__ == "__main__":

@@ -39,11 +39,14 @@ def _blas_from_threadpoolctl() -> list | None:
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    # No file paths: a fingerprint is written into files that travel between machines.
-    return [{"library": i.get("internal_api"), "version": i.get("version"),
-             "kernel": i.get("architecture"), "threads": i.get("num_threads"),
-             "threading_layer": i.get("threading_layer")}
-            for i in threadpool_info() if i.get("user_api") == "blas"]
+    # No file paths: a fingerprint is written into files that travel between machines. Sorted:
+    # threadpoolctl lists the libraries in no fixed order (NumPy's and SciPy's OpenBLAS swap places
+    # between two runs of one command), and a fingerprint must compare equal to itself.
+    return sorted(({"library": i.get("internal_api"), "version": i.get("version"),
+                    "kernel": i.get("architecture"), "threads": i.get("num_threads"),
+                    "threading_layer": i.get("threading_layer")}
+                   for i in threadpool_info() if i.get("user_api") == "blas"),
+                  key=lambda b: tuple(str(v) for v in b.values()))
 
 
 def _blas_from_numpy() -> list:

@@ -3,7 +3,7 @@
 Each entry gives a valid call (named arguments); every argument is spoiled in
 every way that applies to it (a list instead of an array, an extra axis, an empty
 axis, NaN, float16, the other float precision, a string, a bool or a negative
-number for a scalar) and the call must fail with a message naming that
+number for a scalar; complex or object labels; a negative running variance) and the call must fail with a message naming that
 argument: never pass silently, never fail inside NumPy.
 """
 import math
@@ -25,7 +25,7 @@ X4 = G.standard_normal((2, 2, 4, 4))
 #: name -> (function, valid keyword arguments, {argument: kind}) with kinds
 #: "emb" (float array that must be finite), "x" (layer input: NaN passes through, as in PyTorch),
 #: "any" (a layer input of any shape: relu, dropout, flatten; flatten also any dtype),
-#: "label" (any real dtype), "pos" (number > 0), "nonneg" (number >= 0), "choice" (one of some strings)
+#: "label" (any real dtype), "var" (a layer's variance: "x" and >= 0), "pos" (number > 0), "nonneg" (number >= 0), "choice" (one of some strings)
 CALLS = {
     "margin": (margin.forward, dict(a=E, b=E[::-1].copy(), same=np.array([1, 0, 1, 0, 1, 0]), margin=1.0),
                {"a": "emb", "b": "emb", "same": "label", "margin": "pos"}),
@@ -61,7 +61,7 @@ CALLS = {
     "dropout": (dropout.forward, dict(x=E, p=0.5, train=True, seed=0), {"x": "any", "p": "nonneg"}),
     "batchnorm2d": (batchnorm2d.forward, dict(x=X4, gamma=np.ones(2), beta=np.zeros(2), running_mean=np.zeros(2),
                                               running_var=np.ones(2), train=True, momentum=0.1, eps=1e-5),
-                    {"x": "x", "gamma": "x", "beta": "x", "running_mean": "x", "running_var": "x",
+                    {"x": "x", "gamma": "x", "beta": "x", "running_mean": "x", "running_var": "var",
                      "momentum": "nonneg", "eps": "pos"}),
     "kernel_blocked": (kernel.forward, dict(z=E, labels=L, depth=Y, block_size=4, anchors=np.array([0, 2, 5])),
                        {"z": "emb", "labels": "label", "depth": "label", "block_size": "pos", "anchors": "label"}),
@@ -89,6 +89,11 @@ FLOAT_SPOILERS = {  # arrays of floats only
     "other precision": lambda a: a.astype(np.float32),
 }
 FINITE_SPOILERS = {"nan": lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0, np.nan, a)}
+LABEL_SPOILERS = {  # labels are compared and ordered: a complex or object label has no order
+    "complex": lambda a: a.astype(np.complex128),
+    "object": lambda a: a.astype(object),
+}
+VARIANCE_SPOILERS = {"negative": lambda a: -1.0 - a}  # in training too, where it is only updated
 SCALAR_SPOILERS = {
     "string": lambda v: str(v),
     "bool": lambda v: True,
@@ -112,10 +117,14 @@ def _spoilers(kind, n_floats=2):
     if kind == "choice":
         return CHOICE_SPOILERS
     spoilers = {k: v for k, v in ARRAY_SPOILERS.items() if kind != "any" or k != "extra axis"}
-    if kind in ("emb", "x"):
+    if kind in ("emb", "x", "var"):
         spoilers.update(FLOAT_SPOILERS if n_floats > 1 else {"float16": FLOAT_SPOILERS["float16"]})
     if kind == "emb":
         spoilers.update(FINITE_SPOILERS)
+    if kind == "label":
+        spoilers.update(LABEL_SPOILERS)
+    if kind == "var":
+        spoilers.update(VARIANCE_SPOILERS)
     return spoilers
 
 
@@ -125,7 +134,7 @@ VALID = {("regression", "pred", "extra axis")}
 
 def _n_floats(args):
     """Float array arguments of a call: float32 is wrong only beside another float64 array."""
-    return sum(kind in ("emb", "x") for kind in args.values())
+    return sum(kind in ("emb", "x", "var") for kind in args.values())
 
 
 CASES = sorted((name, arg, spoil) for name, (_, _, args) in CALLS.items()

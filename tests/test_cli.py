@@ -33,4 +33,5 @@ def test_missing_or_unknown_commands_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(argv)
     assert stop.value.code == 2
-    assert "usage" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--help" in err  # one line, pointing to the usage

@@ -73,6 +73,17 @@ def test_inputs_are_plain_keywords_and_sizes_follow():
     (lambda: ordinal_severity(4, grading_noise=-0.1), ValueError, "grading_noise"),
     (lambda: continuous_target(4, skewness=-1), ValueError, "skewness"),
     (lambda: continuous_target(4, resolution="a"), TypeError, "resolution must be a number"),
+    (lambda: continuous_target(4, resolution=1e300), ValueError, "resolution must be 0 .* or in"),
+    (lambda: continuous_target(4, resolution=0.5), ValueError, r"resolution .*at most sd"),
+    (lambda: continuous_target(4, resolution=1e-320), ValueError, "resolution must be 0"),
+    (lambda: continuous_target(4, mean=1e300, resolution=1e-12), ValueError, "mean, sd and resolution must keep"),
+    (lambda: ordinal_severity(4, levels=2, class_weights=[1e308, 1e308]), ValueError,
+     "class_weights must have a finite sum"),
+    (lambda: volumes(2, stages=2, stage_weights=[1e308, 1e308]), ValueError, "stage_weights must have a finite sum"),
+    *[(lambda make=make, seed=seed: make(seed), error, "seed must be a non-negative integer")
+      for make in GENERATORS.values()
+      for seed, error in ((-1, ValueError), (1.5, TypeError), ("abc", TypeError), (True, TypeError),
+                          (np.int64(-2), ValueError), (None, TypeError))],
     (lambda: volumes(2, slices=(9, 3)), ValueError, "slices must be"),
     (lambda: volumes(2, slices=(0, 3)), ValueError, "slices"),
     (lambda: volumes(2, stages=3, stage_weights=[1, 1]), ValueError, "stage_weights"),

@@ -97,7 +97,7 @@ def test_make_reproduces_the_shipped_gold_bit_for_bit(remade):
     """Same fingerprint (NumPy, SciPy, BLAS library, version, kernel, threads, CPU features): the same bytes."""
     out, manifest = remade
     skip_unless_same_bits()
-    assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
+    assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make --out refimpl/gold/data` and commit"
     for entry in manifest["cases"].values():
         assert (gold.DATA_DIR / entry["file"]).read_bytes() == (out / entry["file"]).read_bytes(), entry["file"]
     # the manifest but for the fingerprint, whose environment and Python version do not decide bits
@@ -115,7 +115,7 @@ def test_make_reproduces_the_shipped_gold_far_inside_the_tolerances(remade):
     out, manifest = remade
     same, text = bits_compared()
     print(f"compared within {INSIDE:g} of the gold tolerances; bit for bit too: {same} ({text})")
-    assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make` and commit"
+    assert list(SHIPPED["cases"]) == list(manifest["cases"]), "run `refimpl gold make --out refimpl/gold/data` and commit"
     for name, entry in manifest["cases"].items():
         shipped = SHIPPED["cases"][name]
         assert {k: v for k, v in entry.items() if k not in ("sha256", "arrays", "tolerance")} == \

@@ -43,7 +43,11 @@ def _load(path):
 def test_fast_run_writes_valid_metrics_and_config(fast_run):
     name, out, printed = fast_run
     metrics, config = _load(out / "metrics.json"), _load(out / "config.json")
-    assert set(metrics) == {"recipe", "seed", "methods", "claims"}
+    assert set(metrics) == {"recipe", "seed", "methods", "claims", "fingerprint"}
+    for record in (metrics, config):                                  # what made these numbers
+        assert record["fingerprint"]["numpy"] == np.__version__ and record["fingerprint"]["blas"]
+        assert record["fingerprint"]["environment"].get("OPENBLAS_NUM_THREADS") == "1"  # --threads 1
+    assert printed.splitlines()[1].startswith(f"== NumPy {np.__version__} on ")  # the header's fingerprint
     assert metrics["recipe"] == name and metrics["seed"] == 0
     assert len(metrics["methods"]) >= 3
     for method, row in metrics["methods"].items():

@@ -89,7 +89,7 @@ def _open(gold) -> tuple:
     version = found.get("format_version") if isinstance(found, dict) else None
     if version != FORMAT_VERSION or not isinstance(found.get("cases"), dict):
         raise GoldError(f"gold manifest in {directory} has format version {version!r}; this refimpl "
-                        f"reads version {FORMAT_VERSION} (regenerate with `refimpl gold make`)")
+                        f"reads version {FORMAT_VERSION} (regenerate with `refimpl gold make --out {directory}`)")
     return directory, found
 
 
@@ -228,7 +228,8 @@ def _load(directory: Path, found: dict, name: str) -> Case:
         if (a is None or str(a.dtype) != meta["dtype"] or list(a.shape) != meta["shape"]
                 or _store.array_sha256(a) != meta["sha256"]):
             raise GoldError(f"gold array {key!r} of case {name} does not match {_store.MANIFEST} "
-                            "(corrupted or modified); reinstall refimpl or run `refimpl gold make`")
+                            "(corrupted or modified); reinstall refimpl or run "
+                            f"`refimpl gold make --out {directory}`")
     roles = {k: meta["role"] for k, meta in entry["arrays"].items()}
     return Case(name, entry["function"], entry["backward"], entry["kwargs"], entry["description"],
                 roles, entry["tolerance"], {k: arrays[k] for k in roles})

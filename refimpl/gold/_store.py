@@ -56,8 +56,11 @@ def load_npz(path, *, what: str = "file") -> dict:
     except FileNotFoundError:
         raise GoldError(f"{what} {path} does not exist") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise GoldError(f"{what} {path} is not a readable .npz archive of plain arrays "
-                        f"(saved with numpy.savez, no pickled objects): {e}") from None
+        # NumPy reads a file that is not an .npz as a pickle and then advises loading it
+        # unsafely; that advice is wrong here, so it is not repeated.
+        detail = "" if "pickle" in str(e) else f": {e}"
+        raise GoldError(f"{what} {path} is not valid: not a readable .npz archive of plain arrays "
+                        f"(saved with numpy.savez, no pickled objects){detail}") from None
 
 
 def dump_json(obj) -> str:
@@ -73,7 +76,7 @@ def read_manifest(directory: Path) -> dict:
                         "or reinstall refimpl") from None
     except json.JSONDecodeError as e:
         raise GoldError(f"gold manifest {path} is not valid JSON ({e}): corrupted or modified; "
-                        "reinstall refimpl or regenerate it with `refimpl gold make`") from None
+                        f"reinstall refimpl or regenerate it with `refimpl gold make --out {directory}`") from None
 
 
 def read_checked(directory: Path, entry: dict) -> dict:
@@ -83,9 +86,9 @@ def read_checked(directory: Path, entry: dict) -> dict:
         data = path.read_bytes()
     except FileNotFoundError:
         raise GoldError(f"gold file {path} is missing; reinstall refimpl or run "
-                        "`refimpl gold make`") from None
+                        f"`refimpl gold make --out {directory}`") from None
     if sha256_bytes(data) != entry["sha256"]:
         raise GoldError(f"gold file {path} does not match its sha256 in {MANIFEST} "
                         "(corrupted or modified); reinstall refimpl or regenerate the gold "
-                        "data with `refimpl gold make`")
+                        f"data with `refimpl gold make --out {directory}`")
     return load_npz(io.BytesIO(data), what=f"gold file {path}")

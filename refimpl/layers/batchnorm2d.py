@@ -98,7 +98,7 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
         raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
     eps = _validate.check_positive("eps", eps)
     xp = backend.namespace(x, gamma, beta, running_mean, running_var)
-    if not train and bool(xp.any(running_var < 0)):
+    if bool(xp.any(running_var < 0)):  # in training too, where it is only updated: a variance, never < 0
         raise ValueError("running_var must be >= 0 (a variance)")
     m = x.shape[0] * x.shape[2] * x.shape[3]
     if train:

@@ -432,7 +432,7 @@ def _check(z, labels, depth, sigma, temperature, variant, reduction, normalize):
         check_official(reduction, normalize)
     for name, x, floating in (("labels", labels, False), ("depth", depth, True)):
         if x is not None:
-            check_array(name, x, ndim=1, floating=floating)
+            check_array(name, x, ndim=1, floating=floating, real=True)
             check_same_length(name, x, "z", m)
     if variant == "official":
         check_two_views(z, labels=labels, depth=depth)

@@ -99,7 +99,7 @@ def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: 
     if labels is None:  # every pair its own class
         labels = backend.asarray(list(range(n)), like=anchor, dtype=xp.int64)
     else:
-        check_array("labels", labels, ndim=1, floating=False)
+        check_array("labels", labels, ndim=1, floating=False, real=True)
         check_same_length("labels", labels, "anchor", n)
     same = labels[:, None] == labels[None, :]  # (N, N)
     target = xp.astype(same, anchor.dtype)

@@ -113,7 +113,7 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
         check_array(name, z, shape=tuple(anchor.shape))
         check_same_dtype(name, z, "anchor", anchor)
     for name, y in (("y_anchor", y_anchor), ("y_positive", y_positive), ("y_negative", y_negative)):
-        check_array(name, y, ndim=1, floating=False)
+        check_array(name, y, ndim=1, floating=False, real=True)
         check_same_length(name, y, "anchor", n)
     population = y_anchor if population is None else population
     phi_a, phi_p, phi_n = (ecdf(y, population) for y in (y_anchor, y_positive, y_negative))

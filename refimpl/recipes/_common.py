@@ -345,9 +345,9 @@ def train(step, params, state=None, *, steps: int, lr: float, weight_decay: floa
 
     AdamW (the WSP paper's optimiser, lr and weight decay 1e-4 there) with a
     cosine schedule and linear warm-up (:func:`refimpl.optim.cosine_lr`) unless
-    ``optimizer`` is given. A tqdm bar (stderr) shows the loss and the
-    images per second; the losses are returned, the timings are not (they are
-    not reproducible).
+    ``optimizer`` is given. A tqdm bar (stderr, only when it is a terminal:
+    a log file gets no bars) shows the loss and the images per second; the
+    losses are returned, the timings are not (they are not reproducible).
     """
     from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in notebooks)
 
@@ -356,7 +356,7 @@ def train(step, params, state=None, *, steps: int, lr: float, weight_decay: floa
     state = {} if state is None else state
     losses = []
     bar = tqdm(total=steps * images_per_step, desc=desc, unit="img", unit_scale=True,
-               disable=not progress, leave=False, dynamic_ncols=True)
+               disable=None if progress else True, leave=False, dynamic_ncols=True)  # None: a terminal only
     with bar:
         for k in range(steps):
             value, grads, state = step(params, state, k)
@@ -472,15 +472,23 @@ def write_json(path, obj) -> str:
 
 
 def result_dict(recipe: str, seed: int, methods: dict, claims: list) -> dict:
-    """The ``metrics.json`` dictionary, floats made JSON-safe."""
-    return _jsonable({"recipe": recipe, "seed": seed, "methods": methods, "claims": claims})
+    """The ``metrics.json`` dictionary, floats made JSON-safe, with the numeric fingerprint of the run
+    (:func:`refimpl.fingerprint.fingerprint`: which BLAS, kernel and threads made these numbers)."""
+    from ..fingerprint import fingerprint
+
+    return _jsonable({"recipe": recipe, "seed": seed, "methods": methods, "claims": claims,
+                      "fingerprint": fingerprint()})
 
 
 def config_record(recipe: str, ctx: Context, *, fast: bool, backend: str, data: str,
                   scaled_down: dict) -> dict:
-    """The ``config.json`` dictionary: every hyperparameter, the seed, what was scaled down, versions."""
+    """The ``config.json`` dictionary: every hyperparameter, the seed, what was scaled down, versions
+    and the numeric fingerprint."""
+    from ..fingerprint import fingerprint
+
     return {"recipe": recipe, "seed": ctx.seed, "fast": bool(fast), "backend": backend, "dtype": ctx.dtype,
-            "data": data, "hyperparameters": ctx.cfg, "scaled_down": scaled_down, "versions": versions()}
+            "data": data, "hyperparameters": ctx.cfg, "scaled_down": scaled_down, "versions": versions(),
+            "fingerprint": fingerprint()}
 
 
 def file_stem(name: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ... import _cli_args
 from . import add_gold_argument, fail
 
 
@@ -17,6 +18,10 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from .. import GoldError, export
 
+    try:
+        _cli_args.check_output_folder("--out", args.out)
+    except _cli_args.UsageError as e:
+        return _cli_args.usage_error("refimpl gold export", e)
     try:
         names = export(args.case, args.out, gold=args.gold)
     except (GoldError, ValueError) as e:
