@@ -258,7 +258,8 @@ class DataParallel:
             raise ImportError("DataParallel needs threadpoolctl to run BLAS on one thread per worker: "
                               "pip install 'refimpl[blas]'") from None
         self._blas = threadpool_limits(limits=1, user_api="blas")
-        self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="refimpl-parallel")
+        # workers = 1 runs everything in the caller's thread (a pool of one thread, never used, for one code path)
+        self._pool = ThreadPoolExecutor(max(1, self.workers - 1), thread_name_prefix="refimpl-parallel")
         self._closed = False
 
     def __enter__(self):
