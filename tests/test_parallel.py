@@ -1,6 +1,4 @@
 """refimpl.parallel: the data-parallel step equals the serial one (float64), sync batch norm, the pool's life."""
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -207,8 +205,7 @@ def test_blas_runs_on_one_thread_while_the_pool_is_open_and_is_restored_after():
     before = _blas_threads()
     pool = parallel.DataParallel(_net(batchnorm=False), 2)
     try:
-        assert set(_blas_threads().values()) <= {1}
-        assert threading.active_count() >= 1
+        assert set(_blas_threads().values()) == {1}
     finally:
         pool.close()
         pool.close()  # idempotent
