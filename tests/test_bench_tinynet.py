@@ -51,3 +51,17 @@ def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, monkey
     assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-12)
     assert rows[2]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-12)
     assert_fingerprint_recorded(data["machine"], capsys.readouterr().out, threads=2)
+
+
+@pytest.mark.torch
+def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp_path, monkeypatch):
+    for name in _timing.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "2")
+    serial, split = tmp_path / "serial.json", tmp_path / "split.json"
+    common = ["bench", "tinynet", "--quick", "--kernel-sizes", "5", "--dtypes", "float64"]
+    assert cli.main(common + ["--json", str(serial)]) == 0
+    assert cli.main(common + ["--workers", "2", "--json", str(split)]) == 0
+    one, two = (json.loads(p.read_text()) for p in (serial, split))
+    assert (one["workers"], two["workers"]) == (1, 2) and two["rows"][0]["workers"] == 2
+    assert two["rows"][0]["loss"] == pytest.approx(one["rows"][0]["loss"], rel=1e-12)
+    assert cli.main(common + ["--workers", "0"]) == 2

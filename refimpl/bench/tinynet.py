@@ -17,11 +17,19 @@ Two encoders are timed by default: 5x5 convolutions (the paper's 1.1M
 parameters, :func:`refimpl.model.tinynet`'s default) and 3x3 convolutions (the
 five 3x3 layers the benchmark was specified with); ``--kernel-sizes`` picks.
 
+``--workers N`` (N > 1) times refimpl's data-parallel step
+(:class:`refimpl.parallel.DataParallel`): the batch split across N threads,
+each with one BLAS thread and one FFT worker, the loss on the whole batch in
+between; PyTorch keeps its ``--threads``. Its loss is checked against
+PyTorch's as the serial step's is.
+
 ``--profile`` adds where the time goes: refimpl per layer (forward and
-backward timed layer by layer) and PyTorch per operator (``torch.profiler``).
+backward timed layer by layer, serial) and PyTorch per operator
+(``torch.profiler``).
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -131,26 +139,40 @@ def _print_profile(rows) -> None:
 
 
 def run(dtype: str, *, batch: int, size: int, kernel_size: int, rounds: int, pause: float,
-        profile: bool, algorithm: str = "auto") -> dict:
-    """Check that both sides give the same loss, then time them; one result row."""
+        profile: bool, algorithm: str = "auto", workers: int = 1) -> dict:
+    """Check that both sides give the same loss, then time them; one result row.
+
+    ``workers > 1``: refimpl's step runs on a :class:`refimpl.parallel.DataParallel` pool of that many threads.
+    """
+    with contextlib.ExitStack() as stack:
+        net = _network(kernel_size, algorithm)
+        step_net = net
+        if workers > 1:
+            from ..parallel import DataParallel
+
+            step_net = stack.enter_context(DataParallel(net, workers))
+        return _run(net, step_net, dtype, batch=batch, size=size, kernel_size=kernel_size, rounds=rounds,
+                    pause=pause, profile=profile, algorithm=algorithm, workers=workers)
+
+
+def _run(net, step_net, dtype, *, batch, size, kernel_size, rounds, pause, profile, algorithm, workers):
     import torch
 
-    net = _network(kernel_size, algorithm)
     params = net.init(0, dtype)
     x, labels = _inputs(batch, size, dtype)
     t_params = {k: torch.from_numpy(np.array(v)).requires_grad_() for k, v in params.items()}
     t_x, t_labels = torch.from_numpy(x), torch.from_numpy(labels)
     t_depth = torch.zeros(batch, dtype=t_x.dtype)
-    ours, _ = refimpl_step(net, params, x, labels)
+    ours, _ = refimpl_step(step_net, params, x, labels)
     theirs = torch_step(t_params, t_x, t_labels, t_depth)
     if not _timing.same_loss(ours, theirs, dtype):
         raise RuntimeError(f"{dtype}: refimpl loss {ours!r} != torch loss {theirs!r}")
     timing = _timing.undisturbed_rounds(
-        {"refimpl": lambda: refimpl_step(net, params, x, labels),
+        {"refimpl": lambda: refimpl_step(step_net, params, x, labels),
          "torch": lambda: torch_step(t_params, t_x, t_labels, t_depth)},
         rounds=rounds, pause=pause)
     row = {"dtype": dtype, "batch": batch, "size": size, "kernel_size": kernel_size, "algorithm": algorithm,
-           "loss": ours,
+           "workers": workers, "loss": ours,
            "refimpl_s": timing.median("refimpl"), "torch_s": timing.median("torch"),
            "ratio": timing.ratio, "ratio_min": min(timing.ratios), "ratio_max": max(timing.ratios),
            "seconds": timing.seconds}
@@ -174,6 +196,9 @@ def add_arguments(parser) -> None:
                         help="refimpl's convolution algorithms to time (Conv2d(algorithm=...)): auto picks im2col "
                              "for conv1 and FFT for the others on the CPU")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="refimpl's step split across this many threads (refimpl.parallel.DataParallel, "
+                             "one BLAS thread and one FFT worker each); 1: the serial step on --threads")
     parser.add_argument("--rounds", type=int, default=11, help="timed rounds, one call of each side per round")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before every timed call")
     parser.add_argument("--profile", action="store_true", help="time refimpl layer by layer, torch per op")
@@ -191,6 +216,9 @@ def main(args) -> int:
     except ImportError:
         print("refimpl bench tinynet needs torch: pip install 'refimpl[torch]'")
         return 2
+    if args.workers < 1:
+        print(f"--workers must be at least 1, got {args.workers}")
+        return 2
     if _timing.needs_relaunch(args.threads):
         return _timing.relaunch(args.argv, args.threads)
     if args.quick:
@@ -198,17 +226,20 @@ def main(args) -> int:
     how = _timing.limit_threads(args.threads)
     torch.set_num_threads(args.threads)
     machine = _timing.machine()
-    print(f"threads: {how}; scipy.fft workers={args.threads}; torch {torch.__version__} on "
+    fft_workers = args.threads if args.workers == 1 else 1  # in each of the pool's threads
+    refimpl_how = (f"refimpl's step on {args.workers} threads (DataParallel, one BLAS thread each)"
+                   if args.workers > 1 else "refimpl's step serial")
+    print(f"threads: {how}; {refimpl_how}; scipy.fft workers={fft_workers}; torch {torch.__version__} on "
           f"{torch.get_num_threads()} threads")
     print(_timing.describe(machine))
     print(f"{args.rounds} rounds, {args.pause} s pause before every call; ratio = median of per-round "
           "ratios refimpl / torch [range]")
     print(f"one training step: TinyNet + head + SupCon, batch {args.batch} x 1 x {args.size} x {args.size}")
     rows = []
-    with scipy.fft.set_workers(args.threads):  # refimpl's FFT convolutions: as many threads as BLAS
+    with scipy.fft.set_workers(fft_workers):  # refimpl's FFT convolutions: as many threads as BLAS
         for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
             row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
-                      pause=args.pause, profile=args.profile, algorithm=algorithm)
+                      pause=args.pause, profile=args.profile, algorithm=algorithm, workers=args.workers)
             rows.append(row)
             print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
                   f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
@@ -220,6 +251,6 @@ def main(args) -> int:
                 print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": how, "machine": machine, "load_after": _timing.machine()["load_1min"],
+            json.dump({"threads": how, "workers": args.workers, "machine": machine, "load_after": _timing.machine()["load_1min"],
                        "rounds": args.rounds, "pause_s": args.pause, "rows": rows}, f, indent=2)
     return 0

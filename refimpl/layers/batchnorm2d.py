@@ -83,20 +83,8 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
     >>> [v.round(4).tolist() for v in new_running_stats(cache)]
     [[0.25], [1.0667]]
     """
-    _validate.check_array("x", x, ndim=4, finite=False)
-    c = x.shape[1]
-    if c == 0:
-        raise ValueError(f"x must have at least one channel, got shape {tuple(x.shape)}")
-    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        _validate.check_array(name, v, shape=(c,), finite=False)
-        _validate.check_same_dtype(name, v, "x", x)
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a bool, got {type(train).__name__}")
-    momentum = _validate.check_nonnegative("momentum", momentum)
-    if momentum > 1:
-        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-    eps = _validate.check_positive("eps", eps)
+    momentum, eps = check_arguments(x, gamma, beta, running_mean, running_var, train=train, momentum=momentum,
+                                    eps=eps)
     xp = backend.namespace(x, gamma, beta, running_mean, running_var)
     if bool(xp.any(running_var < 0)):  # in training too, where it is only updated: a variance, never < 0
         raise ValueError("running_var must be >= 0 (a variance)")
@@ -112,10 +100,34 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
         mean, s, v = running_mean, None, None
         centred = x - _channel(xp, mean)
         inv_std = 1.0 / xp.sqrt(running_var + eps)
-    x_hat = centred * _channel(xp, inv_std)
-    out = x_hat * _channel(xp, gamma) + _channel(xp, beta)
+    x_hat, out = normalise(centred, inv_std, gamma, beta)
     return out, Cache(x_hat, gamma, inv_std, train, mean, s, v, m, running_mean, running_var, momentum,
                       _validate.output_of(out))
+
+
+def check_arguments(x, gamma, beta, running_mean, running_var, *, train, momentum, eps):
+    """Validate :func:`forward`'s arguments; returns ``(momentum, eps)`` as floats."""
+    _validate.check_array("x", x, ndim=4, finite=False)
+    c = x.shape[1]
+    if c == 0:
+        raise ValueError(f"x must have at least one channel, got shape {tuple(x.shape)}")
+    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        _validate.check_array(name, v, shape=(c,), finite=False)
+        _validate.check_same_dtype(name, v, "x", x)
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool, got {type(train).__name__}")
+    momentum = _validate.check_nonnegative("momentum", momentum)
+    if momentum > 1:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    return momentum, _validate.check_positive("eps", eps)
+
+
+def normalise(centred, inv_std, gamma, beta):
+    """``(x_hat, out)``: ``x_hat = centred / std`` and ``out = gamma x_hat + beta``, per channel."""
+    xp = backend.namespace(centred)
+    x_hat = centred * _channel(xp, inv_std)
+    return x_hat, x_hat * _channel(xp, gamma) + _channel(xp, beta)
 
 
 def _scaled_variance(centred):
@@ -166,15 +178,20 @@ def backward(dout, cache):
     ([0.2683, -0.3578, -0.0894, 0.1789], [-1.3416], [1.0])
     """
     dout = _validate.check_dout(dout, cache.output)
-    x_hat, m = cache.x_hat, cache.count
-    xp = backend.namespace(dout, x_hat)
+    xp = backend.namespace(dout, cache.x_hat)
     dbeta = xp.sum(dout, axis=_AXES)
-    dgamma = xp.sum(dout * x_hat, axis=_AXES)
-    scale = _channel(xp, cache.gamma * cache.inv_std)
+    dgamma = xp.sum(dout * cache.x_hat, axis=_AXES)
     if not cache.train:
-        return dout * scale, dgamma, dbeta
-    dx = (dout - _channel(xp, dbeta / m) - x_hat * _channel(xp, dgamma / m)) * scale
-    return dx, dgamma, dbeta
+        return dout * _channel(xp, cache.gamma * cache.inv_std), dgamma, dbeta
+    return training_input_gradient(dout, cache, dgamma, dbeta), dgamma, dbeta
+
+
+def training_input_gradient(dout, cache, dgamma, dbeta):
+    """``dx`` of a training-mode pass from ``dgamma`` and ``dbeta``, the channel sums over all ``m`` values."""
+    xp = backend.namespace(dout, cache.x_hat)
+    m = cache.count
+    scale = _channel(xp, cache.gamma * cache.inv_std)
+    return (dout - _channel(xp, dbeta / m) - cache.x_hat * _channel(xp, dgamma / m)) * scale
 
 
 def new_running_stats(cache):
