@@ -150,13 +150,9 @@ def _parser_of(path):
 
 
 # The benchmark modules' options get their help with issue 17's benchmark changes (another branch).
-AWAITING_HELP = {("bench", "tinynet"), ("bench", "losses"), ("bench", "gpu")}
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(tuple(p) in AWAITING_HELP, strict=True,
-                                            reason="bench options without help (other branch)"))
-    for p in _command_paths()], ids=" ".join)
+@pytest.mark.parametrize("path", list(_command_paths()), ids=" ".join)
 def test_every_option_of_every_command_has_help(path):
     parser = _parser_of(path)
     assert parser.description, f"refimpl {' '.join(path)} has no description"
@@ -218,7 +214,7 @@ def _fake_recipe(files):
 
 
 def test_run_lists_what_it_wrote_and_overwrite_removes_the_earlier_run(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_cli, "_needs_threads_set", lambda threads: False)
+    monkeypatch.setattr(run_cli._timing, "needs_relaunch", lambda threads: False)
     out = tmp_path / "run"
     monkeypatch.setattr(run_cli, "module", lambda name: _fake_recipe(["config.json", "old.npz"]))
     assert cli.main(["run", "wsp", "--out", str(out), "--quiet"]) == 0

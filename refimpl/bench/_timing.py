@@ -45,12 +45,16 @@ def limit_threads(n: int) -> str:
 
 
 def needs_relaunch(threads: int) -> bool:
-    """True when NumPy's BLAS cannot be limited in this process (no threadpoolctl, variables unset)."""
-    try:
-        import threadpoolctl  # noqa: F401
-        return False
-    except ImportError:
-        return any(os.environ.get(v) != str(threads) for v in THREAD_VARIABLES)
+    """Whether this process must start again for ``threads`` to hold for every BLAS.
+
+    Each BLAS reads its thread count once, when it loads. threadpoolctl could
+    change the ones loaded now (NumPy's), but not one loaded later (SciPy's own
+    OpenBLAS loads with scipy.linalg, torch's with torch), nor a library it does
+    not know; the variables set before the interpreter starts reach them all,
+    with or without threadpoolctl, at the cost of one interpreter start (well
+    under a second, against a run of seconds to minutes).
+    """
+    return any(os.environ.get(v) != str(threads) for v in THREAD_VARIABLES)
 
 
 def relaunch(argv, threads: int) -> int:

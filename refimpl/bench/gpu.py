@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from .._cli_args import positive_int
 from .. import backend, fingerprint
 from . import _timing
 
@@ -143,14 +144,17 @@ def print_ranges(paths) -> None:
 
 def add_arguments(parser) -> None:
     """Options of ``refimpl bench gpu``."""
-    parser.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[64, 256], help="TinyNet batch sizes")
-    parser.add_argument("--size", type=int, default=64, help="image height and width (multiple of 32)")
-    parser.add_argument("--kernel-sizes", nargs="+", type=int, default=[5, 3])
-    parser.add_argument("--losses", nargs="+", default=["margin", "preference", "kernel", "adacon"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[1024, 4096, 16384], help="loss batch sizes N")
-    parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")
-    parser.add_argument("--repeats", type=int, default=21, help="timed calls per side")
+    parser.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=["float32", "float64"],
+                        help="precisions to time")
+    parser.add_argument("--batches", nargs="+", type=positive_int, default=[64, 256], help="TinyNet batch sizes")
+    parser.add_argument("--size", type=positive_int, default=64, help="image height and width (multiple of 32)")
+    parser.add_argument("--kernel-sizes", nargs="+", type=positive_int, default=[5, 3],
+                        help="TinyNet kernel sizes to time (5: the paper's network)")
+    parser.add_argument("--losses", nargs="+", default=["margin", "preference", "kernel", "adacon"],
+                        help="losses to time against PyTorch CUDA")
+    parser.add_argument("--sizes", nargs="+", type=positive_int, default=[1024, 4096, 16384], help="loss batch sizes N")
+    parser.add_argument("--dim", type=positive_int, default=128, help="embedding dimension D")
+    parser.add_argument("--repeats", type=positive_int, default=21, help="timed calls per side")
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, 3 repeats")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--ranges", nargs="+", metavar="JSON",

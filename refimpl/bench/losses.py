@@ -24,6 +24,7 @@ import json
 
 import numpy as np
 
+from .._cli_args import positive_int
 from . import _timing
 
 SIZES = (256, 1024, 4096)
@@ -254,15 +255,16 @@ def _mib(kib: int) -> str:
 def add_arguments(parser) -> None:
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=None,
                         help=f"default: all ({', '.join(LOSSES)}); with --block-size: {', '.join(BLOCKED_LOSSES)}")
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), help="batch sizes N")
-    parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=11, help="timed rounds, one call of each side per round")
+    parser.add_argument("--sizes", nargs="+", type=positive_int, default=list(SIZES), help="batch sizes N")
+    parser.add_argument("--dim", type=positive_int, default=128, help="embedding dimension D")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="precision to time")
+    parser.add_argument("--threads", type=positive_int, default=2,
+                        help="threads of every BLAS and of PyTorch (the command restarts with them set)")
+    parser.add_argument("--rounds", type=positive_int, default=11, help="timed rounds, one call of each side per round")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before every timed call")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    parser.add_argument("--block-size", type=int, default=None, metavar="B",
+    parser.add_argument("--block-size", type=positive_int, default=None, metavar="B",
                         help="scaling mode: kernel and adacon, blocked (B anchors per block) vs dense vs torch")
     parser.add_argument("--max-gib", type=float, default=12.0,
                         help="scaling mode: run the dense and torch sides only where they need at most this")

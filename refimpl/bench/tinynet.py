@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from .._cli_args import positive_int
 from . import _timing
 
 DTYPES = ("float32", "float64")
@@ -186,20 +187,21 @@ def _run(net, step_net, dtype, *, batch, size, kernel_size, rounds, pause, profi
 
 def add_arguments(parser) -> None:
     """Options of ``refimpl bench tinynet``."""
-    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--size", type=int, default=64, help="image height and width (multiple of 32)")
-    parser.add_argument("--kernel-sizes", nargs="+", type=int, default=[5, 3],
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES), help="precisions to time")
+    parser.add_argument("--batch", type=positive_int, default=64, help="images per training step")
+    parser.add_argument("--size", type=positive_int, default=64, help="image height and width (multiple of 32)")
+    parser.add_argument("--kernel-sizes", nargs="+", type=positive_int, default=[5, 3],
                         help="TinyNet kernel sizes to time: 5 gives the paper's 1.1M parameters "
                              "(the model's default), 3 a lighter stack of five 3x3 layers")
     parser.add_argument("--algorithms", nargs="+", choices=CONV_ALGORITHMS, default=["auto"],
                         help="refimpl's convolution algorithms to time (Conv2d(algorithm=...)): auto picks im2col "
                              "for conv1 and FFT for the others on the CPU")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=2,
+                        help="threads of every BLAS and of PyTorch (the command restarts with them set)")
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="refimpl's step split across this many threads (refimpl.parallel.DataParallel, "
                              "one BLAS thread and one FFT worker each); 1: the serial step on --threads")
-    parser.add_argument("--rounds", type=int, default=11, help="timed rounds, one call of each side per round")
+    parser.add_argument("--rounds", type=positive_int, default=11, help="timed rounds, one call of each side per round")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before every timed call")
     parser.add_argument("--profile", action="store_true", help="time refimpl layer by layer, torch per op")
     parser.add_argument("--quick", action="store_true",
@@ -215,9 +217,6 @@ def main(args) -> int:
         import torch
     except ImportError:
         print("refimpl bench tinynet needs torch: pip install 'refimpl[torch]'")
-        return 2
-    if args.workers < 1:
-        print(f"--workers must be at least 1, got {args.workers}")
         return 2
     if _timing.needs_relaunch(args.threads):
         return _timing.relaunch(args.argv, args.threads)

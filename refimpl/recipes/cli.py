@@ -18,13 +18,14 @@ small convolutions gain little from a second thread, and on a shared machine
 a BLAS that spins on a busy core can be tens of times slower. Unless
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` already
 say so, the command starts itself again with them set (see
-:func:`_needs_threads_set` for why).
+:func:`refimpl.bench._timing.needs_relaunch` for why).
 """
 from __future__ import annotations
 
 import os
 
 from .. import _cli_args
+from ..bench import _timing
 from . import RECIPES, _common, claims, module
 
 CLAIMS_PATH = "docs/claims.md"  # what ``refimpl run claims`` writes without --out
@@ -74,21 +75,6 @@ def _check(args) -> None:
     return None
 
 
-def _needs_threads_set(threads: int) -> bool:
-    """Whether this process must start again for ``--threads`` to hold for every BLAS.
-
-    Each BLAS reads its thread count once, when it loads. threadpoolctl could
-    change the ones loaded now (NumPy's), but not one loaded later (SciPy's own
-    OpenBLAS loads with scipy.linalg, torch's with torch), nor a library it does
-    not know; the variables set before the interpreter starts reach them all,
-    with or without threadpoolctl, at the cost of one interpreter start (well
-    under a second, against a run of seconds to minutes).
-    """
-    from ..bench import _timing
-
-    return any(os.environ.get(v) != str(threads) for v in _timing.THREAD_VARIABLES)
-
-
 def run_one(name: str, args) -> dict:
     """Run one recipe as the command does and print its report; returns the metrics."""
     from ..fingerprint import describe, fingerprint
@@ -114,13 +100,11 @@ def run_one(name: str, args) -> dict:
 
 
 def main(args) -> int:
-    from ..bench import _timing
-
     try:
         _check(args)
     except _cli_args.UsageError as error:
         return _cli_args.usage_error("refimpl run", error)
-    if _needs_threads_set(args.threads):
+    if _timing.needs_relaunch(args.threads):
         return _timing.relaunch(args.argv, args.threads)
     if args.recipe == "claims":
         return claims.main(args)
