@@ -153,7 +153,7 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
 
     * ``"paper"``: ``F`` = Eq. 5 (``ecdf(kind="paper")``) over ``population``
       (default: the batch ``y``); ``bucket=None`` compares raw labels.
-    * ``"official"``: ``SupConLoss_admargin`` of XMed-Lab/AdaCon: rows are two
+    * Erratum (AdaCon code, ``rnet2dp1.py``): ``"official"`` is ``SupConLoss_admargin`` of XMed-Lab/AdaCon: rows are two
       views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
       N samples, ``y[:N] == y[N:]``), ``bucket`` 0.05 by default, ``F`` the
       mid-rank ECDF of the bucket over ``population`` (their code: the whole
@@ -167,10 +167,14 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     in the mean, as HobbitLong/SupContrast. With two views every anchor has
     a positive.
 
-    Errata: Eq. 6 sums over anchors while the code averages; ``reduction``
-    chooses ("sum" is Eq. 6 as printed, "mean" the code). Eq. 5 sums over the
+    Erratum (AdaCon Eq. 6): Eq. 6 sums over anchors while the code averages; ``reduction``
+    chooses ("sum" is Eq. 6 as printed, "mean" the code).
+
+    Erratum (AdaCon Eq. 5): Eq. 5 sums over the
     training set (Sec. III), read here as the batch ECDF by default (see
-    :func:`ecdf`). The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
+    :func:`ecdf`).
+
+    Erratum (AdaCon Eq. 4): The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
     [0, 2 - 2/n].
 
     Stabilisers: the row maximum over ``a != i`` is subtracted before ``exp``
@@ -386,10 +390,12 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
     (``EF_CLS``: cumulative count up to the bucket minus half its own count),
     divided by ``n`` here (their code multiplies by ``2 / n`` in the loss).
 
-    Errata: Eq. 5 is written as a sum over the N training samples (Sec. III)
+    Erratum (AdaCon Eq. 5): Eq. 5 is written as a sum over the N training samples (Sec. III)
     but is commonly read as the ECDF of the batch; ``population=None`` (the batch
     ``y`` itself) gives the batch reading, the training labels as
-    ``population`` the other. The text calls F "the sample estimate of
+    ``population`` the other.
+
+    Erratum (AdaCon Eq. 5): The text calls F "the sample estimate of
     Pr(Y < y)" (strict), Eq. 5 uses <=; we follow Eq. 5.
 
     Values: in ``(0, 1]`` for keys present in the population (the paper kind

@@ -135,11 +135,15 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     (the composite kernel of Eq. 2; a factor is 1 when its ``labels`` or
     ``depth`` is None). ``reduction="sum"`` gives Eq. 4, ``"mean"`` Eq. 4 / M.
 
-    Errata (paper variant): Eq. 3-4 write the denominator as ``j != i``; read
+    Erratum (WSP Eq. 3-4): Eq. 3-4 write the denominator as ``j != i``; read
     literally it keeps the anchor's own ``s_tt``. We follow the authors' code and
     y-Aware: the anchor is excluded (``j != t``) and the positives stay in the
-    denominator. "``w_sigma`` normalised over ``i in P(t)``" means that each
-    anchor's weights sum to 1. An anchor without positives (a label nobody
+    denominator.
+
+    Erratum (WSP Eq. 4): "``w_sigma`` normalised over ``i in P(t)``" is read
+    as: each anchor's weights sum to 1.
+
+    An anchor without positives (a label nobody
     else in the batch has) has an empty sum in Eq. 4: it contributes 0 and
     still counts in the mean (as in HobbitLong/SupContrast), so ``"mean"`` is
     always Eq. 4 divided by M.
@@ -150,11 +154,11 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
 
     * two views stacked view-major (M = 2N; ``labels``/``depth`` must repeat
       across the views, the code takes one per pair);
-    * ``W /= W.sum(dim=1)`` broadcasts over the last axis, so ``w_tj`` is
+    * Erratum (WSP code, ``losses.py``): ``W /= W.sum(dim=1)`` broadcasts over the last axis, so ``w_tj`` is
       divided by the weight sum of anchor ``j``, not of ``t``: the weights of
       an anchor do not sum to 1 once ``depth`` is used (with labels only,
       ``j`` has as many positives as ``t`` and the quirk is harmless);
-    * the loss is the code's ``-(1/N) sum`` over all 2N anchors, twice the
+    * Erratum (WSP code, ``losses.py``): the loss is the code's ``-(1/N) sum`` over all 2N anchors, twice the
       mean over anchors (so only ``reduction="mean"``), and rows are always
       L2-normalised (``normalize=True`` required);
     * the code masks the diagonal with ``-1e8``; we use an exact mask (same

@@ -6,8 +6,8 @@ pairs with ``same_k = 0`` pushed apart, in cosine geometry. Two variants:
 * ``variant="paper"`` (default): Eq. 1 as printed, terms *not* squared, with the
   erratum of Eq. 2 fixed (Eq. 2 prints the cosine similarity; the distance is
   ``d = 1 - cos``, range [0, 2], which is what makes m in (0, 2] meaningful).
-* ``variant="official"``: the authors' ``ContrastiveLoss`` (``Hong7Cong/ConPrO``,
-  ``losses/losses.py``): squared terms on the cosine *similarity* ``s``,
+* Erratum (ConPro code, ``losses/losses.py``): ``variant="official"`` is the
+  authors' ``ContrastiveLoss`` (``Hong7Cong/ConPrO``): squared terms on the cosine *similarity* ``s``,
   ``mean[(1 - y) s^2 + y max(0, m - s)^2]``. Their label is 1 for a same-class
   pair (the loaders write ``complabels = (same group) * 1``), so ``y = same``.
   With m = 2 the clamp never binds: positives are pushed towards ``s = 2``
@@ -119,8 +119,9 @@ def forward(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = "paper
 
     with ``y_k = same_k``; the loss is ``reduce(l)`` (official: the mean).
 
-    Erratum: Eq. 2 defines ``d_cos`` as the cosine *similarity*, yet Eq. 1 uses
+    Erratum (ConPro Eq. 2): Eq. 2 defines ``d_cos`` as the cosine *similarity*, yet Eq. 1 uses
     it as a distance with m in [0, 2]; the paper variant reads ``d = 1 - cos``.
+
     Stabiliser: the L2 normalisation floors each norm at 1e-12
     (:func:`refimpl.losses._common.l2_normalize`); PyTorch's
     ``cosine_similarity`` floors at 1e-8, so the official variant matches the

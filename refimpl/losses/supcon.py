@@ -38,7 +38,7 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
     denominator, an anchor without positives contributes 0 and still counts in
     the mean, and the loss is scaled by ``tau / base_tau`` (there 0.07 / 0.07;
     ``base_temperature=None`` means no scaling). Their row-max stabiliser is
-    taken over ``j != t`` here (see :func:`kernel.forward`). Unlike that code,
+    taken over ``j != t`` here (see :func:`refimpl.losses.kernel.forward`). Unlike that code,
     rows are L2-normalised inside unless ``normalize=False``.
 
     ``labels=None`` gives SimCLR (see :func:`ntxent_forward`). ``block_size``
