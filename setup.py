@@ -28,6 +28,9 @@ setup(
         "torch": ["torch==2.13.0"],
         "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6"],
         "blas": ["threadpoolctl>=3.5"],
+        # the site: python -m sphinx -W --keep-going -b html docs docs/_build/html (MathJax bundled, no CDN)
+        "docs": ["sphinx>=8.1", "numpydoc>=1.8", "myst-nb>=1.2", "pydata-sphinx-theme>=0.16",
+                 "sphinx-mathjax-offline>=0.0.2"],
     },
     entry_points={"console_scripts": ["refimpl=refimpl.cli:main"]},
     classifiers=[

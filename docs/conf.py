@@ -59,6 +59,7 @@ nitpick_ignore_regex = [(r"py:.*", r"(numpy|scipy|cupy|torch)(\..*)?"),
 # the notebooks are committed executed; the site shows their stored outputs
 nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_dmath_double_inline = True  # $$...$$ inside a paragraph or list item, as Jupyter renders it
 myst_heading_anchors = 3
 
 autosummary_generate = True
@@ -76,5 +77,7 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["refimpl.css"]
+html_sidebars = {"index": [], "errata": []}  # pages without a section: no left column
 html_show_sourcelink = True

@@ -7,8 +7,8 @@ import importlib
 import inspect
 import re
 
-from docutils.parsers.rst import directives
-from docutils.statemachine import StringList
+from docutils.parsers.rst import Parser, directives
+from docutils.utils import new_document
 from sphinx.util.docutils import SphinxDirective
 
 from refimpl import errata, gold
@@ -33,9 +33,19 @@ def _role(obj: str) -> str:
     return "class" if inspect.isclass(value) else "func"
 
 
+def _link(obj: str) -> str:
+    """A cross-reference to ``obj`` shown without the leading ``refimpl.``."""
+    return f":{_role(obj)}:`{obj.removeprefix('refimpl.')} <{obj}>`"
+
+
 def _qualify(text: str, module: str) -> str:
     """Relative cross-references in ``text`` made absolute, shown as written."""
     return RELATIVE_ROLE.sub(lambda m: f":{m[1]}:`~{module}.{m[3]}`", text)
+
+
+def _plain(text: str) -> str:
+    """Plain text (a gold case's description) escaped for reST: ``|x|`` is not a substitution, and so on."""
+    return re.sub(r"([\\`*_|])", r"\\\1", text)
 
 
 def _list_table(header, rows, widths):
@@ -49,9 +59,10 @@ def _list_table(header, rows, widths):
 
 class _Generated(SphinxDirective):
     def _render(self, lines):
-        container = directives.nodes.container()
-        self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]), self.content_offset, container)
-        return container.children
+        """The nodes of reST ``lines``, parsed as reST whatever the page's own markup (MyST pages included)."""
+        document = new_document(self.get_source_info()[0], self.state.document.settings)
+        Parser().parse("\n".join(lines), document)
+        return document.children
 
 
 class ErrataIndex(_Generated):
@@ -70,7 +81,7 @@ class ErrataIndex(_Generated):
         for name in {_module_of(e.obj) for e in found}:
             self.env.note_dependency(inspect.getsourcefile(importlib.import_module(name)))
         rows = [(e.paper, e.where if e.source == "paper" else f"authors' code, {e.where}",
-                 _qualify(e.text, _module_of(e.obj)), f":{_role(e.obj)}:`{e.obj}`") for e in found]
+                 _qualify(e.text, _module_of(e.obj)), _link(e.obj)) for e in found]
         return self._render(_list_table(("paper", "where", "erratum", "handled in"), rows, (8, 14, 58, 20)))
 
 
@@ -84,7 +95,7 @@ class GoldCases(_Generated):
         names = gold.cases(self.arguments[0])
         if not names:
             raise self.error(f"no gold case matches {self.arguments[0]!r}")
-        rows = [(f"``{n}``", f":func:`{manifest[n]['function']}`", manifest[n]["description"]) for n in names]
+        rows = [(f"``{n}``", f":func:`{manifest[n]['function']}`", _plain(manifest[n]["description"])) for n in names]
         return self._render(_list_table(("case", "function", "what it holds"), rows, (25, 25, 50)))
 
 
