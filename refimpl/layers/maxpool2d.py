@@ -29,6 +29,8 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     .. math::
         \\mathrm{out}_{n,c,p,q} = \\max_{0 \\le i, j < k} \\tilde x_{n,c,\\,ps+i,\\,qs+j}
 
+    In plain text: ``out[n, c, p, q] = max_{0 <= i, j < k} xpad[n, c, p*s + i, q*s + j]``.
+
     >>> import numpy as np
     >>> x = np.array([[[[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0]]]])
     >>> out, cache = forward(x)
@@ -60,6 +62,9 @@ def backward(dout, cache):
 
     .. math::
         dx_{n,c,h,w} = \\sum_{p,q} dout_{n,c,p,q}\\,[\\,(h, w) = \\operatorname{argmax}_{p,q}\\,]
+
+    In plain text: ``dx[n, c, h, w] = sum_{p, q} dout[n, c, p, q] [(h, w) is the argmax of window
+    (p, q)]``.
 
     On ties the whole gradient goes to the first maximum of the window in
     row-major order (PyTorch's CPU behaviour). Returns ``(dx,)``, dx (N, C, H, W).

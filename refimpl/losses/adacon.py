@@ -9,6 +9,9 @@ a negative whose label is far from the anchor's is pushed further away:
         \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}},
     \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
 
+In plain text: ``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia +
+d_ia)))``, ``d_ia = 2 |F(y_i) - F(y_a)|``.
+
 with :math:`F` an empirical CDF of the labels (:func:`ecdf`) and
 :math:`P(i)` the other rows with the anchor's label. Positives share the
 anchor's label, hence its ECDF value, so :math:`d_{ip} = 0` (Eq. 14).
@@ -70,6 +73,9 @@ def forward_naive(z, y, *, scale, population=None, bucket=None, variant="paper",
 
     .. math:: \\ell_i = -\\frac{1}{|P(i)|} \\sum_{p \\in P(i)} \\log
               \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}}
+
+    In plain text: ``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia
+    + d_ia)))``.
 
     Same arguments and values as :func:`forward` (see there for the variants,
     the errata and anchors without positives); ``d`` is :func:`margin` (Eq. 4,
@@ -143,6 +149,9 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
             - \\frac{s}{|P(i)|} \\sum_{p \\in P(i)} \\cos\\theta_{ip},
         \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
 
+    In plain text: ``l_i = log sum_{a != i} exp(s (cos_ia + d_ia)) - s/|P(i)| sum_{p in P(i)}
+    cos_ip``, ``d_ia = 2 |F(y_i) - F(y_a)|``.
+
     the per-anchor form of Eq. 6 (Eq. 14 of App. A, with :math:`d_{ip} = 0`).
     :math:`\\cos\\theta_{ia} = \\hat z_i^\\top \\hat z_a` on L2-normalised
     rows (``normalize=False``: on ``z`` as given). ``P(i)`` = the other rows
@@ -153,8 +162,8 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
 
     * ``"paper"``: ``F`` = Eq. 5 (``ecdf(kind="paper")``) over ``population``
       (default: the batch ``y``); ``bucket=None`` compares raw labels.
-    * Erratum (AdaCon code, ``rnet2dp1.py``): ``"official"`` is ``SupConLoss_admargin`` of XMed-Lab/AdaCon: rows are two
-      views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
+    * Erratum (AdaCon code, ``rnet2dp1.py``): ``"official"`` is ``SupConLoss_admargin`` of
+      XMed-Lab/AdaCon: rows are two views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
       N samples, ``y[:N] == y[N:]``), ``bucket`` 0.05 by default, ``F`` the
       mid-rank ECDF of the bucket over ``population`` (their code: the whole
       training split, ``norm_val = 2 / N_train``; default here: the batch,
@@ -381,6 +390,9 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
         \\qquad
         F_{\\mathrm{official}}(v) = \\frac{1}{n} \\Big(\\#\\{b_k < v\\}
             + \\tfrac12 \\#\\{b_k = v\\}\\Big)
+
+    In plain text: ``F_paper(v) = #{k : b_k <= v} / n``, ``F_official(v) = (#{k : b_k < v} + #{k :
+    b_k = v} / 2) / n``.
 
     evaluated at :math:`v = b(y_i)`, where :math:`b_1..b_n` are the keys of the
     population and :math:`b(y) = y` or, with ``bucket``, the bucket index

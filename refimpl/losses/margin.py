@@ -59,6 +59,8 @@ def forward_naive(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = 
     .. math:: d_k = 1 - \\hat a_k^\\top \\hat b_k, \\qquad
               \\ell_k = y_k\\, d_k + (1 - y_k) \\max(0,\\, m - d_k)
 
+    In plain text: ``d_k = 1 - cos(a_k, b_k)``, ``l_k = y_k d_k + (1 - y_k) max(0, m - d_k)``.
+
     >>> import numpy as np
     >>> a, b = np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 1.0], [0.0, 2.0]])
     >>> loss, cache = forward_naive(a, b, np.array([1, 0]))
@@ -116,6 +118,9 @@ def forward(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = "paper
 
         \\text{official:}\\quad \\ell_k = (1 - y_k)\\, s_k^2 + y_k \\max(0,\\, m - s_k)^2,
         \\qquad s_k = \\frac{a_k^\\top b_k}{\\lVert a_k\\rVert \\lVert b_k\\rVert}
+
+    In plain text: paper ``l_k = y_k d_k + (1 - y_k) max(0, m - d_k)``, ``d_k = 1 - cos(a_k, b_k)``;
+    official ``l_k = (1 - y_k) s_k^2 + y_k max(0, m - s_k)^2``, ``s_k = cos(a_k, b_k)``.
 
     with ``y_k = same_k``; the loss is ``reduce(l)`` (official: the mean).
 
