@@ -117,8 +117,8 @@ def logistic_objective(theta, xs, y, n_classes, l2, weight=None):
         f(W, b) = \\frac{\\sum_n w_{y_n} \\big(-\\log \\mathrm{softmax}(W x_n + b)_{y_n}\\big)}
                        {\\sum_n w_{y_n}} + \\frac{\\lambda}{2} \\lVert W \\rVert_F^2
 
-    In plain text: ``f(W, b) = sum_n w[y_n] (-log softmax(W x_n + b)[y_n]) / sum_n w[y_n] + (lambda
-    / 2) ||W||_F^2``.
+    In plain text:
+    ``f(W, b) = sum_n w[y_n] (-log softmax(W x_n + b)[y_n]) / sum_n w[y_n] + (lambda / 2) ||W||_F^2``.
 
     The data term and its gradient come from :mod:`refimpl.losses.cross_entropy`
     (class weights ``w``, all 1 by default) and :mod:`refimpl.layers.linear`;

@@ -99,8 +99,8 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: bool = Tr
         \\mathrm{out}_{n,f,p,q} = b_f + \\sum_{c,i,j} w_{f,c,i,j}\\,
         \\tilde x_{n,c,\\,ps+i,\\,qs+j}
 
-    In plain text: ``out[n, f, p, q] = b[f] + sum_{c, i, j} w[f, c, i, j] xpad[n, c, p*s + i, q*s +
-    j]``,
+    In plain text:
+    ``out[n, f, p, q] = b[f] + sum_{c, i, j} w[f, c, i, j] xpad[n, c, p*s + i, q*s + j]``,
 
     with :math:`\\tilde x` the zero-padded input (LeCun et al. 1998; the
     layout and cross-correlation convention of ``torch.nn.functional.conv2d``).

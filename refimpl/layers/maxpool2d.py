@@ -63,8 +63,8 @@ def backward(dout, cache):
     .. math::
         dx_{n,c,h,w} = \\sum_{p,q} dout_{n,c,p,q}\\,[\\,(h, w) = \\operatorname{argmax}_{p,q}\\,]
 
-    In plain text: ``dx[n, c, h, w] = sum_{p, q} dout[n, c, p, q] [(h, w) is the argmax of window
-    (p, q)]``.
+    In plain text:
+    ``dx[n, c, h, w] = sum_{p, q} dout[n, c, p, q] [(h, w) is the argmax of window (p, q)]``.
 
     On ties the whole gradient goes to the first maximum of the window in
     row-major order (PyTorch's CPU behaviour). Returns ``(dx,)``, dx (N, C, H, W).

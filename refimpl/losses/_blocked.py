@@ -26,8 +26,8 @@ Its gradient needs only the softmax ``p_tj = exp(L_tj - LSE_t)``:
     \\frac{\\partial L}{\\partial \\hat z} = a\\,(G \\hat Z + G^\\top \\hat Z_A),
     \\quad G_{tj} = g_t (c_t p_{tj} - P_{tj})
 
-In plain text: ``dl_t/dL_tj = c_t p_tj - P_tj``, ``dL/dzh = a (G Zh + G^T Zh_A)``, ``G_tj = g_t (c_t
-p_tj - P_tj)``.
+In plain text: ``dl_t/dL_tj = c_t p_tj - P_tj``, ``dL/dzh = a (G Zh + G^T Zh_A)``,
+``G_tj = g_t (c_t p_tj - P_tj)``.
 
 with ``g_t = dL/d\\ell_t`` from the reduction. Nothing here needs the whole
 (M, M) matrix at once, which is the idea of memory-efficient attention (Rabe

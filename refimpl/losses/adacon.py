@@ -9,8 +9,9 @@ a negative whose label is far from the anchor's is pushed further away:
         \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}},
     \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
 
-In plain text: ``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia +
-d_ia)))``, ``d_ia = 2 |F(y_i) - F(y_a)|``.
+In plain text:
+``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia + d_ia)))``,
+``d_ia = 2 |F(y_i) - F(y_a)|``.
 
 with :math:`F` an empirical CDF of the labels (:func:`ecdf`) and
 :math:`P(i)` the other rows with the anchor's label. Positives share the
@@ -74,8 +75,8 @@ def forward_naive(z, y, *, scale, population=None, bucket=None, variant="paper",
     .. math:: \\ell_i = -\\frac{1}{|P(i)|} \\sum_{p \\in P(i)} \\log
               \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}}
 
-    In plain text: ``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia
-    + d_ia)))``.
+    In plain text:
+    ``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia + d_ia)))``.
 
     Same arguments and values as :func:`forward` (see there for the variants,
     the errata and anchors without positives); ``d`` is :func:`margin` (Eq. 4,
@@ -149,8 +150,9 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
             - \\frac{s}{|P(i)|} \\sum_{p \\in P(i)} \\cos\\theta_{ip},
         \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
 
-    In plain text: ``l_i = log sum_{a != i} exp(s (cos_ia + d_ia)) - s/|P(i)| sum_{p in P(i)}
-    cos_ip``, ``d_ia = 2 |F(y_i) - F(y_a)|``.
+    In plain text:
+    ``l_i = log sum_{a != i} exp(s (cos_ia + d_ia)) - s/|P(i)| sum_{p in P(i)} cos_ip``,
+    ``d_ia = 2 |F(y_i) - F(y_a)|``.
 
     the per-anchor form of Eq. 6 (Eq. 14 of App. A, with :math:`d_{ip} = 0`).
     :math:`\\cos\\theta_{ia} = \\hat z_i^\\top \\hat z_a` on L2-normalised
@@ -391,8 +393,8 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
         F_{\\mathrm{official}}(v) = \\frac{1}{n} \\Big(\\#\\{b_k < v\\}
             + \\tfrac12 \\#\\{b_k = v\\}\\Big)
 
-    In plain text: ``F_paper(v) = #{k : b_k <= v} / n``, ``F_official(v) = (#{k : b_k < v} + #{k :
-    b_k = v} / 2) / n``.
+    In plain text: ``F_paper(v) = #{k : b_k <= v} / n``,
+    ``F_official(v) = (#{k : b_k < v} + #{k : b_k = v} / 2) / n``.
 
     evaluated at :math:`v = b(y_i)`, where :math:`b_1..b_n` are the keys of the
     population and :math:`b(y) = y` or, with ``bucket``, the bucket index

@@ -43,8 +43,8 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
         L = \\frac{1}{G(V - 1)} \\sum_{g=1}^{G} \\sum_{v \\ne g}
             \\frac{1}{B} \\sum_{b=1}^{B} \\sum_k -Q_{g,bk} \\log P_{v,bk}
 
-    In plain text: ``L = 1/(G (V - 1)) sum_g sum_{v != g} (1/B) sum_b sum_k -Q[g, b, k] log P[v, b,
-    k]``.
+    In plain text:
+    ``L = 1/(G (V - 1)) sum_g sum_{v != g} (1/B) sum_b sum_k -Q[g, b, k] log P[v, b, k]``.
 
     (Caron et al. 2021, Eq. 3, the multi-crop objective, which sums the
     cross-entropies; the official ``DINOLoss`` averages them over the batch

@@ -50,8 +50,8 @@ def forward_naive(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPER
               p_{ti} = \\frac{e^{s_{ti}}}{\\sum_{j \\ne t} e^{s_{tj}}}, \\qquad
               \\tilde w_{ti} = \\frac{w_{ti}}{\\sum_{k \\ne t} w_{tk}}
 
-    In plain text: ``l_t = -sum_{i != t} w~_ti log p_ti``, ``p_ti = exp(s_ti) / sum_{j != t}
-    exp(s_tj)``, ``w~_ti = w_ti / sum_{k != t} w_tk``.
+    In plain text: ``l_t = -sum_{i != t} w~_ti log p_ti``,
+    ``p_ti = exp(s_ti) / sum_{j != t} exp(s_tj)``, ``w~_ti = w_ti / sum_{k != t} w_tk``.
 
     Same arguments and values as :func:`forward` (see there for the errata and
     the official variant's column-wise weight normalisation). Several (M, M)
@@ -135,8 +135,8 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
         w_{ti} = \\delta(y_t - y_i)\\,
             \\exp\\!\\Big(-\\frac{(d_t - d_i)^2}{2\\sigma^2}\\Big)
 
-    In plain text: ``l_t = -sum_{i != t} w~_ti log(exp(s_ti) / sum_{j != t} exp(s_tj))``, ``w~_ti =
-    w_ti / sum_{k != t} w_tk``, ``w_ti = [y_t == y_i] exp(-(d_t - d_i)^2 / (2 sigma^2))``.
+    In plain text: ``l_t = -sum_{i != t} w~_ti log(exp(s_ti) / sum_{j != t} exp(s_tj))``,
+    ``w~_ti = w_ti / sum_{k != t} w_tk``, ``w_ti = [y_t == y_i] exp(-(d_t - d_i)^2 / (2 sigma^2))``.
 
     (the composite kernel of Eq. 2; a factor is 1 when its ``labels`` or
     ``depth`` is None). ``reduction="sum"`` gives Eq. 4, ``"mean"`` Eq. 4 / M.

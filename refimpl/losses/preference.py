@@ -71,8 +71,8 @@ def forward_naive(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction
     .. math:: \\pi_0 = \\tfrac1R \\sum_r v_r, \\quad r^*(u) = 1 - \\cos(u, \\pi_0), \\quad
               \\ell_k = -p_k \\log \\sigma(r^*_{ik} - r^*_{jk}) - (1 - p_k) \\log \\sigma(r^*_{jk} - r^*_{ik})
 
-    In plain text: ``pi_0 = mean_r v_r``, ``r*(u) = 1 - cos(u, pi_0)``, ``l_k = -p_k log
-    sigmoid(r*_ik - r*_jk) - (1 - p_k) log sigmoid(r*_jk - r*_ik)``.
+    In plain text: ``pi_0 = mean_r v_r``, ``r*(u) = 1 - cos(u, pi_0)``,
+    ``l_k = -p_k log sigmoid(r*_ik - r*_jk) - (1 - p_k) log sigmoid(r*_jk - r*_ik)``.
 
     Same arguments and values as :func:`forward` with ``variant="paper"``
     (``"official"`` is refused). The logs of sigmoids are taken as written,
@@ -152,8 +152,7 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
         \\qquad g_k = r^*_{ik} - r^*_{jk}
 
     In plain text: ``pi_0 = mean_r v_r``, ``r*(u) = 1 - cos(u, pi_0)``, ``g_k = r*_ik - r*_jk``,
-    ``l_k = -[p_k log sigmoid(g_k) + (1 - p_k) log sigmoid(-g_k)] = p_k max(-g_k, 0) + (1 - p_k)
-    max(g_k, 0) + log(1 + exp(-|g_k|))``,
+    ``l_k = -[p_k log sigmoid(g_k) + (1 - p_k) log sigmoid(-g_k)] = p_k max(-g_k, 0) + (1 - p_k) max(g_k, 0) + log(1 + exp(-|g_k|))``,
 
     with ``p = prefer_i`` and the loss ``reduce(l)``. Official variant (see the
     module docstring): ``loss = -sigmoid(s_i - s_j)[label_0]`` with ``s`` the

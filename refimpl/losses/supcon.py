@@ -30,8 +30,9 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
             \\log \\frac{e^{s_{ti}}}{\\sum_{j \\ne t} e^{s_{tj}}}, \\qquad
         s_{tj} = z_t^\\top z_j / \\tau
 
-    In plain text: ``l_t = -(tau / tau_b) (1/|P(t)|) sum_{i in P(t)} log(exp(s_ti) / sum_{j != t}
-    exp(s_tj))``, ``s_tj = z_t . z_j / tau``,
+    In plain text:
+    ``l_t = -(tau / tau_b) (1/|P(t)|) sum_{i in P(t)} log(exp(s_ti) / sum_{j != t} exp(s_tj))``,
+    ``s_tj = z_t . z_j / tau``,
 
     with ``P(t)`` the other rows of the same label. This is WSP Eq. 4 with the
     Dirac kernel alone: ``forward(z, labels=y, temperature=tau,
