@@ -75,7 +75,8 @@ html_title = "refimpl"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc", "sourcelink"],
+    # the errata index is one wide table: no right-hand column there
+    "secondary_sidebar_items": {"**": ["page-toc", "sourcelink"], "errata": []},
 }
 html_static_path = ["_static"]
 html_css_files = ["refimpl.css"]

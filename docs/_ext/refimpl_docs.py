@@ -33,9 +33,10 @@ def _role(obj: str) -> str:
     return "class" if inspect.isclass(value) else "func"
 
 
-def _link(obj: str) -> str:
-    """A cross-reference to ``obj`` shown without the leading ``refimpl.``."""
-    return f":{_role(obj)}:`{obj.removeprefix('refimpl.')} <{obj}>`"
+def _link(obj: str, short: bool = False) -> str:
+    """A cross-reference to ``obj`` shown without the leading ``refimpl.`` (``short``: its last name only)."""
+    shown = obj.rsplit(".", 1)[-1] if short else obj.removeprefix("refimpl.")
+    return f":{_role(obj)}:`{shown} <{obj}>`"
 
 
 def _qualify(text: str, module: str) -> str:
@@ -81,8 +82,10 @@ class ErrataIndex(_Generated):
         for name in {_module_of(e.obj) for e in found}:
             self.env.note_dependency(inspect.getsourcefile(importlib.import_module(name)))
         rows = [(e.paper, e.where if e.source == "paper" else f"authors' code, {e.where}",
-                 _qualify(e.text, _module_of(e.obj)), _link(e.obj)) for e in found]
-        return self._render(_list_table(("paper", "where", "erratum", "handled in"), rows, (8, 14, 58, 20)))
+                 _qualify(e.text, _module_of(e.obj)), _link(e.obj, short=bool(module))) for e in found]
+        if module:  # one loss: its paper goes without saying
+            return self._render(_list_table(("where", "erratum", "handled in"), [r[1:] for r in rows], (18, 64, 18)))
+        return self._render(_list_table(("paper", "where", "erratum", "handled in"), rows, (8, 16, 52, 24)))
 
 
 class GoldCases(_Generated):
