@@ -61,6 +61,7 @@ nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_dmath_double_inline = True  # $$...$$ inside a paragraph or list item, as Jupyter renders it
 myst_heading_anchors = 3
+highlight_language = "text"  # a fence without a language (command output) is not guessed as Python
 
 autosummary_generate = True
 autosummary_ignore_module_all = True  # a page for every public module, __all__ or not
