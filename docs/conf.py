@@ -67,7 +67,7 @@ autosummary_generate = True
 autosummary_ignore_module_all = True  # a page for every public module, __all__ or not
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # the numpydoc Parameters sections say the types
-autodoc_mock_imports = ["cupy"]
+autodoc_mock_imports = ["cupy", "torch"]  # the site builds with the docs extra alone
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
@@ -83,3 +83,13 @@ html_static_path = ["_static"]
 html_css_files = ["refimpl.css"]
 html_sidebars = {"index": [], "errata": []}  # pages without a section: no left column
 html_show_sourcelink = True
+
+
+def skip_namedtuple_fields(app, what, name, obj, skip, options):
+    """The fields of a cache (a NamedTuple) are in its signature: no "Alias for field number k" entries."""
+    doc = getattr(obj, "__doc__", None) or ""
+    return True if doc.startswith("Alias for field number") else None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", skip_namedtuple_fields)
