@@ -66,6 +66,8 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
     out : array (N, C, H, W)
     cache : for :func:`backward` and :func:`new_running_stats`
 
+    Notes
+    -----
     .. math::
         \\hat x = \\frac{x - \\mu_c}{\\sqrt{\\sigma_c^2 + \\epsilon}},\\quad
         \\mathrm{out} = \\gamma_c \\hat x + \\beta_c
