@@ -31,6 +31,9 @@ setup(
         # Notebook 7, with JupyterLab) to open them; nbconvert: `jupyter nbconvert` (HTML, scripts)
         "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6", "notebook>=7", "nbconvert>=7"],
         "blas": ["threadpoolctl>=3.5"],
+        # the site: python -m sphinx -W --keep-going -b html docs docs/_build/html (MathJax bundled, no CDN)
+        "docs": ["sphinx>=8.1", "numpydoc>=1.8", "myst-nb>=1.2", "pydata-sphinx-theme>=0.16",
+                 "sphinx-mathjax-offline>=0.0.2"],
     },
     entry_points={"console_scripts": ["refimpl=refimpl.cli:main"]},
     classifiers=[

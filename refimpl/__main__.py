@@ -1,4 +1,5 @@
 """``python -m refimpl`` is the ``refimpl`` command."""
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not on import (the documentation imports every module)
+    raise SystemExit(main())

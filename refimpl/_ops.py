@@ -118,6 +118,8 @@ def im2col(x, kernel, *, stride: int = 1, padding: int = 0, fill: float = 0.0):
     -------
     cols : array (C, KH, KW, OH, OW, N), a new array
 
+    Notes
+    -----
     .. math::
         \\mathrm{cols}_{c,i,j,p,q,n} = \\tilde x_{n,c,\\,ps+i,\\,qs+j}
 
@@ -152,6 +154,8 @@ def col2im(cols, x_shape, *, stride: int = 1, padding: int = 0):
     dx : array (N, C, H, W) (a :func:`batch_first` view of a new array);
         values that fall on the padding are dropped
 
+    Notes
+    -----
     .. math::
         dx_{n,c,h,w} = \\sum_{(i,j,p,q):\\ ps+i-P=h,\\ qs+j-P=w} \\mathrm{cols}_{c,i,j,p,q,n}
 

@@ -10,6 +10,8 @@ is exactly that per-rank loss, in float64 on one process:
 
     L_r = \\frac{1}{M} \\sum_{t \\in S_r} \\ell_t(z), \\qquad \\sum_r L_r = L
 
+In plain text: ``L_r = (1/M) sum_{t in S_r} l_t(z)`` and ``sum_r L_r = L``,
+
 and, with the loss multiplied by a factor :math:`\\lambda` before ``backward``:
 
 * the all-gather's backward sums the gradients of every rank's copy, so the

@@ -45,6 +45,9 @@ def auroc(scores, labels) -> float:
         = \\frac{1}{n_+ n_-} \\sum_{i: y_i = 1} \\sum_{j: y_j = 0}
           \\Big([s_i > s_j] + \\tfrac12 [s_i = s_j]\\Big)
 
+    In plain text: ``AUROC = (R+ - n+ (n+ + 1) / 2) / (n+ n-)``, the fraction of (positive,
+    negative) pairs ordered right, ties counting 1/2,
+
     where ``R_+`` is the sum of the (1-based, mid-rank) ranks of the positive
     scores among all scores. The mid-rank of ``s`` is
     ``(#{s' < s} + #{s' <= s} + 1) / 2``, read off the sorted scores with two
@@ -310,6 +313,8 @@ def macro_f1(y_true, y_pred, *, n_classes=None) -> float:
         F_1^{(c)} = \\frac{2\\,TP_c}{2\\,TP_c + FP_c + FN_c}, \\qquad
         \\mathrm{macro\\text{-}F_1} = \\frac{1}{|\\mathcal C|} \\sum_{c \\in \\mathcal C} F_1^{(c)}
 
+    In plain text: ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)``, ``macro-F1 = mean_c F1_c``.
+
     ``2TP / (2TP + FP + FN)`` is the harmonic mean of precision and recall
     wherever both are defined. Edge conventions: a class that is never
     predicted (precision 0/0) or never true (recall 0/0) but occurs in the
@@ -337,6 +342,8 @@ def macro_recall(y_true, y_pred, *, n_classes=None) -> float:
         \\mathrm{macro\\ recall} = \\frac{1}{|\\mathcal C|} \\sum_{c \\in \\mathcal C}
             \\frac{C_{cc}}{\\sum_j C_{cj}}, \\qquad \\mathcal C = \\{c : N_c > 0\\}
 
+    In plain text: ``macro recall = mean over classes c with N_c > 0 of C[c, c] / sum_j C[c, j]``,
+
     ConPro's "Recall" (Table 1) next to macro F1. A class with no true sample
     has recall 0/0 and is left out (predictions of it still lower the recall
     of the true classes). Equal to :func:`balanced_accuracy`.
@@ -355,6 +362,8 @@ def balanced_accuracy(y_true, y_pred, *, n_classes=None) -> float:
 
     .. math::
         \\mathrm{bACC} = \\frac{\\sum_n [\\hat y_n = y_n] / N_{y_n}}{\\sum_n 1 / N_{y_n}}
+
+    In plain text: ``bACC = sum_n [yhat_n == y_n] / N_{y_n}  /  sum_n 1 / N_{y_n}``,
 
     where ``N_c`` is the number of samples of true class ``c`` (the
     denominator is the number of classes present in ``y_true``). It equals
@@ -378,6 +387,8 @@ def maee(y_true, y_pred) -> float:
     .. math::
         \\mathrm{MAEE} = \\frac{1}{n} \\sum_{i=1}^{n} e^{|y_i - \\hat y_i|} \\quad (5)
 
+    In plain text: ``MAEE = mean_i exp(|y_i - yhat_i|)``.
+
     The error grows exponentially with the distance between true and
     predicted grade, so a grade-4 case called grade 0 costs ``e^4 = 54.6``
     against ``e^1 = 2.7`` for an off-by-one. A perfect prediction scores 1,
@@ -399,6 +410,8 @@ def aupr(scores, labels) -> float:
 
     .. math::
         \\mathrm{AP} = \\sum_k (R_k - R_{k-1})\\, P_k
+
+    In plain text: ``AP = sum_k (R_k - R_{k-1}) P_k``,
 
     over the thresholds ``t_k`` = the distinct scores in decreasing order,
     where ``P_k`` and ``R_k`` are the precision and recall of the rule
@@ -461,6 +474,8 @@ def r2(y_true, y_pred) -> float:
     .. math::
         R^2 = 1 - \\frac{\\sum_n (y_n - \\hat y_n)^2}{\\sum_n (y_n - \\bar y)^2}
 
+    In plain text: ``R2 = 1 - sum_n (y_n - yhat_n)^2 / sum_n (y_n - mean(y))^2``.
+
     1 for a perfect prediction, 0 for the constant prediction ``\\bar y``,
     negative for anything worse (unbounded below). Undefined, so a
     ValueError, when ``y_true`` is constant (the denominator is 0).
@@ -508,6 +523,8 @@ def kendall(x, y) -> float:
 
     .. math::
         \\tau_b = \\frac{n_c - n_d}{\\sqrt{(n_0 - n_x)(n_0 - n_y)}}
+
+    In plain text: ``tau_b = (n_c - n_d) / sqrt((n_0 - n_x) (n_0 - n_y))``,
 
     with ``n_0 = N(N-1)/2`` pairs, ``n_x`` / ``n_y`` the pairs tied in ``x`` /
     in ``y``. Invariant under strictly increasing transforms. Constant input:

@@ -57,6 +57,9 @@ class SGD:
         b_t = \\mu\\, b_{t-1} + g_t \\ (b_0 = 0), \\quad
         \\theta_t = \\theta_{t-1} - \\eta\\, d_t,
 
+    In plain text: ``g_t = grad + lambda theta``, ``b_t = mu b_{t-1} + g_t``,
+    ``theta_t = theta_{t-1} - lr d_t``,
+
     with :math:`d_t = b_t`, or :math:`d_t = g_t + \\mu\\, b_t` when
     ``nesterov``. The weight decay :math:`\\lambda` is coupled (an L2 term
     added to the gradient), as in PyTorch. Starting the buffer at zero equals
@@ -117,6 +120,10 @@ class AdamW:
 
         \\theta_t = \\theta - \\frac{\\eta}{1-\\beta_1^t}\\,
         \\frac{m_t}{\\sqrt{v_t}/\\sqrt{1-\\beta_2^t} + \\epsilon}.
+
+    In plain text: ``theta <- theta (1 - lr lambda)``, ``m_t = b1 m + (1 - b1) g``,
+    ``v_t = b2 v + (1 - b2) g^2``,
+    ``theta_t = theta - lr / (1 - b1^t) m_t / (sqrt(v_t) / sqrt(1 - b2^t) + eps)``.
 
     Stabiliser: ``eps`` (1e-8) is added to the bias-corrected root of the
     second moment, outside the square root, exactly where PyTorch adds it, so
@@ -180,6 +187,9 @@ def cosine_lr(step: int, *, base_lr: float, total_steps: int, warmup_steps: int 
             \\eta_{\\min} + \\tfrac12(\\eta_0 - \\eta_{\\min})
             \\bigl(1 + \\cos(\\pi \\min(1, (s - W)/(T - W)))\\bigr) & s \\ge W
         \\end{cases}
+
+    In plain text: ``lr(s) = lr_0 s / W`` for ``s < W``, else
+    ``min_lr + (lr_0 - min_lr) (1 + cos(pi min(1, (s - W) / (T - W)))) / 2``,
 
     with ``W = warmup_steps`` and ``T = total_steps`` (the cosine decay of
     Loshchilov & Hutter without restarts, used by the WSP paper; after ``T``

@@ -117,6 +117,9 @@ def logistic_objective(theta, xs, y, n_classes, l2, weight=None):
         f(W, b) = \\frac{\\sum_n w_{y_n} \\big(-\\log \\mathrm{softmax}(W x_n + b)_{y_n}\\big)}
                        {\\sum_n w_{y_n}} + \\frac{\\lambda}{2} \\lVert W \\rVert_F^2
 
+    In plain text:
+    ``f(W, b) = sum_n w[y_n] (-log softmax(W x_n + b)[y_n]) / sum_n w[y_n] + (lambda / 2) ||W||_F^2``.
+
     The data term and its gradient come from :mod:`refimpl.losses.cross_entropy`
     (class weights ``w``, all 1 by default) and :mod:`refimpl.layers.linear`;
     the biases are not penalised (the intercept of sklearn and of most
@@ -263,6 +266,9 @@ def fit_ridge(x, y, *, alpha=1.0) -> RidgeProbe:
         \\min_{w, c} \\sum_n (y_n - \\tilde x_n^\\top w - c)^2 + \\alpha \\lVert w \\rVert^2
         \\;\\Rightarrow\\; c = \\bar y,\\quad
         (\\tilde X^\\top \\tilde X + \\alpha I)\\, w = \\tilde X^\\top (y - \\bar y)
+
+    In plain text: minimise ``sum_n (y_n - x~_n . w - c)^2 + alpha ||w||^2``, so ``c = mean(y)`` and
+    ``(X~^T X~ + alpha I) w = X~^T (y - mean(y))``,
 
     with ``x~`` the features standardised by the training mean and sd (so
     the columns of ``X~`` have mean 0 and the intercept decouples). The

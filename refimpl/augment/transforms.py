@@ -114,7 +114,7 @@ def random_flip(x, rng, *, p=0.5, axis="horizontal"):
 def random_rotation(x, rng, *, degrees):
     """Rotate each image about its centre by ``theta_b ~ U(-degrees, degrees)``.
 
-    Bilinear, border replicated (:func:`rotate_bilinear`): meant for small
+    Bilinear, border replicated (:func:`~refimpl.augment._sampling.rotate_bilinear`): meant for small
     angles, where the replicated border stays thin. A positive angle turns the
     content clockwise as displayed (row 0 at the top): +90 degrees equals
     ``numpy.rot90(x, -1, axes=(2, 3))``. Shapes: (N, C, H, W) -> (N, C, H, W).

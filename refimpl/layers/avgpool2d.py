@@ -21,6 +21,8 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     .. math::
         \\mathrm{out}_{n,c,p,q} = \\frac{1}{k^2} \\sum_{0 \\le i, j < k} \\tilde x_{n,c,\\,ps+i,\\,qs+j}
 
+    In plain text: ``out[n, c, p, q] = mean_{0 <= i, j < k} xpad[n, c, p*s + i, q*s + j]``.
+
     >>> import numpy as np
     >>> x = np.array([[[[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0]]]])
     >>> forward(x)[0].tolist()
@@ -38,6 +40,9 @@ def backward(dout, cache):
 
     .. math::
         dx_{n,c,h,w} = \\frac{1}{k^2} \\sum_{p,q:\\ (h, w) \\in \\mathrm{window}(p, q)} dout_{n,c,p,q}
+
+    In plain text: ``dx[n, c, h, w] = sum of dout[n, c, p, q] / k^2`` over the windows ``(p, q)``
+    that hold ``(h, w)``.
 
     Returns ``(dx,)``, dx (N, C, H, W).
 

@@ -66,9 +66,13 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
     out : array (N, C, H, W)
     cache : for :func:`backward` and :func:`new_running_stats`
 
+    Notes
+    -----
     .. math::
         \\hat x = \\frac{x - \\mu_c}{\\sqrt{\\sigma_c^2 + \\epsilon}},\\quad
         \\mathrm{out} = \\gamma_c \\hat x + \\beta_c
+
+    In plain text: ``xh = (x - mu_c) / sqrt(var_c + eps)``, ``out = gamma_c xh + beta_c``.
 
     Ioffe & Szegedy (2015), Algorithm 1: in training :math:`\\mu_c` and the
     biased :math:`\\sigma_c^2` are taken over the batch and spatial axes
@@ -166,6 +170,9 @@ def backward(dout, cache):
         dx = \\frac{\\gamma_c}{\\sqrt{\\sigma_c^2 + \\epsilon}}
         \\Big(dout - \\frac{d\\beta_c}{m} - \\hat x \\frac{d\\gamma_c}{m}\\Big)
 
+    In plain text: ``dbeta_c = sum dout``, ``dgamma_c = sum dout xh``,
+    ``dx = gamma_c / sqrt(var_c + eps) (dout - dbeta_c / m - xh dgamma_c / m)``.
+
     (sums over the :math:`m = NHW` values of channel :math:`c`; in evaluation
     mode the statistics are constants and :math:`dx = \\gamma_c\\, dout /
     \\sqrt{\\sigma_c^2 + \\epsilon}`).
@@ -203,6 +210,9 @@ def new_running_stats(cache):
     .. math::
         \\hat\\mu \\leftarrow (1 - \\alpha)\\hat\\mu + \\alpha\\mu_c,\\quad
         \\hat\\sigma^2 \\leftarrow (1 - \\alpha)\\hat\\sigma^2 + \\alpha \\frac{m}{m - 1}\\sigma_c^2
+
+    In plain text: ``running_mean <- (1 - a) running_mean + a mu_c``,
+    ``running_var <- (1 - a) running_var + a m / (m - 1) var_c``,
 
     with :math:`\\alpha` the momentum. Returns ``(running_mean, running_var)``.
 

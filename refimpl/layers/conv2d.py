@@ -95,9 +95,13 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: bool = Tr
     out : array (N, F, OH, OW), ``OH = (H + 2 padding - KH) // stride + 1`` (OW alike)
     cache : for :func:`backward`
 
+    Notes
+    -----
     .. math::
         \\mathrm{out}_{n,f,p,q} = b_f + \\sum_{c,i,j} w_{f,c,i,j}\\,
         \\tilde x_{n,c,\\,ps+i,\\,qs+j}
+
+    In plain text: ``out[n, f, p, q] = b[f] + sum_{c, i, j} w[f, c, i, j] xpad[n, c, p*s + i, q*s + j]``,
 
     with :math:`\\tilde x` the zero-padded input (LeCun et al. 1998; the
     layout and cross-correlation convention of ``torch.nn.functional.conv2d``).
@@ -144,10 +148,15 @@ def backward(dout, cache):
     dw : array (F, C, KH, KW)
     db : array (F,), or None when ``b`` was None
 
+    Notes
+    -----
     .. math::
         dw_{f,c,i,j} = \\sum_{n,p,q} dout_{n,f,p,q}\\,\\tilde x_{n,c,ps+i,qs+j},\\quad
         db_f = \\sum_{n,p,q} dout_{n,f,p,q},\\quad
         dx = \\mathrm{col2im}\\big(w^\\top dout\\big)
+
+    In plain text: ``dw[f, c, i, j] = sum_{n, p, q} dout[n, f, p, q] xpad[n, c, p*s + i, q*s + j]``,
+    ``db[f] = sum_{n, p, q} dout[n, f, p, q]``, ``dx = col2im(w^T dout)``.
 
     (``col2im`` is the adjoint of the window gather; the padding is dropped).
 

@@ -33,6 +33,8 @@ def forward(x, *, p: float, train: bool, seed=None):
     out : array, shape of ``x``
     cache : :class:`Cache`, the scaled mask (None when nothing is dropped)
 
+    Notes
+    -----
     .. math::
         \\mathrm{out} = x \\odot \\frac{r}{1 - p},\\quad r_k \\sim \\mathrm{Bernoulli}(1 - p)
 

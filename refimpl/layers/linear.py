@@ -33,6 +33,8 @@ def forward(x, w, b, *, input_grad: bool = True):
     out : array (N, D_out)
     cache : for :func:`backward`
 
+    Notes
+    -----
     .. math::
         \\mathrm{out}_{n,o} = \\sum_i x_{n,i}\\, w_{o,i} + b_o
 
@@ -72,6 +74,8 @@ def backward(dout, cache):
     dw : array (D_out, D_in)
     db : array (D_out,), or None when ``b`` was None
 
+    Notes
+    -----
     .. math::
         dx = dout\\, w,\\quad dw = dout^\\top x,\\quad db = \\textstyle\\sum_n dout_n
 

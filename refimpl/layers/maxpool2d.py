@@ -26,8 +26,12 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     out : array (N, C, OH, OW), ``OH = (H + 2 padding - kernel_size) // stride + 1``
     cache : for :func:`backward` (the position of each maximum)
 
+    Notes
+    -----
     .. math::
         \\mathrm{out}_{n,c,p,q} = \\max_{0 \\le i, j < k} \\tilde x_{n,c,\\,ps+i,\\,qs+j}
+
+    In plain text: ``out[n, c, p, q] = max_{0 <= i, j < k} xpad[n, c, p*s + i, q*s + j]``.
 
     >>> import numpy as np
     >>> x = np.array([[[[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0]]]])
@@ -60,6 +64,8 @@ def backward(dout, cache):
 
     .. math::
         dx_{n,c,h,w} = \\sum_{p,q} dout_{n,c,p,q}\\,[\\,(h, w) = \\operatorname{argmax}_{p,q}\\,]
+
+    In plain text: ``dx[n, c, h, w] = sum_{p, q} dout[n, c, p, q] [(h, w) is the argmax of window (p, q)]``.
 
     On ties the whole gradient goes to the first maximum of the window in
     row-major order (PyTorch's CPU behaviour). Returns ``(dx,)``, dx (N, C, H, W).

@@ -12,6 +12,9 @@ other rows ``j != t`` and weights ``P_tj`` (0 at ``j = t``),
 
     L_{tj} = a\\, \\hat z_t^\\top \\hat z_j + b_{tj}
 
+In plain text: ``l_t = c_t LSE_t - sum_{j != t} P_tj L_tj``, ``LSE_t = log sum_{j != t} exp(L_tj)``,
+``c_t = sum_{j != t} P_tj``, ``L_tj = a zh_t . zh_j + b_tj`` (``zh`` the normalised rows).
+
 (kernel: ``a = 1 / tau``, ``b = 0``, ``P`` the normalised kernel weights;
 AdaCon: ``a = s``, ``b = s d_tj``, ``P = [j in P(t)] / |P(t)|``; on the
 positives ``b = 0``, so ``sum_j P_tj L_tj`` is the positive term of both).
@@ -22,6 +25,9 @@ Its gradient needs only the softmax ``p_tj = exp(L_tj - LSE_t)``:
     \\frac{\\partial \\ell_t}{\\partial L_{tj}} = c_t\\, p_{tj} - P_{tj}, \\qquad
     \\frac{\\partial L}{\\partial \\hat z} = a\\,(G \\hat Z + G^\\top \\hat Z_A),
     \\quad G_{tj} = g_t (c_t p_{tj} - P_{tj})
+
+In plain text: ``dl_t/dL_tj = c_t p_tj - P_tj``, ``dL/dzh = a (G Zh + G^T Zh_A)``,
+``G_tj = g_t (c_t p_tj - P_tj)``.
 
 with ``g_t = dL/d\\ell_t`` from the reduction. Nothing here needs the whole
 (M, M) matrix at once, which is the idea of memory-efficient attention (Rabe

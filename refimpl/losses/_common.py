@@ -40,6 +40,8 @@ def l2_normalize(x, *, eps: float = NORM_EPS):
 
     .. math:: z_i = x_i / \\max(\\lVert x_i \\rVert_2, \\epsilon)
 
+    In plain text: ``z_i = x_i / max(||x_i||_2, eps)``.
+
     Stabilisers: the norm is floored at ``eps`` = 1e-12 so that a zero row gives
     a zero row instead of NaN; backward is the exact derivative of this
     floored map (above the floor it is the usual projection). The norm is
@@ -69,6 +71,8 @@ def _row_norm(x):
     """``||x||_2`` over the last axis, (..., 1), without squaring ``x`` itself.
 
     .. math:: \\lVert x \\rVert_2 = s \\, \\lVert x / s \\rVert_2, \\quad s = \\max_k |x_k|
+
+    In plain text: ``||x||_2 = s ||x / s||_2`` with ``s = max_k |x_k|``.
 
     >>> from typing import NamedTuple
 
@@ -231,6 +235,8 @@ def log_softmax(logits):
     """Row-wise log-softmax, with its cache (the softmax) for :func:`log_softmax_backward`.
 
     .. math:: \\ell_{tj} = s_{tj} - \\log \\sum_k e^{s_{tk}}
+
+    In plain text: ``l_tj = s_tj - log sum_k exp(s_tk)``.
 
     Stabiliser: the row maximum is subtracted before ``exp`` (exact: it cancels).
 

@@ -9,6 +9,10 @@ a negative whose label is far from the anchor's is pushed further away:
         \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}},
     \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
 
+In plain text:
+``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia + d_ia)))``,
+``d_ia = 2 |F(y_i) - F(y_a)|``.
+
 with :math:`F` an empirical CDF of the labels (:func:`ecdf`) and
 :math:`P(i)` the other rows with the anchor's label. Positives share the
 anchor's label, hence its ECDF value, so :math:`d_{ip} = 0` (Eq. 14).
@@ -70,6 +74,9 @@ def forward_naive(z, y, *, scale, population=None, bucket=None, variant="paper",
 
     .. math:: \\ell_i = -\\frac{1}{|P(i)|} \\sum_{p \\in P(i)} \\log
               \\frac{e^{s \\cos\\theta_{ip}}}{\\sum_{a \\ne i} e^{s (\\cos\\theta_{ia} + d_{ia})}}
+
+    In plain text:
+    ``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s cos_ip) / sum_{a != i} exp(s (cos_ia + d_ia)))``.
 
     Same arguments and values as :func:`forward` (see there for the variants,
     the errata and anchors without positives); ``d`` is :func:`margin` (Eq. 4,
@@ -143,6 +150,10 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
             - \\frac{s}{|P(i)|} \\sum_{p \\in P(i)} \\cos\\theta_{ip},
         \\qquad d_{ia} = 2\\,|F(y_i) - F(y_a)|
 
+    In plain text:
+    ``l_i = log sum_{a != i} exp(s (cos_ia + d_ia)) - s/|P(i)| sum_{p in P(i)} cos_ip``,
+    ``d_ia = 2 |F(y_i) - F(y_a)|``.
+
     the per-anchor form of Eq. 6 (Eq. 14 of App. A, with :math:`d_{ip} = 0`).
     :math:`\\cos\\theta_{ia} = \\hat z_i^\\top \\hat z_a` on L2-normalised
     rows (``normalize=False``: on ``z`` as given). ``P(i)`` = the other rows
@@ -153,8 +164,8 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
 
     * ``"paper"``: ``F`` = Eq. 5 (``ecdf(kind="paper")``) over ``population``
       (default: the batch ``y``); ``bucket=None`` compares raw labels.
-    * ``"official"``: ``SupConLoss_admargin`` of XMed-Lab/AdaCon: rows are two
-      views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
+    * Erratum (AdaCon code, ``rnet2dp1.py``): ``"official"`` is ``SupConLoss_admargin`` of
+      XMed-Lab/AdaCon: rows are two views stacked view-major (``z[:N]`` view 1, ``z[N:]`` view 2 of the same
       N samples, ``y[:N] == y[N:]``), ``bucket`` 0.05 by default, ``F`` the
       mid-rank ECDF of the bucket over ``population`` (their code: the whole
       training split, ``norm_val = 2 / N_train``; default here: the batch,
@@ -167,10 +178,14 @@ def forward(z, y, *, scale, population=None, bucket=None, variant="paper", reduc
     in the mean, as HobbitLong/SupContrast. With two views every anchor has
     a positive.
 
-    Errata: Eq. 6 sums over anchors while the code averages; ``reduction``
-    chooses ("sum" is Eq. 6 as printed, "mean" the code). Eq. 5 sums over the
+    Erratum (AdaCon Eq. 6): Eq. 6 sums over anchors while the code averages; ``reduction``
+    chooses ("sum" is Eq. 6 as printed, "mean" the code).
+
+    Erratum (AdaCon Eq. 5): Eq. 5 sums over the
     training set (Sec. III), read here as the batch ECDF by default (see
-    :func:`ecdf`). The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
+    :func:`ecdf`).
+
+    Erratum (AdaCon Eq. 4): The text says ``d`` lies in (0, 2); with Eq. 5 it lies in
     [0, 2 - 2/n].
 
     Stabilisers: the row maximum over ``a != i`` is subtracted before ``exp``
@@ -378,6 +393,9 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
         F_{\\mathrm{official}}(v) = \\frac{1}{n} \\Big(\\#\\{b_k < v\\}
             + \\tfrac12 \\#\\{b_k = v\\}\\Big)
 
+    In plain text: ``F_paper(v) = #{k : b_k <= v} / n``,
+    ``F_official(v) = (#{k : b_k < v} + #{k : b_k = v} / 2) / n``.
+
     evaluated at :math:`v = b(y_i)`, where :math:`b_1..b_n` are the keys of the
     population and :math:`b(y) = y` or, with ``bucket``, the bucket index
     ``y // bucket`` (``numpy.floor_divide`` semantics, so ``0.15 // 0.05 ==
@@ -386,10 +404,12 @@ def ecdf(y, population=None, *, bucket=None, kind="paper"):
     (``EF_CLS``: cumulative count up to the bucket minus half its own count),
     divided by ``n`` here (their code multiplies by ``2 / n`` in the loss).
 
-    Errata: Eq. 5 is written as a sum over the N training samples (Sec. III)
+    Erratum (AdaCon Eq. 5): Eq. 5 is written as a sum over the N training samples (Sec. III)
     but is commonly read as the ECDF of the batch; ``population=None`` (the batch
     ``y`` itself) gives the batch reading, the training labels as
-    ``population`` the other. The text calls F "the sample estimate of
+    ``population`` the other.
+
+    Erratum (AdaCon Eq. 5): The text calls F "the sample estimate of
     Pr(Y < y)" (strict), Eq. 5 uses <=; we follow Eq. 5.
 
     Values: in ``(0, 1]`` for keys present in the population (the paper kind

@@ -37,6 +37,8 @@ def forward(logits, targets, weight=None, *, label_smoothing: float = 0.0, reduc
         \\ell_i = -(1 - \\varepsilon)\\, w_{y_i} \\log p_{i y_i}
                   - \\frac{\\varepsilon}{C} \\sum_{c} w_c \\log p_{ic},
 
+    In plain text: ``l_i = -(1 - eps) w[y_i] log p[i, y_i] - (eps / C) sum_c w[c] log p[i, c]``,
+
     and ``"mean"`` is the weighted mean of PyTorch,
     :math:`\\sum_i \\ell_i / \\sum_i w_{y_i}` (the plain mean when
     ``weight`` is None). Stabiliser: the row maximum is subtracted before

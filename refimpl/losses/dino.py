@@ -43,6 +43,9 @@ def forward(student, teacher, center, *, student_temp: float = 0.1, teacher_temp
         L = \\frac{1}{G(V - 1)} \\sum_{g=1}^{G} \\sum_{v \\ne g}
             \\frac{1}{B} \\sum_{b=1}^{B} \\sum_k -Q_{g,bk} \\log P_{v,bk}
 
+    In plain text:
+    ``L = 1/(G (V - 1)) sum_g sum_{v != g} (1/B) sum_b sum_k -Q[g, b, k] log P[v, b, k]``.
+
     (Caron et al. 2021, Eq. 3, the multi-crop objective, which sums the
     cross-entropies; the official ``DINOLoss`` averages them over the batch
     and the :math:`G(V - 1)` pairs, and so do we; :math:`G` = ``n_global``
@@ -109,6 +112,8 @@ def update_center(center, teacher, momentum: float = 0.9):
 
     .. math:: C \\leftarrow m\\, C + (1 - m) \\frac{1}{n} \\sum_{i=1}^{n} t_i
 
+    In plain text: ``C <- m C + (1 - m) mean_i t_i``.
+
     over all ``n = n_global * B`` teacher rows (Caron et al. 2021, Eq. 4;
     official ``DINOLoss.update_center``, single process).
 
@@ -146,6 +151,8 @@ def teacher_temperature(epoch: int, warmup_epochs: int, start: float = 0.04, end
     0 uses ``start``.
 
     .. math:: \\tau_t(e) = \\tau_0 + (\\tau_1 - \\tau_0) \\min(1, e / (W - 1))
+
+    In plain text: ``tau_t(e) = tau_0 + (tau_1 - tau_0) min(1, e / (W - 1))``.
 
     >>> [round(teacher_temperature(e, 4), 4) for e in range(5)]
     [0.04, 0.05, 0.06, 0.07, 0.07]

@@ -50,6 +50,9 @@ def forward_naive(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPER
               p_{ti} = \\frac{e^{s_{ti}}}{\\sum_{j \\ne t} e^{s_{tj}}}, \\qquad
               \\tilde w_{ti} = \\frac{w_{ti}}{\\sum_{k \\ne t} w_{tk}}
 
+    In plain text: ``l_t = -sum_{i != t} w~_ti log p_ti``,
+    ``p_ti = exp(s_ti) / sum_{j != t} exp(s_tj)``, ``w~_ti = w_ti / sum_{k != t} w_tk``.
+
     Same arguments and values as :func:`forward` (see there for the errata and
     the official variant's column-wise weight normalisation). Several (M, M)
     arrays live at once. Stabiliser: the row maximum over ``j != t`` is
@@ -132,14 +135,21 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
         w_{ti} = \\delta(y_t - y_i)\\,
             \\exp\\!\\Big(-\\frac{(d_t - d_i)^2}{2\\sigma^2}\\Big)
 
+    In plain text: ``l_t = -sum_{i != t} w~_ti log(exp(s_ti) / sum_{j != t} exp(s_tj))``,
+    ``w~_ti = w_ti / sum_{k != t} w_tk``, ``w_ti = [y_t == y_i] exp(-(d_t - d_i)^2 / (2 sigma^2))``.
+
     (the composite kernel of Eq. 2; a factor is 1 when its ``labels`` or
     ``depth`` is None). ``reduction="sum"`` gives Eq. 4, ``"mean"`` Eq. 4 / M.
 
-    Errata (paper variant): Eq. 3-4 write the denominator as ``j != i``; read
+    Erratum (WSP Eq. 3-4): Eq. 3-4 write the denominator as ``j != i``; read
     literally it keeps the anchor's own ``s_tt``. We follow the authors' code and
     y-Aware: the anchor is excluded (``j != t``) and the positives stay in the
-    denominator. "``w_sigma`` normalised over ``i in P(t)``" means that each
-    anchor's weights sum to 1. An anchor without positives (a label nobody
+    denominator.
+
+    Erratum (WSP Eq. 4): "``w_sigma`` normalised over ``i in P(t)``" is read
+    as: each anchor's weights sum to 1.
+
+    An anchor without positives (a label nobody
     else in the batch has) has an empty sum in Eq. 4: it contributes 0 and
     still counts in the mean (as in HobbitLong/SupContrast), so ``"mean"`` is
     always Eq. 4 divided by M.
@@ -150,11 +160,11 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
 
     * two views stacked view-major (M = 2N; ``labels``/``depth`` must repeat
       across the views, the code takes one per pair);
-    * ``W /= W.sum(dim=1)`` broadcasts over the last axis, so ``w_tj`` is
+    * Erratum (WSP code, ``losses.py``): ``W /= W.sum(dim=1)`` broadcasts over the last axis, so ``w_tj`` is
       divided by the weight sum of anchor ``j``, not of ``t``: the weights of
       an anchor do not sum to 1 once ``depth`` is used (with labels only,
       ``j`` has as many positives as ``t`` and the quirk is harmless);
-    * the loss is the code's ``-(1/N) sum`` over all 2N anchors, twice the
+    * Erratum (WSP code, ``losses.py``): the loss is the code's ``-(1/N) sum`` over all 2N anchors, twice the
       mean over anchors (so only ``reduction="mean"``), and rows are always
       L2-normalised (``normalize=True`` required);
     * the code masks the diagonal with ``-1e8``; we use an exact mask (same

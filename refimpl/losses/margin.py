@@ -6,8 +6,8 @@ pairs with ``same_k = 0`` pushed apart, in cosine geometry. Two variants:
 * ``variant="paper"`` (default): Eq. 1 as printed, terms *not* squared, with the
   erratum of Eq. 2 fixed (Eq. 2 prints the cosine similarity; the distance is
   ``d = 1 - cos``, range [0, 2], which is what makes m in (0, 2] meaningful).
-* ``variant="official"``: the authors' ``ContrastiveLoss`` (``Hong7Cong/ConPrO``,
-  ``losses/losses.py``): squared terms on the cosine *similarity* ``s``,
+* Erratum (ConPro code, ``losses/losses.py``): ``variant="official"`` is the
+  authors' ``ContrastiveLoss`` (``Hong7Cong/ConPrO``): squared terms on the cosine *similarity* ``s``,
   ``mean[(1 - y) s^2 + y max(0, m - s)^2]``. Their label is 1 for a same-class
   pair (the loaders write ``complabels = (same group) * 1``), so ``y = same``.
   With m = 2 the clamp never binds: positives are pushed towards ``s = 2``
@@ -58,6 +58,8 @@ def forward_naive(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = 
 
     .. math:: d_k = 1 - \\hat a_k^\\top \\hat b_k, \\qquad
               \\ell_k = y_k\\, d_k + (1 - y_k) \\max(0,\\, m - d_k)
+
+    In plain text: ``d_k = 1 - cos(a_k, b_k)``, ``l_k = y_k d_k + (1 - y_k) max(0, m - d_k)``.
 
     >>> import numpy as np
     >>> a, b = np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 1.0], [0.0, 2.0]])
@@ -117,10 +119,14 @@ def forward(a, b, same, *, margin: float = DEFAULT_MARGIN, variant: str = "paper
         \\text{official:}\\quad \\ell_k = (1 - y_k)\\, s_k^2 + y_k \\max(0,\\, m - s_k)^2,
         \\qquad s_k = \\frac{a_k^\\top b_k}{\\lVert a_k\\rVert \\lVert b_k\\rVert}
 
+    In plain text: paper ``l_k = y_k d_k + (1 - y_k) max(0, m - d_k)``, ``d_k = 1 - cos(a_k, b_k)``;
+    official ``l_k = (1 - y_k) s_k^2 + y_k max(0, m - s_k)^2``, ``s_k = cos(a_k, b_k)``.
+
     with ``y_k = same_k``; the loss is ``reduce(l)`` (official: the mean).
 
-    Erratum: Eq. 2 defines ``d_cos`` as the cosine *similarity*, yet Eq. 1 uses
+    Erratum (ConPro Eq. 2): Eq. 2 defines ``d_cos`` as the cosine *similarity*, yet Eq. 1 uses
     it as a distance with m in [0, 2]; the paper variant reads ``d = 1 - cos``.
+
     Stabiliser: the L2 normalisation floors each norm at 1e-12
     (:func:`refimpl.losses._common.l2_normalize`); PyTorch's
     ``cosine_similarity`` floors at 1e-8, so the official variant matches the

@@ -48,6 +48,9 @@ def forward(anchor, positive, labels=None, *, l2_reg: float = 0.0, temperature: 
         \\ell_i = -\\sum_j T_{ij} \\log \\frac{e^{s_{ij}}}{\\sum_k e^{s_{ik}}}
                   + \\lambda \\bigl(\\lVert f_i \\rVert^2 + \\lVert f^+_i \\rVert^2\\bigr),
 
+    In plain text:
+    ``l_i = -sum_j T_ij log(exp(s_ij) / sum_k exp(s_ik)) + lambda (||f_i||^2 + ||f+_i||^2)``,
+
     which without labels and with :math:`\\tau = 1` is Sohn's (2016)
     (N+1)-tuplet loss (Eq. 3) of anchor :math:`i` within an N-pair batch, the
     N-pair-mc loss (Sec. 3.2),

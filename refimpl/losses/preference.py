@@ -9,8 +9,9 @@ the more severe sample of a pair is the preferred one (larger distance).
 * ``variant="official"``: the authors' ``PreferenceComparisonLoss``
   (``Hong7Cong/ConPrO``, ``losses/losses.py``, ``train_conpre.py``):
   ``NLLLoss()(sigmoid(cos(u_i, anchor) - cos(u_j, anchor)), label)`` with
-  ``label = severity_i > severity_j`` (so ``prefer_i`` must be 0 or 1). Quirks,
-  reproduced number for number: the reward is the cosine *similarity*, not the
+  ``label = severity_i > severity_j`` (so ``prefer_i`` must be 0 or 1).
+* Erratum (ConPro code, ``losses/losses.py``): quirks of ``PreferenceComparisonLoss``,
+  reproduced number for number by ``variant="official"``: the reward is the cosine *similarity*, not the
   distance; ``NLLLoss`` receives a probability, not a log-probability; and its
   input is 1-D (N,), which torch reads as the N class scores of *one* sample,
   so the loss is ``-sigmoid(...)[label_0]``: one element, pair 0 or pair 1
@@ -69,6 +70,9 @@ def forward_naive(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction
 
     .. math:: \\pi_0 = \\tfrac1R \\sum_r v_r, \\quad r^*(u) = 1 - \\cos(u, \\pi_0), \\quad
               \\ell_k = -p_k \\log \\sigma(r^*_{ik} - r^*_{jk}) - (1 - p_k) \\log \\sigma(r^*_{jk} - r^*_{ik})
+
+    In plain text: ``pi_0 = mean_r v_r``, ``r*(u) = 1 - cos(u, pi_0)``,
+    ``l_k = -p_k log sigmoid(r*_ik - r*_jk) - (1 - p_k) log sigmoid(r*_jk - r*_ik)``.
 
     Same arguments and values as :func:`forward` with ``variant="paper"``
     (``"official"`` is refused). The logs of sigmoids are taken as written,
@@ -147,14 +151,23 @@ def forward(u_i, u_j, refs, prefer_i, *, variant: str = "paper", reduction: str 
                 = p_k\\, [-g_k]_+ + (1 - p_k)\\, [g_k]_+ + \\log(1 + e^{-|g_k|}),
         \\qquad g_k = r^*_{ik} - r^*_{jk}
 
+    In plain text: ``pi_0 = mean_r v_r``, ``r*(u) = 1 - cos(u, pi_0)``, ``g_k = r*_ik - r*_jk``,
+    ``l_k = -[p_k log sigmoid(g_k) + (1 - p_k) log sigmoid(-g_k)] = p_k max(-g_k, 0) + (1 - p_k) max(g_k, 0) + log(1 + exp(-|g_k|))``,
+
     with ``p = prefer_i`` and the loss ``reduce(l)``. Official variant (see the
     module docstring): ``loss = -sigmoid(s_i - s_j)[label_0]`` with ``s`` the
     cosine similarity to the unnormalised mean of the references.
 
-    Errata fixed (ConPro, Sec. 3.2): Eq. 3's second line has the exponent's sign
-    reversed, ``sigma(r_i - r_j) = 1 / (1 + exp(r_j - r_i))``; Eq. 4 lacks the
-    minus sign of a negative log-likelihood; ``d_cos`` is the cosine distance
-    ``1 - cos`` (Eq. 2 prints the similarity). Pairs of equal severity carry no
+    Erratum (ConPro Eq. 3): Eq. 3's second line has the exponent's sign
+    reversed; we use ``sigma(r_i - r_j) = 1 / (1 + exp(r_j - r_i))``.
+
+    Erratum (ConPro Eq. 4): Eq. 4 lacks the minus sign of a negative
+    log-likelihood.
+
+    Erratum (ConPro Eq. 2): ``d_cos`` is the cosine distance ``1 - cos``
+    (Eq. 2 prints the similarity), so the reward grows with severity.
+
+    Pairs of equal severity carry no
     preference: pass ``p = 0.5`` (the loss then pulls the two rewards level) or
     leave them out of the batch.
 

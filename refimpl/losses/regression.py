@@ -39,6 +39,9 @@ def forward(pred, target, *, kind: str = "mse", delta: float = 1.0, reduction: s
             \\delta\\,(|r| - \\tfrac12 \\delta) & |r| > \\delta
         \\end{cases}
 
+    In plain text: ``mse = r^2``, ``l1 = |r|``, ``huber = r^2 / 2`` if ``|r| <= delta``, else
+    ``delta (|r| - delta / 2)``.
+
     Kinks: the L1 derivative at :math:`r = 0` is taken as the subgradient 0
     (``sign(0) = 0``, as PyTorch). Huber is continuously differentiable (its
     derivative :math:`\\mathrm{clip}(r, -\\delta, \\delta)` is continuous at

@@ -30,6 +30,10 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
             \\log \\frac{e^{s_{ti}}}{\\sum_{j \\ne t} e^{s_{tj}}}, \\qquad
         s_{tj} = z_t^\\top z_j / \\tau
 
+    In plain text:
+    ``l_t = -(tau / tau_b) (1/|P(t)|) sum_{i in P(t)} log(exp(s_ti) / sum_{j != t} exp(s_tj))``,
+    ``s_tj = z_t . z_j / tau``,
+
     with ``P(t)`` the other rows of the same label. This is WSP Eq. 4 with the
     Dirac kernel alone: ``forward(z, labels=y, temperature=tau,
     base_temperature=b) == (tau / b) * kernel.forward(z, labels=y,
@@ -38,7 +42,7 @@ def forward(z, *, labels=None, temperature=0.1, base_temperature=None, reduction
     denominator, an anchor without positives contributes 0 and still counts in
     the mean, and the loss is scaled by ``tau / base_tau`` (there 0.07 / 0.07;
     ``base_temperature=None`` means no scaling). Their row-max stabiliser is
-    taken over ``j != t`` here (see :func:`kernel.forward`). Unlike that code,
+    taken over ``j != t`` here (see :func:`refimpl.losses.kernel.forward`). Unlike that code,
     rows are L2-normalised inside unless ``normalize=False``.
 
     ``labels=None`` gives SimCLR (see :func:`ntxent_forward`). ``block_size``
@@ -78,6 +82,8 @@ def ntxent_forward(z, *, temperature=0.1, reduction="mean", normalize=True, bloc
     .. math::
         \\ell_t = -\\log \\frac{e^{s_{t,t'}}}{\\sum_{j \\ne t} e^{s_{tj}}}, \\qquad
         t' = t \\pm N
+
+    In plain text: ``l_t = -log(exp(s_{t,t'}) / sum_{j != t} exp(s_tj))``, ``t' = t +- N``,
 
     for ``z`` (2N, D) stacked view-major (rows ``t`` and ``t + N`` are the two
     views of sample ``t``); ``"mean"`` is SimCLR's average over the 2N anchors.

@@ -12,6 +12,10 @@ AdaCon (Dai et al., IEEE TMI), Appendix B, writes its Eq. 6 for one anchor
     \\qquad
     h = \\lVert z_i - z_p\\rVert^2 - \\lVert z_i - z_n\\rVert^2 + 2 (d_{i,n} - d_{i,p}),
 
+In plain text:
+``L_con = -log(e^{s (z_i.z_p + d_ip)} / (e^{s (z_i.z_p + d_ip)} + e^{s (z_i.z_n + d_in)})) = log(1 + exp(s h / 2))``,
+``h = ||z_i - z_p||^2 - ||z_i - z_n||^2 + 2 (d_in - d_ip)``,
+
 using :math:`2 z_i^\\top z_j = 2 - \\lVert z_i - z_j\\rVert^2` on the sphere,
 and calls the result an approximation of the adaptive triplet loss of
 Zheng et al. (arXiv:2103.13482), i.e. the hinge :math:`\\max(0, h)`.
@@ -70,6 +74,9 @@ def forward(anchor, positive, negative, y_anchor, y_positive, y_negative, *, pop
         \\ell_t = \\max\\bigl(0,\\; \\lVert z_a - z_p \\rVert^2 - \\lVert z_a - z_n \\rVert^2
                   + 2 (d_{a,n} - d_{a,p})\\bigr), \\qquad
         d_{a,q} = 2 \\lvert \\phi(y_a) - \\phi(y_q) \\rvert
+
+    In plain text: ``l_t = max(0, ||z_a - z_p||^2 - ||z_a - z_n||^2 + 2 (d_an - d_ap))``,
+    ``d_aq = 2 |phi(y_a) - phi(y_q)|``,
 
     for each triplet :math:`t = (a, p, n)` (AdaCon App. B, last line, with the
     hinge of the triplet loss; see the module docstring for the readings).
