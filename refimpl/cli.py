@@ -81,6 +81,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line (the usage stays one ``--help`` away)."""
 
     def error(self, message):
+        """Print ``message`` and where help is on one line to stderr; exit status 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
