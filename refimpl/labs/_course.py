@@ -1,0 +1,134 @@
+"""Build the labs: stored references (``refimpl lab data``) and nbgrader source notebooks (``refimpl lab source``).
+
+A lab source (``sources/<lab>.py``) is a jupytext percent script with its
+solutions. Its cells become nbgrader cells (metadata schema 3):
+
+* a code cell with ``### BEGIN SOLUTION`` is the solution cell of the
+  exercise whose function it defines (``grade_id`` = the function's name);
+* a code cell starting ``# check: <function>`` is that exercise's graded,
+  locked test cell (``check_<function>``, the points of the lab's spec); its
+  ``### BEGIN HIDDEN TESTS`` part is removed from the students' copy and
+  restored by ``nbgrader autograde``;
+* every other cell is locked (read-only).
+
+The line ``REFIMPL_SOURCE = ""`` of the setup cell is set to where students
+install refimpl from when it is missing (``--install-from``).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ._references import CASES, SPECS
+
+SCHEMA_VERSION = 3
+CHECK = re.compile(r"^# check: (\w+)")
+DEFINES = re.compile(r"^def (\w+)\(", re.M)
+INSTALL_LINE = re.compile(r'^REFIMPL_SOURCE = ""', re.M)
+
+
+def source_path(name: str) -> Path:
+    from . import SOURCE_DIR
+
+    return SOURCE_DIR / f"{name}.py"
+
+
+def _metadata(cell, spec, state: dict) -> dict:
+    """nbgrader metadata of one cell; ``state`` follows the exercises in order."""
+    base = {"grade": False, "solution": False, "locked": True, "schema_version": SCHEMA_VERSION}
+    if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
+        functions = DEFINES.findall(cell.source)
+        exercise = next((f for f in functions if f in {e.function for e in spec.exercises}), None)
+        if exercise is None:
+            raise ValueError(f"lab {spec.name}: a solution cell defines {functions}, none an exercise of the spec")
+        state["solutions"].append(exercise)
+        return {**base, "solution": True, "locked": False, "grade_id": exercise}
+    found = CHECK.match(cell.source) if cell.cell_type == "code" else None
+    if found:
+        exercise = spec.exercise(found[1])
+        state["checks"].append(exercise.function)
+        return {**base, "grade": True, "grade_id": f"check_{exercise.function}", "points": exercise.points}
+    state["other"] += 1
+    return {**base, "grade_id": f"{cell.cell_type}_{state['other']}"}
+
+
+def notebook(name: str, *, install_from: str = ""):
+    """The nbgrader source notebook of lab ``name`` (solutions in, hidden tests marked), not executed."""
+    import jupytext
+
+    spec = SPECS[name]
+    text = source_path(name).read_text(encoding="utf-8")
+    if not INSTALL_LINE.search(text):
+        raise ValueError(f"lab source {name}.py has no line 'REFIMPL_SOURCE = \"\"' in its setup cell")
+    text = INSTALL_LINE.sub(f"REFIMPL_SOURCE = {install_from!r}", text, count=1)
+    nb = jupytext.reads(text, fmt="py:percent")
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    state = {"solutions": [], "checks": [], "other": 0}
+    for cell in nb.cells:
+        cell.metadata["nbgrader"] = _metadata(cell, spec, state)
+    order = [e.function for e in spec.exercises]
+    if state["solutions"] != order or state["checks"] != order:
+        raise ValueError(f"lab {name}: solution cells {state['solutions']} and check cells {state['checks']} "
+                         f"must each follow the spec's exercises {order}")
+    return nb
+
+
+NBGRADER_CONFIG = '''\
+c = get_config()  # noqa: F821 (nbgrader's config loader defines it)
+c.CourseDirectory.course_id = {course!r}
+# a lab runs in well under a minute; nbgrader's default per-cell timeout (30 s) stays
+'''
+
+
+def write_course(course, names=None, *, install_from: str = "", course_id: str = "refimpl-labs") -> list:
+    """Write ``course/source/<lab>/<lab>.ipynb`` for each lab (and ``nbgrader_config.py`` if missing)."""
+    import nbformat
+
+    course = Path(course)
+    written = []
+    for name in names or SPECS:
+        target = course / "source" / name / f"{name}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook(name, install_from=install_from), target)
+        written.append(target)
+    config = course / "nbgrader_config.py"
+    if not config.exists():
+        config.write_text(NBGRADER_CONFIG.format(course=course_id), encoding="utf-8")
+        written.append(config)
+    return written
+
+
+def compute(name: str) -> tuple:
+    """``(arrays, meta)`` of lab ``name``: each case's inputs and references, the candidates, as stored."""
+    spec = SPECS[name]
+    arrays, candidates = {}, {}
+    for case in CASES:
+        inputs, expected, factors = spec.make(case)
+        arrays.update({f"{case}/in/{k}": v for k, v in inputs.items()})
+        for exercise, named in expected.items():
+            arrays.update({f"{case}/{exercise}/{k}": v for k, v in named.items()})
+        candidates[case] = {e: {k: float(v) for k, v in f.items()} for e, f in factors.items()}
+    return arrays, {"lab": name, "candidates": candidates}
+
+
+def write_data(names=None, out=None) -> list:
+    """Compute and store every lab's cases (``<lab>.npz``, ``<lab>.json`` with hashes and the fingerprint)."""
+    import numpy as np
+
+    from .. import fingerprint
+    from ..gold import _store
+    from . import DATA_DIR
+
+    out = Path(out) if out is not None else DATA_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names or SPECS:
+        arrays, meta = compute(name)
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        meta["sha256"] = {k: _store.array_sha256(a) for k, a in arrays.items()}
+        meta["fingerprint"] = fingerprint.fingerprint()
+        (out / f"{name}.npz").write_bytes(_store.npz_bytes(arrays))
+        (out / f"{name}.json").write_text(_store.dump_json(meta), encoding="utf-8")
+        written += [out / f"{name}.npz", out / f"{name}.json"]
+    return written
