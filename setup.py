@@ -19,8 +19,12 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["refimpl", "refimpl.*", "data_synth", "data_synth.*"]),
-    package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json"]},
+    # the tutorials travel with the package (``refimpl tutorials --out DIR`` copies them out)
+    packages=find_packages(include=["refimpl", "refimpl.*", "data_synth", "data_synth.*"]) + ["refimpl._tutorials"],
+    package_dir={"refimpl._tutorials": "tutorials"},
+    package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json", "labs/data/*.npz", "labs/data/*.json",
+                              "labs/sources/*.py"],
+                  "refimpl._tutorials": ["*.ipynb"]},
     install_requires=["numpy>=2.1", "scipy>=1.11", "matplotlib>=3.8", "tqdm>=4.60"],
     extras_require={
         "gpu": ["cupy-cuda12x>=14"],
@@ -28,6 +32,7 @@ setup(
         "torch": ["torch==2.13.0"],
         "notebooks": ["jupytext>=1.16", "nbclient>=0.10", "ipykernel>=6"],
         "blas": ["threadpoolctl>=3.5"],
+        "lab": ["nbgrader>=0.9.6", "jupytext>=1.16", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["refimpl=refimpl.cli:main"]},
     classifiers=[

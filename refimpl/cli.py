@@ -13,6 +13,8 @@ by the commands that need them.
     refimpl bench gpu             both, on CuPy vs PyTorch CUDA
     refimpl data gallery          PNG gallery of the synthetic data sets
     refimpl gold make|export|verify   gold data: regenerate it, export inputs, verify results
+    refimpl lab list|source|data  graded course labs as nbgrader assignments
+    refimpl tutorials --out DIR   copy the tutorials into a folder
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from . import __version__, backend
 #: top-level command -> (module, one-line help)
 TOP_COMMANDS = {
     "run": ("refimpl.recipes.cli", "train a paper's pipeline (conpro, wsp, adacon, augscale, all)"),
+    "tutorials": ("refimpl.labs.commands.tutorials", "copy the tutorials (notebooks and sources) into a folder"),
 }
 
 #: group -> {name: (module, one-line help)}
@@ -42,6 +45,11 @@ COMMANDS = {
         "make": ("refimpl.gold.commands.make", "regenerate the gold data bit for bit from its seed"),
         "export": ("refimpl.gold.commands.export", "write the inputs of gold cases for another framework"),
         "verify": ("refimpl.gold.commands.verify", "compare saved results with the gold data"),
+    },
+    "lab": {
+        "list": ("refimpl.labs.commands.listing", "the graded course labs, their exercises and points"),
+        "source": ("refimpl.labs.commands.source", "write the labs as nbgrader source notebooks into a course"),
+        "data": ("refimpl.labs.commands.data", "recompute the labs' stored references (maintainers)"),
     },
 }
 

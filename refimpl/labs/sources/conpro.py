@@ -13,8 +13,9 @@
 # **Rules.** Write the functions with NumPy. An exercise may not call
 # refimpl's ConPro losses (`refimpl.losses.margin` and
 # `refimpl.losses.preference`: `forward`, `backward` and their `_naive`
-# forms), nor, in Exercise 1, refimpl's normalisation backward: the checks run
-# with them unavailable, and a call to one scores nothing. Exercises 2 and 3
+# forms), nor, in Exercise 1, refimpl's normalisation backward
+# (`refimpl.losses._common.l2_normalize_backward`): the checks run with them
+# unavailable, and a call to one scores nothing. Exercises 2 and 3
 # call your `cosine_backward`; their checks give them a reference one
 # instead, so a mistake in Exercise 1 costs Exercise 1's points only.
 

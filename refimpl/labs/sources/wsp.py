@@ -10,9 +10,10 @@
 # on other inputs.
 #
 # **Rules.** Write the functions with NumPy. An exercise may not call
-# refimpl's kernel and SupCon losses (`refimpl.losses.kernel`,
-# `refimpl.losses.supcon`: their `forward`, `backward` and `_naive` forms):
-# the checks run with them unavailable, and a call to one scores nothing.
+# refimpl's kernel and SupCon losses (`refimpl.losses.kernel`: `forward`,
+# `backward` and their `_naive` forms; `refimpl.losses.supcon`: `forward`,
+# `backward`, `ntxent_forward`): the checks run with them unavailable, and a
+# call to one scores nothing.
 # Each check gives your function the reference results of the exercises
 # before it, so a mistake in Exercise 1 costs Exercise 1's points only.
 
