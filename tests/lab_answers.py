@@ -96,8 +96,21 @@ def solution_code(cell_source: str) -> str:
     return "".join(line for line in cell_source.splitlines(keepends=True) if "### " not in line)
 
 
-def wrong_code(cell_source: str, lab: str, exercise: str) -> str:
-    old, new = WRONG[lab][exercise]
-    if old not in cell_source:
-        raise AssertionError(f"the wrong answer of {lab}/{exercise} edits {old!r}, not in the solution cell")
-    return solution_code(cell_source.replace(old, new))
+def answered_cell(cell_source: str, lab: str, kinds: dict):
+    """The code a student hands in for one solution cell of ``lab`` (the source's, solutions in).
+
+    ``kinds`` maps the exercises the cell defines to "solution", "wrong" (the
+    edit of :data:`WRONG`), "shortcut" (the solution followed by the
+    shortcut's definition, which replaces it) or None (untouched: returns None).
+    """
+    if all(kind is None for kind in kinds.values()):
+        return None
+    code = cell_source
+    for exercise, kind in kinds.items():
+        if kind == "wrong":
+            old, new = WRONG[lab][exercise]
+            if old not in code:
+                raise AssertionError(f"the wrong answer of {lab}/{exercise} edits {old!r}, not in its cell")
+            code = code.replace(old, new)
+    code = solution_code(code)
+    return code + "".join(f"\n\n{SHORTCUTS[lab][e]}" for e, kind in kinds.items() if kind == "shortcut")

@@ -16,7 +16,7 @@ import pytest
 from refimpl import labs
 from refimpl.labs import _course, _references
 
-from lab_answers import SHORTCUTS, WRONG, solution_code, wrong_code
+from lab_answers import SHORTCUTS, WRONG, answered_cell
 
 pytest.importorskip("jupytext")  # the sources are read as notebooks (notebooks or lab extra)
 
@@ -32,18 +32,26 @@ def grade_id(cell):
     return cell.metadata["nbgrader"]["grade_id"]
 
 
-def run_lab(lab, monkeypatch, replace=None):
-    """Execute lab ``lab``'s cells here, solution cells replaced by ``replace[exercise]`` (code).
+def exercises_in(cell, lab):
+    """The exercise functions a solution cell defines."""
+    functions = {e.function for e in _references.SPECS[lab].exercises}
+    return [f for f in _course.DEFINES.findall(cell.source) if f in functions]
+
+
+def run_lab(lab, monkeypatch, kinds=None):
+    """Execute lab ``lab``'s cells here, each exercise answered as ``kinds`` says (default: its solution).
 
     Returns ``{exercise: None or the exception its check cell raised}`` and what the cells printed.
     The set-up cell's BLAS variables go to a copy of the environment, not to this process's.
     """
-    replace = replace or {}
+    kinds = kinds or {}
     monkeypatch.setattr(os, "environ", dict(os.environ))
     namespace, outcome, printed = {}, {}, io.StringIO()
     for cell in code_cells(lab):
         meta = cell.metadata["nbgrader"]
-        source = replace.get(grade_id(cell), cell.source) if meta["solution"] else cell.source
+        source = cell.source
+        if meta["solution"]:
+            source = answered_cell(source, lab, {e: kinds.get(e, "solution") for e in exercises_in(cell, lab)})
         with contextlib.redirect_stdout(printed):
             try:
                 exec(compile(source, f"<{lab}:{grade_id(cell)}>", "exec"), namespace)
@@ -67,8 +75,7 @@ def test_solution_passes_every_check_visible_and_hidden(lab, monkeypatch):
 @pytest.mark.parametrize("lab,exercise", EXERCISES, ids=[f"{a}-{b}" for a, b in EXERCISES])
 def test_a_wrong_answer_costs_its_own_exercise_only(lab, exercise, monkeypatch):
     """The checks of the later exercises get the reference results of the earlier ones."""
-    solution = next(c.source for c in code_cells(lab) if grade_id(c) == exercise)
-    outcome, printed = run_lab(lab, monkeypatch, {exercise: wrong_code(solution, lab, exercise)})
+    outcome, printed = run_lab(lab, monkeypatch, {exercise: "wrong"})
     failed = [k for k, v in outcome.items() if v is not None]
     assert failed == [exercise], printed
     assert isinstance(outcome[exercise], AssertionError)
@@ -84,7 +91,7 @@ def test_a_shortcut_through_the_library_is_right_and_scores_nothing(lab, exercis
     """Calling the library's function gives the right numbers; with it unavailable, the check fails."""
     if exercise == "plain_gather_dz":
         pytest.importorskip("torch")
-    answer = {exercise: SHORTCUTS[lab][exercise]}
+    answer = {exercise: "shortcut"}
     with monkeypatch.context() as m:  # the library left available: the shortcut passes, it is a real one
         m.setattr(labs, "_forbidden", lambda e, namespace: contextlib.nullcontext())
         assert run_lab(lab, m, answer)[0][exercise] is None
@@ -109,7 +116,7 @@ def test_cells_carry_nbgrader_metadata(lab):
     spec = _references.SPECS[lab]
     assert all(m["schema_version"] == 3 for m in meta)
     assert len({m["grade_id"] for m in meta}) == len(meta)
-    solutions = [m["grade_id"] for m in meta if m["solution"]]
+    solutions = [e for c, m in zip(nb.cells, meta) if m["solution"] for e in exercises_in(c, lab)]
     graded = {m["grade_id"]: m["points"] for m in meta if m["grade"]}
     assert solutions == [e.function for e in spec.exercises]
     assert graded == {f"check_{e.function}": e.points for e in spec.exercises}
@@ -198,38 +205,33 @@ def test_the_visible_and_hidden_cases_differ():
 # ------------------------------------------------------------------ feedback (gold.compare's report)
 
 
-def feedback(lab, exercise, answer, monkeypatch):
-    solution = next(c.source for c in code_cells(lab) if grade_id(c) == exercise)
-    code = answer(solution) if callable(answer) else answer
-    return run_lab(lab, monkeypatch, {exercise: code})[1]
+def feedback(lab, exercise, kind, monkeypatch):
+    return run_lab(lab, monkeypatch, {exercise: kind})[1]
 
 
 def test_a_pass_is_one_line_per_array_named_as_the_notebook_names_it(monkeypatch):
-    printed = feedback("conpro", "preference_backward", solution_code, monkeypatch)
+    printed = feedback("conpro", "preference_backward", "solution", monkeypatch)
     lines = [line for line in printed.splitlines() if "du_i" in line or "du_j" in line or "drefs" in line]
     assert len(lines) == 3 and all(line.startswith("PASS") for line in lines)  # once: the hidden re-run is quiet
     assert "|diff|" not in printed and "input" not in printed
 
 
 def test_a_forgotten_dout_is_named(monkeypatch):
-    printed = feedback("conpro", "margin_backward", lambda s: wrong_code(s, "conpro", "margin_backward"),
-                       monkeypatch)
+    printed = feedback("conpro", "margin_backward", "wrong", monkeypatch)
     failing = printed[printed.index("FAIL"):]
     assert "da" in failing and "likely cause:" in failing and "1/dout" in failing
     assert printed.count("FAIL") == 2  # da and db, printed once (the hidden re-run does not run after a failure)
 
 
 def test_a_flipped_sign_is_named(monkeypatch):
-    printed = feedback("conpro", "cosine_backward", lambda s: wrong_code(s, "conpro", "cosine_backward"),
-                       monkeypatch)
+    printed = feedback("conpro", "cosine_backward", "wrong", monkeypatch)
     assert any(line.startswith("PASS") and "da" in line for line in printed.splitlines())
     failing = printed[printed.index("FAIL"):]
     assert "db" in failing and "likely cause:" in failing and "sign" in failing
 
 
 def test_a_factor_of_the_references_count_is_named(monkeypatch):
-    printed = feedback("conpro", "preference_backward", lambda s: wrong_code(s, "conpro", "preference_backward"),
-                       monkeypatch)
+    printed = feedback("conpro", "preference_backward", "wrong", monkeypatch)
     failing = printed[printed.index("FAIL"):]
     assert "drefs" in failing and "R (the references)" in failing
 
@@ -240,7 +242,8 @@ def test_a_hidden_failure_is_reported(monkeypatch):
 def ecdf(y, population=None):
     return lab.expected("ecdf")["F"].copy()
 '''
-    outcome, printed = run_lab("adacon", monkeypatch, {"ecdf": fitted})
+    monkeypatch.setitem(SHORTCUTS["adacon"], "ecdf", fitted)
+    outcome, printed = run_lab("adacon", monkeypatch, {"ecdf": "shortcut"})
     assert isinstance(outcome["ecdf"], AssertionError) and "hidden case" in str(outcome["ecdf"])
     assert printed.count("FAIL") == 1
 

@@ -1,18 +1,20 @@
 """Build the labs: stored references (``refimpl lab data``) and nbgrader source notebooks (``refimpl lab source``).
 
-A lab source (``sources/<lab>.py``) is a jupytext percent script with its
-solutions. Its cells become nbgrader cells (metadata schema 3):
+A lab source (``sources/<lab>.py``) is a jupytext percent script. Its
+exercises are the tutorials' (one code, read by both): a code cell that is
+only ``# from tutorial NN_name: function`` becomes the tutorial's code cell
+that defines ``function``. The build inserts the set-up cell (one BLAS
+thread, refimpl installed when missing, the lab's stored data loaded as
+``lab``) after the first cell. The cells become nbgrader cells (metadata
+schema 3):
 
 * a code cell with ``### BEGIN SOLUTION`` is the solution cell of the
-  exercise whose function it defines (``grade_id`` = the function's name);
+  exercises whose functions it defines (``grade_id`` = the first one);
 * a code cell starting ``# check: <function>`` is that exercise's graded,
   locked test cell (``check_<function>``, the points of the lab's spec); its
   ``### BEGIN HIDDEN TESTS`` part is removed from the students' copy and
   restored by ``nbgrader autograde``;
 * every other cell is locked (read-only).
-
-The line ``REFIMPL_SOURCE = ""`` of the setup cell is set to where students
-install refimpl from when it is missing (``--install-from``).
 """
 from __future__ import annotations
 
@@ -24,7 +26,49 @@ from ._references import CASES, SPECS
 SCHEMA_VERSION = 3
 CHECK = re.compile(r"^# check: (\w+)")
 DEFINES = re.compile(r"^def (\w+)\(", re.M)
-INSTALL_LINE = re.compile(r'^REFIMPL_SOURCE = ""', re.M)
+INCLUDE = re.compile(r"^# from tutorial (\w+): (\w+)\s*$")
+
+SETUP = """\
+# Set-up: one BLAS thread (set before NumPy loads: the arrays are tiny), refimpl installed if missing.
+import os
+
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[variable] = "1"
+
+import importlib.util
+import subprocess
+import sys
+
+REFIMPL_SOURCE = {install_from!r}  # what to install when refimpl is missing: a wheel (path or URL), git+https://...
+if importlib.util.find_spec("refimpl") is None:
+    if not REFIMPL_SOURCE:
+        raise RuntimeError("refimpl is not installed and REFIMPL_SOURCE is empty: ask your instructor where from")
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", REFIMPL_SOURCE])
+
+from refimpl import labs
+
+lab = labs.load({name!r})  # the checks' stored inputs and reference values
+"""
+
+
+def tutorials_dir() -> Path:
+    """The tutorials of this refimpl: installed with the package, or the checkout's ``tutorials/``."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "_tutorials", package.parent / "tutorials"):
+        if any(candidate.glob("[0-9][0-9]_*.ipynb")):
+            return candidate
+    raise FileNotFoundError("this refimpl has no tutorials (neither installed with it nor in its checkout)")
+
+
+def tutorial_cell(tutorial: str, function: str) -> str:
+    """The source of the code cell of tutorial ``tutorial`` that defines ``function``."""
+    import jupytext
+
+    nb = jupytext.reads((tutorials_dir() / f"{tutorial}.py").read_text(encoding="utf-8"), fmt="py:percent")
+    found = [c.source for c in nb.cells if c.cell_type == "code" and function in DEFINES.findall(c.source)]
+    if len(found) != 1:
+        raise ValueError(f"tutorial {tutorial} has {len(found)} code cells defining {function}(), expected 1")
+    return found[0]
 
 
 def source_path(name: str) -> Path:
@@ -37,12 +81,11 @@ def _metadata(cell, spec, state: dict) -> dict:
     """nbgrader metadata of one cell; ``state`` follows the exercises in order."""
     base = {"grade": False, "solution": False, "locked": True, "schema_version": SCHEMA_VERSION}
     if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
-        functions = DEFINES.findall(cell.source)
-        exercise = next((f for f in functions if f in {e.function for e in spec.exercises}), None)
-        if exercise is None:
-            raise ValueError(f"lab {spec.name}: a solution cell defines {functions}, none an exercise of the spec")
-        state["solutions"].append(exercise)
-        return {**base, "solution": True, "locked": False, "grade_id": exercise}
+        exercises = [f for f in DEFINES.findall(cell.source) if f in {e.function for e in spec.exercises}]
+        if not exercises:
+            raise ValueError(f"lab {spec.name}: a solution cell defines no exercise function of the spec")
+        state["solutions"] += exercises
+        return {**base, "solution": True, "locked": False, "grade_id": exercises[0]}
     found = CHECK.match(cell.source) if cell.cell_type == "code" else None
     if found:
         exercise = spec.exercise(found[1])
@@ -55,15 +98,17 @@ def _metadata(cell, spec, state: dict) -> dict:
 def notebook(name: str, *, install_from: str = ""):
     """The nbgrader source notebook of lab ``name`` (solutions in, hidden tests marked), not executed."""
     import jupytext
+    import nbformat
 
     spec = SPECS[name]
-    text = source_path(name).read_text(encoding="utf-8")
-    if not INSTALL_LINE.search(text):
-        raise ValueError(f"lab source {name}.py has no line 'REFIMPL_SOURCE = \"\"' in its setup cell")
-    text = INSTALL_LINE.sub(f"REFIMPL_SOURCE = {install_from!r}", text, count=1)
-    nb = jupytext.reads(text, fmt="py:percent")
+    nb = jupytext.reads(source_path(name).read_text(encoding="utf-8"), fmt="py:percent")
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for cell in nb.cells:
+        included = INCLUDE.match(cell.source) if cell.cell_type == "code" else None
+        if included:
+            cell.source = tutorial_cell(*included.groups())
+    nb.cells.insert(1, nbformat.v4.new_code_cell(SETUP.format(install_from=install_from, name=name)))
     state = {"solutions": [], "checks": [], "other": 0}
     for cell in nb.cells:
         cell.metadata["nbgrader"] = _metadata(cell, spec, state)

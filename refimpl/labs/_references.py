@@ -44,7 +44,7 @@ class Spec:
     title: str
     exercises: tuple
     make: object = dataclasses.field(repr=False)  # case name -> (inputs, {exercise: {name: array}}, candidates)
-    feeds: object = dataclasses.field(default=dict, repr=False)  # () -> {function name: reference callable}
+    feeds: object = dataclasses.field(default=lambda lab: {}, repr=False)  # Lab -> {function: reference callable}
     needs_torch: bool = False
 
     def exercise(self, function: str) -> Exercise:
@@ -121,7 +121,7 @@ CONPRO = Spec(
               ("refimpl.losses._common:l2_normalize_backward",) + _CONPRO_FORBIDDEN),
      Exercise("margin_backward", ("da", "db"), 2, _CONPRO_FORBIDDEN, ("cosine_backward",)),
      Exercise("preference_backward", ("du_i", "du_j", "drefs"), 3, _CONPRO_FORBIDDEN, ("cosine_backward",))),
-    _conpro, lambda: {"cosine_backward": cosine_backward})
+    _conpro, lambda lab: {"cosine_backward": cosine_backward})
 
 
 # ---------------------------------------------------------------- WSP (tutorial 03)
@@ -136,6 +136,14 @@ def composite_kernel_by_pairs(labels, depth, sigma):
             if t != j and labels[t] == labels[j]:
                 w[t, j] = math.exp(-(depth[t] - depth[j]) ** 2 / (2 * sigma**2))
     return w
+
+
+def _stored_weights(lab, w):
+    """The reference w_tilde of the case whose kernel is ``w`` (what the check feeds the forward)."""
+    for case in CASES:
+        if np.array_equal(w, lab.case(case)["w"]):
+            return lab.expected("normalise_per_anchor", case)["w_tilde"].copy()
+    raise AssertionError("the check's reference normalise_per_anchor knows only the kernels of its cases")
 
 
 def _wsp(case: str):
@@ -170,8 +178,9 @@ WSP = Spec(
     "wsp", "WSP: the composite kernel, its weights, and the loss's backward pass",
     (Exercise("composite_kernel", ("w",), 1, _KERNEL_FORBIDDEN),
      Exercise("normalise_per_anchor", ("w_tilde",), 1, _KERNEL_FORBIDDEN),
-     Exercise("wsp_backward", ("dz",), 3, _KERNEL_FORBIDDEN)),
-    _wsp)
+     Exercise("wsp_backward", ("dz",), 3, _KERNEL_FORBIDDEN, ("composite_kernel", "normalise_per_anchor"))),
+    _wsp, lambda lab: {"composite_kernel": composite_kernel_by_pairs,
+                       "normalise_per_anchor": functools.partial(_stored_weights, lab)})
 
 
 # ---------------------------------------------------------------- AdaCon (tutorial 04)
@@ -202,7 +211,7 @@ ADACON = Spec(
     "adacon", "AdaCon: the labels' ECDF and the adaptive margin",
     (Exercise("ecdf", ("F",), 2, _ADACON_FORBIDDEN),
      Exercise("adaptive_margin", ("d",), 2, _ADACON_FORBIDDEN, ("ecdf",))),
-    _adacon, lambda: {"ecdf": importlib.import_module("refimpl.losses.adacon").ecdf})
+    _adacon, lambda lab: {"ecdf": importlib.import_module("refimpl.losses.adacon").ecdf})
 
 
 # ---------------------------------------------------------------- data parallel (tutorial 07)

@@ -12,18 +12,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace tutorial files already in the folder")
 
 
-def tutorials_dir() -> Path:
-    """The tutorials of this refimpl: installed with the package, or the checkout's ``tutorials/``."""
-    import refimpl
-
-    package = Path(refimpl.__file__).resolve().parent
-    for candidate in (package / "_tutorials", package.parent / "tutorials"):
-        if any(candidate.glob("[0-9][0-9]_*.ipynb")):
-            return candidate
-    raise FileNotFoundError("this refimpl has no tutorials (neither installed with it nor in its checkout)")
-
-
 def main(args) -> int:
+    from .._course import tutorials_dir
+
     try:
         found = tutorials_dir()
     except FileNotFoundError as e:

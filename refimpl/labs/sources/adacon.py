@@ -16,27 +16,7 @@
 # Exercise 1 costs Exercise 1's points only.
 
 # %%
-# Set-up: one BLAS thread (set before NumPy loads: the arrays are tiny), refimpl installed if missing.
-import os
-
-for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[variable] = "1"
-
-import importlib.util
-import subprocess
-import sys
-
-REFIMPL_SOURCE = ""  # where to install refimpl from when missing: a wheel (path or URL) or "git+https://..."
-if importlib.util.find_spec("refimpl") is None:
-    if not REFIMPL_SOURCE:
-        raise RuntimeError("refimpl is not installed and REFIMPL_SOURCE is empty: ask your instructor where from")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", REFIMPL_SOURCE])
-
 import numpy as np
-
-from refimpl import labs
-
-lab = labs.load("adacon")
 
 # %% [markdown]
 # ## Exercise 1: the ECDF (2 points)
@@ -51,15 +31,7 @@ lab = labs.load("adacon")
 # `argsort` would give them different values).
 
 # %%
-def ecdf(y, population=None):
-    """F(y_i) (M,): the fraction of the population (default: y itself) at or below y_i (Eq. 5)."""
-    population = y if population is None else population
-    ### BEGIN SOLUTION
-    at_or_below = population[None, :] <= y[:, None]                # (M, n)
-    F = at_or_below.mean(axis=1)
-    ### END SOLUTION
-    return F
-
+# from tutorial 04_adacon: ecdf
 
 # %%
 # check: ecdf — F of labels with ties over a population that lacks some of them
@@ -76,14 +48,7 @@ lab.check("ecdf", lambda case: ecdf(case["y"], case["population"]), globals(), c
 # $$d_{ia} = 2\,|F(y_i) - F(y_a)|.$$
 
 # %%
-def adaptive_margin(y, population=None):
-    """d (M, M) from your ecdf (Eq. 4); 0 between equal labels."""
-    ### BEGIN SOLUTION
-    F = ecdf(y, population)
-    d = 2 * np.abs(F[:, None] - F[None, :])                        # (M, 1) - (1, M)
-    ### END SOLUTION
-    return d
-
+# from tutorial 04_adacon: adaptive_margin
 
 # %%
 # check: adaptive_margin — d over the same population, with the reference ecdf in place of yours

@@ -12,35 +12,15 @@
 #
 # **Rules.** Write the functions with NumPy. An exercise may not call
 # refimpl's ConPro losses (`refimpl.losses.margin` and
-# `refimpl.losses.preference`: `forward`, `backward` and their `_naive`
-# forms), nor, in Exercise 1, refimpl's normalisation backward
+# `refimpl.losses.preference`: `forward`, `backward` and their `_naive` forms),
+# nor, in Exercise 1, refimpl's normalisation backward
 # (`refimpl.losses._common.l2_normalize_backward`): the checks run with them
 # unavailable, and a call to one scores nothing. Exercises 2 and 3
 # call your `cosine_backward`; their checks give them a reference one
 # instead, so a mistake in Exercise 1 costs Exercise 1's points only.
 
 # %%
-# Set-up: one BLAS thread (set before NumPy loads: the arrays are tiny), refimpl installed if missing.
-import os
-
-for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[variable] = "1"
-
-import importlib.util
-import subprocess
-import sys
-
-REFIMPL_SOURCE = ""  # where to install refimpl from when missing: a wheel (path or URL) or "git+https://..."
-if importlib.util.find_spec("refimpl") is None:
-    if not REFIMPL_SOURCE:
-        raise RuntimeError("refimpl is not installed and REFIMPL_SOURCE is empty: ask your instructor where from")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", REFIMPL_SOURCE])
-
 import numpy as np
-
-from refimpl import labs
-
-lab = labs.load("conpro")
 
 # %% [markdown]
 # ## Exercise 1: the cosine's backward pass (2 points)
@@ -57,26 +37,7 @@ lab = labs.load("conpro")
 # and `db` (N, D).
 
 # %%
-def cosine_forward(a, b):
-    """Cosine of each pair of rows (N,), and the cache."""
-    a_norm = np.linalg.norm(a, axis=1, keepdims=True)             # (N, 1)
-    b_norm = np.linalg.norm(b, axis=1, keepdims=True)
-    a_hat, b_hat = a / a_norm, b / b_norm
-    return np.sum(a_hat * b_hat, axis=1), (a_hat, b_hat, a_norm, b_norm)
-
-
-# %%
-def cosine_backward(dcos, cache):
-    """da, db (N, D) from dcos (N,) and cosine_forward's cache."""
-    a_hat, b_hat, a_norm, b_norm = cache
-    cos = np.sum(a_hat * b_hat, axis=1, keepdims=True)             # (N, 1)
-    dcos = dcos[:, None]                                           # (N, 1)
-    ### BEGIN SOLUTION
-    da = dcos * (b_hat - cos * a_hat) / a_norm
-    db = dcos * (a_hat - cos * b_hat) / b_norm
-    ### END SOLUTION
-    return da, db
-
+# from tutorial 02_conpro: cosine_backward
 
 # %%
 # check: cosine_backward — da, db of four pairs of rows for an upstream gradient dcos
@@ -103,25 +64,7 @@ lab.check("cosine_backward", lambda case: cosine_backward(case["dcos"], cosine_f
 # always on) and an upstream `dout` that is not 1.
 
 # %%
-def margin_forward(a, b, same, m=2.0):
-    """ConPro Eq. 1 with d = 1 - cos (Eq. 2 as a distance), mean over pairs."""
-    cos, cos_cache = cosine_forward(a, b)
-    d = 1 - cos
-    per_pair = same * d + (1 - same) * np.maximum(0, m - d)
-    return per_pair.mean(), (cos_cache, d, same, m)
-
-
-# %%
-def margin_backward(dout, cache):
-    """da, db (N, D) of margin_forward's loss times dout."""
-    cos_cache, d, same, m = cache
-    ### BEGIN SOLUTION
-    dper_dd = same - (1 - same) * (m - d > 0)                     # (N,) slope of each pair's term
-    dcos = -dout * dper_dd / len(d)                                # d = 1 - cos; the mean over pairs
-    da, db = cosine_backward(dcos, cos_cache)
-    ### END SOLUTION
-    return da, db
-
+# from tutorial 02_conpro: margin_backward
 
 # %%
 # check: margin_backward — da, db of eight pairs, some hinges off, m = 1
@@ -154,33 +97,7 @@ lab.check("margin_backward", margin_check, globals(), case="hidden", quiet=True)
 # `dout`.
 
 # %%
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
-
-
-def preference_forward(u_i, u_j, refs, prefer_i):
-    """ConPro Eq. 3-4 (errata fixed) with the anchor pi_0 = mean of refs (R, D); mean over pairs."""
-    anchor = np.broadcast_to(refs.mean(axis=0), u_i.shape)         # pi_0 beside every pair, (N, D)
-    cos_i, cache_i = cosine_forward(u_i, anchor)
-    cos_j, cache_j = cosine_forward(u_j, anchor)
-    gap = cos_j - cos_i                                            # r_i - r_j with r = 1 - cos
-    per_pair = -(prefer_i * np.log(sigmoid(gap)) + (1 - prefer_i) * np.log(sigmoid(-gap)))
-    return per_pair.mean(), (cache_i, cache_j, gap, prefer_i, len(refs))
-
-
-# %%
-def preference_backward(dout, cache):
-    """du_i, du_j (N, D) and drefs (R, D) of preference_forward's loss times dout."""
-    cache_i, cache_j, gap, p, n_refs = cache
-    ### BEGIN SOLUTION
-    dgap = dout * (sigmoid(gap) - p) / len(gap)                    # (N,) dL/dg_k
-    du_i, danchor_i = cosine_backward(-dgap, cache_i)              # g = c_j - c_i
-    du_j, danchor_j = cosine_backward(dgap, cache_j)
-    danchor = np.sum(danchor_i + danchor_j, axis=0)                # (D,) one anchor for every pair
-    drefs = np.tile(danchor / n_refs, (n_refs, 1))                 # (R, D) pi_0 is the mean
-    ### END SOLUTION
-    return du_i, du_j, drefs
-
+# from tutorial 02_conpro: preference_backward
 
 # %%
 # check: preference_backward — du_i, du_j, drefs of five pairs with soft preferences, three references

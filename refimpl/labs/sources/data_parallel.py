@@ -20,28 +20,10 @@
 # and a call to one scores nothing. The two exercises are independent.
 
 # %%
-# Set-up: one BLAS thread (set before NumPy loads: the arrays are tiny), refimpl installed if missing.
-import os
-
-for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[variable] = "1"
-
-import importlib.util
-import subprocess
-import sys
-
-REFIMPL_SOURCE = ""  # where to install refimpl from when missing: a wheel (path or URL) or "git+https://..."
-if importlib.util.find_spec("refimpl") is None:
-    if not REFIMPL_SOURCE:
-        raise RuntimeError("refimpl is not installed and REFIMPL_SOURCE is empty: ask your instructor where from")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", REFIMPL_SOURCE])
-
 import numpy as np
 
-from refimpl import ddp, labs
+from refimpl import ddp
 from refimpl.losses import kernel
-
-lab = labs.load("data_parallel")
 
 # %% [markdown]
 # ## Exercise 1: a data-parallel step, simulated on one process (3 points)
@@ -62,19 +44,7 @@ lab = labs.load("data_parallel")
 # rule through the layer is $\partial / \partial \Theta = (\partial / \partial z)^\top x$.
 
 # %%
-def ddp_step_by_hand(x, weight, world_size, loss_kwargs):
-    """Per rank: dict(loss, dz, dweight) of one right DDP step of kernel.forward(**loss_kwargs)."""
-    z = x @ weight.T                                               # (M, D)
-    shards = ddp.shards(len(x), world_size)
-    # define losses (one float per rank), dz_local (per rank, (M/W, D)) and dweight (D, F)
-    ### BEGIN SOLUTION
-    losses, caches = zip(*(kernel.forward(z, **loss_kwargs, anchors=s) for s in shards))
-    dz = sum(kernel.backward(1.0, c)[0] for c in caches)           # all-gather backward: sum over ranks
-    dz_local = [world_size * dz[s] for s in shards]                # the loss times W
-    dweight = sum(d.T @ x[s] for d, s in zip(dz_local, shards)) / world_size   # DDP's average
-    ### END SOLUTION
-    return [dict(loss=float(loss), dz=d, dweight=dweight) for loss, d in zip(losses, dz_local)]
-
+# from tutorial 07_data_parallel: ddp_step_by_hand
 
 # %%
 # check: ddp_step_by_hand — loss, dz, dweight of each of two ranks, a batch of 16
@@ -116,20 +86,7 @@ lab.check("ddp_step_by_hand",
 # `weights` $\tilde w$ and the normalised rows `zn` in its cache.
 
 # %%
-def plain_gather_dz(z, world_size, loss_kwargs):
-    """Per rank: the gradient (M/W, D) a plain all_gather leaves on the rank's embeddings (loss times W)."""
-    _, naive = kernel.forward_naive(z, **loss_kwargs)
-    shards = ddp.shards(len(z), world_size)
-    # define dz (M, D): every row's gradient as the plain gather leaves it, W included
-    ### BEGIN SOLUTION
-    c = naive.weights.sum(axis=1, keepdims=True)                   # (M, 1) c_t
-    g = (c * naive.prob - naive.weights) / len(z)                  # (M, M) dL/ds_tj
-    dzn = g @ naive.zn / loss_kwargs["temperature"]                # the anchor side only
-    zn, norm = naive.zn, np.linalg.norm(z, axis=1, keepdims=True)
-    dz = world_size * (dzn - zn * np.sum(zn * dzn, axis=1, keepdims=True)) / norm
-    ### END SOLUTION
-    return [dz[s] for s in shards]
-
+# from tutorial 07_data_parallel: plain_gather_dz
 
 # %%
 # check: plain_gather_dz — dz of each rank against what two torch.distributed processes computed
