@@ -12,7 +12,6 @@ import csv
 import getpass
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,9 +23,9 @@ pytest.importorskip("nbgrader")
 pytest.importorskip("jupytext")
 nbformat = pytest.importorskip("nbformat")
 
-from refimpl.labs import LABS, _references  # noqa: E402
+from refimpl.labs import LABS, _course, _references  # noqa: E402
 
-from lab_answers import SHORTCUTS, WRONG, solution_code, wrong_code  # noqa: E402
+from lab_answers import SHORTCUTS, answered_cell  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide" / "teaching.md"
@@ -67,14 +66,10 @@ def submission(course: Path, lab: str, kinds: dict):
               for c in nbformat.read(course / "source" / lab / f"{lab}.ipynb", as_version=4).cells}
     nb = nbformat.read(course / "release" / lab / f"{lab}.ipynb", as_version=4)
     for cell in nb.cells:
-        exercise = cell.metadata["nbgrader"]["grade_id"]
-        kind = kinds.get(exercise) if cell.metadata["nbgrader"]["solution"] else None
-        if kind == "solution":
-            cell.source = solution_code(source[exercise])
-        elif kind == "wrong":
-            cell.source = wrong_code(source[exercise], lab, exercise)
-        elif kind == "shortcut":
-            cell.source = SHORTCUTS[lab][exercise]
+        if cell.metadata["nbgrader"]["solution"]:
+            code = source[cell.metadata["nbgrader"]["grade_id"]]
+            answer = answered_cell(code, lab, {e: kinds[e] for e in _course.DEFINES.findall(code) if e in kinds})
+            cell.source = cell.source if answer is None else answer
     return nb
 
 
@@ -97,7 +92,7 @@ def course(tmp_path_factory):
     course = root / "course"
     course.mkdir()
     steps = guide_steps()
-    assert list(steps) == ["install", "generate", "release", "student", "collect", "grade"]
+    assert list(steps) == ["install", "generate", "release", "student", "collect", "grade", "hand-back"]
     printed = {"generate": shell(steps["generate"], course)}
     for lab in LABS:
         for name, kinds in variants(lab).items():
@@ -114,7 +109,8 @@ def course(tmp_path_factory):
         start = time.perf_counter()
         shell(f"nbgrader autograde {lab} --student solution", course)
         seconds[lab] = time.perf_counter() - start
-    printed["grade"] = shell(steps["grade"], course)
+    for step in ("grade", "hand-back"):
+        printed[step] = shell(steps[step], course)
     print("autograde of each lab's solution (s):", {k: round(v, 1) for k, v in seconds.items()})
     return course, printed, seconds
 
@@ -166,3 +162,5 @@ def test_feedback_names_the_wrong_array(course):
     assert "FAIL" in html and "1/dout" in html
     solution = (folder / "feedback" / "solution" / "adacon" / "adacon.html").read_text()
     assert "PASS" in solution and "FAIL" not in solution
+    handed_back = list((folder.parent / "student" / "adacon" / "feedback").glob("*/adacon.html"))
+    assert len(handed_back) == 1 and "NotImplementedError" in handed_back[0].read_text()
