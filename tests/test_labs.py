@@ -290,3 +290,22 @@ def test_tutorials_are_copied_out(tmp_path):
     assert {"02_conpro.ipynb", "02_conpro.py", "build.py"} <= names
     again = cli("tutorials", "--out", str(tmp_path / "t"))
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+@pytest.mark.parametrize("install_from", ["", "dist/refimpl-0.1.0-py3-none-any.whl"])
+def test_the_set_up_cell_installs_refimpl_when_missing(install_from, monkeypatch):
+    """Where refimpl cannot be imported, the first cell pip-installs what the instructor set, or says to ask."""
+    import importlib.util
+
+    cell = _course.notebook("adacon", install_from=install_from).cells[1].source
+    calls = []
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setattr(subprocess, "check_call", lambda argv: calls.append(argv))
+    setup = cell[:cell.index("from refimpl import labs")]  # up to the install
+    if not install_from:
+        with pytest.raises(RuntimeError, match="REFIMPL_SOURCE is empty"):
+            exec(setup, {})
+        return
+    exec(setup, {})
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", install_from]]

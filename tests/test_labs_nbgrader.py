@@ -104,6 +104,7 @@ def course(tmp_path_factory):
             (target.parent / "timestamp.txt").write_text("2026-01-01 12:00:00.000000 UTC")  # as collect writes
     for step in ("release", "student", "collect"):
         printed[step] = shell(steps[step], course)
+    printed["validate wrong"] = shell("nbgrader validate submitted/wrong-ecdf/adacon/adacon.ipynb", course)
     seconds = {}
     for lab in LABS:  # the solution alone first, timed; the guide's loop then grades the others
         start = time.perf_counter()
@@ -150,10 +151,11 @@ def test_each_lab_grades_well_within_a_minute(course):
     assert max(seconds.values()) < LAB_SECONDS, seconds
 
 
-def test_validate_passes_the_source_and_fails_an_untouched_lab(course):
+def test_validate_passes_the_source_and_fails_an_untouched_or_wrong_lab(course):
     _, printed, _ = course
     assert "Success! Your notebook passes all the tests." in printed["generate"]
     assert "VALIDATION FAILED" in printed["student"]
+    assert "VALIDATION FAILED" in printed["validate wrong"] and "Success!" not in printed["validate wrong"]
 
 
 def test_feedback_names_the_wrong_array(course):
