@@ -10,12 +10,18 @@ def refuse(message: str) -> int:
     return 2
 
 
-def lab_names(value: str) -> list:
-    """``--lab a,b`` -> the names, each checked."""
+def selected_labs(args) -> list:
+    """The labs ``--lab a,b`` names (all by default), each checked, and an ``--out`` that can be a folder.
+
+    A ValueError names the argument that is wrong.
+    """
     from .. import LABS
 
-    names = [n.strip() for n in value.split(",") if n.strip()]
+    names = list(LABS) if args.lab is None else [n.strip() for n in args.lab.split(",") if n.strip()]
     unknown = [n for n in names if n not in LABS]
     if unknown or not names:
-        raise ValueError(f"--lab: no lab named {', '.join(unknown) or repr(value)}; the labs are {', '.join(LABS)}")
+        raise ValueError(f"--lab: no lab named {', '.join(unknown) or repr(args.lab)}; "
+                         f"the labs are {', '.join(LABS)}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out: {args.out} is a file, not a folder")
     return names

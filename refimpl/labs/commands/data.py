@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import lab_names, refuse
+from . import refuse, selected_labs
 
 
 def add_arguments(parser) -> None:
@@ -15,14 +15,17 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from .._course import write_data
-    from .._references import SPECS
 
     try:
-        names = lab_names(args.lab) if args.lab is not None else list(SPECS)
+        names = selected_labs(args)
     except ValueError as e:
         return refuse(str(e))
-    if args.out.exists() and not args.out.is_dir():
-        return refuse(f"--out: {args.out} is a file, not a folder")
-    for path in write_data(names, args.out):
+    try:
+        written = write_data(names, args.out)
+    except ImportError as e:
+        return refuse(f"--lab: {e.name} is needed for {', '.join(names)} (the data_parallel lab: the torch extra)")
+    except OSError as e:
+        return refuse(f"--out: cannot write into {args.out} ({e.strerror or e})")
+    for path in written:
         print(f"wrote {path}")
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import lab_names, refuse
+from . import refuse, selected_labs
 
 
 def add_arguments(parser) -> None:
@@ -23,14 +23,11 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from .._course import write_course
-    from .._references import SPECS
 
     try:
-        names = lab_names(args.lab) if args.lab is not None else list(SPECS)
+        names = selected_labs(args)
     except ValueError as e:
         return refuse(str(e))
-    if args.out.exists() and not args.out.is_dir():
-        return refuse(f"--out: {args.out} is a file, not a folder")
     existing = [args.out / "source" / n / f"{n}.ipynb" for n in names]
     existing = [p for p in existing if p.exists()]
     if existing and not args.overwrite:
