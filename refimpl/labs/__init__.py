@@ -96,7 +96,7 @@ class Lab:
     def expected(self, exercise: str, case: str = "visible") -> dict:
         e = self.spec.exercise(exercise)
         prefix = f"{case}/{e.function}/"
-        return {k[len(prefix):]: a for k, a in self._arrays.items() if k.startswith(prefix)}
+        return {k[len(prefix):]: a.copy() for k, a in self._arrays.items() if k.startswith(prefix)}
 
     def check(self, exercise: str, run, namespace: dict, *, case: str = "visible", quiet: bool = False) -> None:
         """Run the exercise on ``case``, print the comparison once, raise an AssertionError if it failed.
