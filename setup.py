@@ -19,8 +19,12 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["refimpl", "refimpl.*", "data_synth", "data_synth.*"]),
-    package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json"]},
+    # the tutorials travel with the package (``refimpl tutorials --out DIR`` copies them out)
+    packages=find_packages(include=["refimpl", "refimpl.*", "data_synth", "data_synth.*"]) + ["refimpl._tutorials"],
+    package_dir={"refimpl._tutorials": "tutorials"},
+    package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json", "labs/data/*.npz", "labs/data/*.json",
+                              "labs/sources/*.py"],
+                  "refimpl._tutorials": ["*.ipynb"]},
     install_requires=["numpy>=2.1", "scipy>=1.11", "matplotlib>=3.8", "tqdm>=4.60"],
     extras_require={
         "gpu": ["cupy-cuda12x>=14"],
@@ -34,6 +38,7 @@ setup(
         # the site: python -m sphinx -W --keep-going -b html docs docs/_build/html (MathJax bundled, no CDN)
         "docs": ["sphinx>=8.1", "numpydoc>=1.8", "myst-nb>=1.2", "pydata-sphinx-theme>=0.16",
                  "sphinx-mathjax-offline>=0.0.2"],
+        "lab": ["nbgrader>=0.9.6", "jupytext>=1.16", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["refimpl=refimpl.cli:main"]},
     classifiers=[

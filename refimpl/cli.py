@@ -13,6 +13,8 @@ by the commands that need them.
     refimpl bench gpu             both, on CuPy vs PyTorch CUDA
     refimpl data gallery          PNG gallery of the synthetic data sets
     refimpl gold list|make|export|verify   gold data: list the cases, regenerate, export inputs, verify
+    refimpl lab list|source|data  graded course labs as nbgrader assignments
+    refimpl tutorials --out DIR   copy the tutorials into a folder
 """
 from __future__ import annotations
 
@@ -28,17 +30,19 @@ from . import __version__, backend
 #: top-level command -> (module, one-line help)
 TOP_COMMANDS = {
     "run": ("refimpl.recipes.cli", "train a paper's pipeline (conpro, wsp, adacon, augscale, all)"),
+    "tutorials": ("refimpl.labs.commands.tutorials", "copy the tutorials (notebooks and sources) into a folder"),
 }
 
 DESCRIPTION = ("Reference NumPy implementation of the ConPro, WSP and AdaCon losses with hand-written "
                "backward passes: train each paper's pipeline and check its claims (run), verify another "
                "implementation against gold data (gold), time it against PyTorch (bench), draw the "
-               "synthetic data (data).")
+               "synthetic data (data), hand out graded course labs (lab) and the tutorials (tutorials).")
 
 #: group -> one-line help
 GROUP_HELP = {"bench": "time refimpl against PyTorch (tinynet, losses, gpu)",
               "data": "the synthetic data sets (gallery)",
-              "gold": "gold data: make, export inputs, verify results"}
+              "gold": "gold data: list the cases, make, export inputs, verify results",
+              "lab": "graded course labs as nbgrader assignments (list, source, data)"}
 
 #: group -> {name: (module, one-line help)}
 COMMANDS = {
@@ -55,6 +59,11 @@ COMMANDS = {
         "make": ("refimpl.gold.commands.make", "regenerate the gold data bit for bit from its seed"),
         "export": ("refimpl.gold.commands.export", "write the inputs of gold cases for another framework"),
         "verify": ("refimpl.gold.commands.verify", "compare saved results with the gold data"),
+    },
+    "lab": {
+        "list": ("refimpl.labs.commands.listing", "the graded course labs, their exercises and points"),
+        "source": ("refimpl.labs.commands.source", "write the labs as nbgrader source notebooks into a course"),
+        "data": ("refimpl.labs.commands.data", "recompute the labs' stored references (maintainers)"),
     },
 }
 
