@@ -5,6 +5,7 @@ from the ``sphinx-mathjax-offline`` package (no CDN), the notebooks are
 rendered from their stored outputs (nothing is executed), and there is no
 intersphinx (its inventories would be fetched from the network at build time).
 """
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ DOCS = Path(__file__).resolve().parent
 sys.path[:0] = [str(DOCS.parent), str(DOCS / "_ext")]  # this checkout's refimpl, then the local extensions
 
 import refimpl  # noqa: E402
+import scipy.stats  # noqa: E402,F401  (before any mock, see autodoc_mock_imports)
 
 
 def copy_notebooks(source=DOCS.parent / "tutorials", target=DOCS / "tutorials"):
@@ -67,7 +69,10 @@ autosummary_generate = True
 autosummary_ignore_module_all = True  # a page for every public module, __all__ or not
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # the numpydoc Parameters sections say the types
-autodoc_mock_imports = ["cupy", "torch"]  # the site builds with the docs extra alone
+# The site builds with the docs extra alone: mock what is not installed, and only that. A mocked
+# torch in sys.modules makes SciPy's array-API layer call issubclass() on the mock when a module
+# first imports scipy.stats, so a module's import then fails depending on the order of imports.
+autodoc_mock_imports = [name for name in ("cupy", "torch") if importlib.util.find_spec(name) is None]
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
