@@ -187,6 +187,11 @@ def test_bad_arguments_are_named():
         pass
     with pytest.raises(TypeError, match="cannot split a batch across PerBatch"):
         parallel.DataParallel(model.Sequential([("odd", PerBatch())]), 2)
+    with parallel.DataParallel(_net(batchnorm=True), 2) as pool:  # as batchnorm2d.forward, in training too
+        bn_params, bn_state, _ = _inputs(pool.net, 4, 4, seed=9)
+        with pytest.raises(ValueError, match="running_var must be >= 0"):
+            pool.forward(bn_params, x, train=True, state=dict(bn_state, **{"encoder.bn1.running_var": -bn_state[
+                "encoder.bn1.running_var"]}))
     with parallel.DataParallel(net, 3) as pool:
         with pytest.raises(ValueError, match="at least workers = 3 samples"):
             pool.forward(params, x[:2], train=True)

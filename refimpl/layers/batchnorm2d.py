@@ -90,8 +90,6 @@ def forward(x, gamma, beta, running_mean, running_var, *, train: bool, momentum:
     momentum, eps = check_arguments(x, gamma, beta, running_mean, running_var, train=train, momentum=momentum,
                                     eps=eps)
     xp = backend.namespace(x, gamma, beta, running_mean, running_var)
-    if bool(xp.any(running_var < 0)):  # in training too, where it is only updated: a variance, never < 0
-        raise ValueError("running_var must be >= 0 (a variance)")
     m = x.shape[0] * x.shape[2] * x.shape[3]
     if train:
         if m < 2:
@@ -124,7 +122,10 @@ def check_arguments(x, gamma, beta, running_mean, running_var, *, train, momentu
     momentum = _validate.check_nonnegative("momentum", momentum)
     if momentum > 1:
         raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-    return momentum, _validate.check_positive("eps", eps)
+    eps = _validate.check_positive("eps", eps)
+    if bool(backend.namespace(running_var).any(running_var < 0)):  # in training too, where it is only updated
+        raise ValueError("running_var must be >= 0 (a variance)")
+    return momentum, eps
 
 
 def normalise(centred, inv_std, gamma, beta):
