@@ -40,10 +40,11 @@ def _blas_from_threadpoolctl() -> list | None:
     except ImportError:
         return None
     # No file paths: a fingerprint is written into files that travel between machines.
-    return [{"library": i.get("internal_api"), "version": i.get("version"),
-             "kernel": i.get("architecture"), "threads": i.get("num_threads"),
-             "threading_layer": i.get("threading_layer")}
-            for i in threadpool_info() if i.get("user_api") == "blas"]
+    found = [{"library": i.get("internal_api"), "version": i.get("version"),
+              "kernel": i.get("architecture"), "threads": i.get("num_threads"),
+              "threading_layer": i.get("threading_layer")}
+             for i in threadpool_info() if i.get("user_api") == "blas"]
+    return sorted(found, key=lambda b: (str(b["library"]), str(b["version"])))  # not in load order
 
 
 def _blas_from_numpy() -> list:
@@ -64,6 +65,7 @@ def fingerprint() -> dict:
     ``GOTO_*``, ``BLIS_*`` variable that is set).
     """
     import scipy
+    import scipy.linalg  # noqa: F401  loads SciPy's own BLAS: the same libraries listed whatever ran before
 
     config = np.show_config(mode="dicts")
     blas = _blas_from_threadpoolctl()
