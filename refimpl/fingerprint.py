@@ -67,6 +67,7 @@ def fingerprint() -> dict:
     ``GOTO_*``, ``BLIS_*`` variable that is set).
     """
     import scipy
+    import scipy.linalg  # noqa: F401  loads SciPy's own BLAS: the same libraries listed whatever ran before
 
     config = np.show_config(mode="dicts")
     blas = _blas_from_threadpoolctl()
