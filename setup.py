@@ -20,7 +20,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["refimpl", "refimpl.*", "data_synth", "data_synth.*"]),
-    package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json"]},
+    package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json", "recipes/claims.json"]},
     install_requires=["numpy>=2.1", "scipy>=1.11", "matplotlib>=3.8", "tqdm>=4.60"],
     extras_require={
         "gpu": ["cupy-cuda12x>=14"],

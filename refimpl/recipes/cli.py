@@ -3,7 +3,7 @@
     refimpl run conpro                 default run (each recipe < 3 min on 2 CPU cores)
     refimpl run conpro --fast          smoke run (< 30 s): same pipeline, fewer steps
     refimpl run all --seed 1 --out runs-seed1
-    refimpl run claims --seeds 0 1 2   every recipe's claims over seeds -> docs/claims.md
+    refimpl run claims                 every recipe's claims over seeds 0-4 -> docs/claims.md
 
 Outputs go to ``--out`` (default ``runs/<recipe>``; with ``all``, one
 sub-folder per recipe): ``metrics.json``, ``config.json``, PNG figures and
@@ -33,8 +33,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None,
                         help="output folder (default runs/<recipe>; with all: DIR/<recipe>); "
                              "with claims: the Markdown file (default docs/claims.md)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="seeds for claims (default 0 1 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(claims.DEFAULT_SEEDS),
+                        help="seeds for claims (default 0 1 2 3 4)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -54,7 +54,7 @@ def run_one(name: str, args) -> dict:
     watch = _common.Stopwatch()
     result = module(name).run(seed=args.seed, fast=args.fast, backend=args.backend, dtype=args.dtype,
                               out_dir=out_dir, progress=not args.quiet)
-    print(_common.results_table(result["methods"]))
+    print(_common.results_table(result["methods"], legend=getattr(module(name), "METRICS", None)))
     print()
     print(_common.claims_text(result["claims"]))
     files = sorted(os.listdir(out_dir))
