@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from refimpl.fingerprint import describe, fingerprint
 from refimpl.recipes import _common, claims
 
 
@@ -86,16 +87,20 @@ def test_tables_markdown_and_verdict_file(tmp_path):
     assert row["n"] == 5 and row["verdict"] == "holds" and row["seeds"] == [0, 1, 2, 3, 4]
     assert row["effects"] == pytest.approx([0.02, 0.03, 0.01, 0.04, 0.02])
     md, js = tmp_path / "c.md", tmp_path / "c.json"
+    fp = fingerprint()
     claims.write(results, str(md), str(js), fast=True, command="refimpl run claims --seeds 0 1 2 3 4 --fast",
-                 fp={"numpy": "x"}, describe=lambda fp: "FINGERPRINT")
+                 fp=fp, describe=describe)
     text = md.read_text()
-    assert "FINGERPRINT" in text and "| WSP beats SupCon | 5 | +0.024 |" in text and "**holds**" in text
+    assert describe(fp) in text and "| WSP beats SupCon | 5 | +0.024 |" in text and "**holds**" in text
     doc = json.loads(js.read_text())
-    assert doc["fingerprint"] == {"numpy": "x"} and doc["claims"]["wsp"][0]["verdict"] == "holds"
+    assert doc["fingerprint"] == json.loads(json.dumps(fp)) and doc["claims"]["wsp"][0]["verdict"] == "holds"
     found = claims.multi_seed("WSP beats SupCon", str(js))
     assert found["verdict"] == "holds" and found["n"] == 5 and found["fast"] is True
     assert claims.multi_seed("no such claim", str(js)) is None
     assert claims.multi_seed("WSP beats SupCon", str(tmp_path / "missing.json")) is None
+    again = tmp_path / "again.md"                                      # the table again from the file alone
+    claims.rewrite(str(js), str(again))
+    assert again.read_text() == text
 
 
 def test_ablation_pairs_runs_by_seed():

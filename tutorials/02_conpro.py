@@ -278,4 +278,7 @@ for method in ("SupCon-2", "ConPro (n=1)", "ConPro (n=20)"):
     values = result["methods"][method]
     print(f"{method:<15} spearman {values['spearman']:.3f}   maee {values['maee']:.3f}   "
           f"macro_f1 {values['macro_f1']:.3f}")
+for claim in result["claims"]:  # the verdict over seeds (docs/claims.md), then this run's own effect
+    over_seeds = claim["multi_seed"]["verdict"] if claim["multi_seed"] else "not tabled"
+    print(f"{over_seeds:<12} this run {claim['effect']:+.3f}  {claim['claim']}")
 display(Image(filename=str(out / "representations.png")))

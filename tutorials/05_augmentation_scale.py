@@ -93,8 +93,9 @@ out = Path(tempfile.mkdtemp()) / "augscale"
 result = augscale.run(seed=0, fast=QUICK, out_dir=out, progress=False)
 for method, values in result["methods"].items():
     print(f"{method:<12}" + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
-for claim in result["claims"]:
-    print(("holds " if claim["holds"] else "FAILS ") + claim["claim"])
+for claim in result["claims"]:  # the verdict over seeds (docs/claims.md), then this run's own effect
+    over_seeds = claim["multi_seed"]["verdict"] if claim["multi_seed"] else "not tabled"
+    print(f"{over_seeds:<12} this run {claim['effect']:+.3f}  {claim['claim']}")
 
 # %%
 display(Image(filename=str(out / "pair_distances.png")))

@@ -661,7 +661,7 @@ def level_colours(n: int):
     from matplotlib import colormaps
 
     cm = colormaps["plasma"]
-    return [cm(0.88 * k / max(n - 1, 1)) for k in range(n)]
+    return [cm(0.82 * k / max(n - 1, 1)) for k in range(n)]
 
 
 def similarity_by_label_distance(emb, labels, *, bins=None):

@@ -449,4 +449,4 @@ def _figures(out_dir, methods, evals, y_test, runs):
                   title="Encoder representations of the test set, PCA of unit vectors, coloured by target")
     C.curves_figure({name: r.losses for name, r in runs.items()}, os.path.join(out_dir, "training.png"),
                     loss_of={n: "L1" if n == "L1 only" else "L1 + gamma L_con" for n in runs},
-                    title="Training loss (L1 + gamma L_con; the contrastive terms differ, so do the scales)")
+                    title="Training loss: L1 only on its own scale, the four L1 + gamma L_con runs on one shared scale")

@@ -285,7 +285,8 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
 
 def _figures(out_dir, s, images, severity, parts, presets, methods, feats, pairs, runs):
     test = parts[1]
-    pair_distance_figure({f"{n} (its views' raw pixels: {methods[n]['pixel_separation']:.3f})": pairs[n]
+    pixels = {n: methods[n]["pixel_separation"] for n in pairs}
+    pair_distance_figure({f"{n} (the same score on its views' raw pixels: {pixels[n]:.3f})": pairs[n]
                           for n in pairs},
                          os.path.join(out_dir, "pair_distances.png"),
                          title="Teacher-feature distances of positive vs negative pairs\n"

@@ -234,11 +234,13 @@ def markdown(results: dict, *, fast=False, command="refimpl run claims", fingerp
              "Do not edit by hand: change the recipe and run the command again.", "",
              f"Numeric fingerprint of the machine that wrote it: {fingerprint_text}", "",
              "**How to read it.** For each seed, a claim's *effect* is the margin in the claim's direction "
-             "(positive when the seed agrees with the paper), computed between methods that saw the same "
-             "data, split and initial weights (a paired difference). Over the seeds: the mean effect and "
-             f"its {METHOD}. A single `refimpl run` prints its own seed's effect beside the verdict read "
-             "from this table; its sign varies with the seed and with the machine (BLAS kernel), which is "
-             "why a verdict needs several seeds.", ""]
+             "(positive when that seed agrees with the paper), a difference between methods that saw the same "
+             "data, split and initial weights. Over the n seeds: the mean effect and its 95% Student-t "
+             "interval (mean +- t(0.975, n - 1) sd / sqrt(n)). Verdict: **holds** when the interval is above "
+             "0, **fails** when it is below 0, **inconclusive** when it contains 0 (the seeds do not settle "
+             "the sign). A single `refimpl run` prints its own seed's effect beside the verdict read from "
+             "this table: one seed's sign varies with the seed and with the machine (the BLAS kernel "
+             "changes the last bits, then the path training takes).", ""]
     for name, rows in summary.items():
         res = results[name]
         mod = module(name)
@@ -260,8 +262,8 @@ def markdown(results: dict, *, fast=False, command="refimpl run claims", fingerp
             if row["verdict"] != "holds" or row["claim"] in {a.claim for a in ABLATIONS}:
                 why.append(f"- **{row['claim']}** ({row['verdict']}): "
                            + notes.get(row["claim"], "no explanation recorded in the recipe's CLAIM_NOTES."))
-        lines += ["", "Evidence, first seed: " + "; ".join(f"*{r['claim']}*: {r['evidence']}" for r in rows)
-                  if rows else ""]
+        lines += ["", f"The metrics behind each effect, first seed ({rows[0]['seeds'][0] if rows else ''}):", ""]
+        lines += [f"- *{r['claim']}*: {r['evidence'].split(': ', 1)[1]}" for r in rows]
         if why:
             lines += ["", "Notes on the ablation claims and on each claim that does not hold:", ""] + why
         lines.append("")

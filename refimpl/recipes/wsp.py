@@ -304,7 +304,7 @@ def _figures(out_dir, features, ev, runs, seed):
                            title=f"{name}: {len(shown)} evaluation patients")
     cirrhotic = ev["strong_label"] == 1
     C.similarity_panel(axes[-1], {m: (features[m][cirrhotic], ev["depth"][cirrhotic]) for m in METHODS},
-                       title="Strong-positive slices: similarity vs depth gap", xlabel="|depth difference|")
+                       title="F3-F4 slices: similarity vs depth gap", xlabel="|depth difference|")
     _depth_keys(fig, axes)
     C.save_figure(fig, os.path.join(out_dir, "representations.png"),
                   title="Representations of the evaluation cohort (PCA of unit vectors): blue = F0-F2, "
