@@ -4,7 +4,7 @@ a user's arrays.
 
 The fast runs go through the command line in a subprocess (which limits NumPy's BLAS to one
 thread, as ``refimpl run`` does), once per recipe and session. ``slow`` tests (excluded by
-default, ``python -m pytest -m slow``) run each default recipe for three seeds.
+default, ``python -m pytest -m slow``) run each default recipe on the five seeds of ``refimpl run claims``.
 """
 import json
 import os
