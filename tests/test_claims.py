@@ -121,3 +121,16 @@ def test_claims_command_refuses_a_single_seed(capsys):
         seeds, out, fast, quiet, backend, dtype = [0], None, True, True, "numpy", "float32"
     assert claims.main(Args()) == 2
     assert "at least 2 distinct seeds" in capsys.readouterr().out
+
+
+def test_an_interrupted_regeneration_is_tabled_as_such(tmp_path):
+    """The .runs.json written after every run tables what finished, and says so in the header."""
+    fp = fingerprint()
+    results = _fake_results([0.02, 0.03])
+    saved = tmp_path / "c.runs.json"
+    _common.write_json(saved, {"command": "refimpl run claims --seeds 0 1 2", "fast": False, "fingerprint": fp,
+                               "runs": results})
+    claims.rewrite(str(saved), str(tmp_path / "c.md"), out_json=str(tmp_path / "c.json"))
+    text = (tmp_path / "c.md").read_text()
+    assert "stopped before every seed had run" in text and "(seeds wsp 0, 1)" in text
+    assert json.loads((tmp_path / "c.json").read_text())["claims"]["wsp"][0]["n"] == 2

@@ -160,13 +160,15 @@ ABLATIONS = (
 # ---------------------------------------------------------------- running and tabling
 
 
-def collect(names, seeds, *, fast=False, progress=False, save=None, **options) -> dict:
+def collect(names, seeds, *, fast=False, progress=False, save=None, header=None, **options) -> dict:
     """Run every recipe in ``names`` (and its :data:`ABLATIONS`) on every seed, seed after seed.
 
     Returns ``{recipe: {"runs": [{"seed", "methods", "claims", "seconds"}], "ablations":
-    {claim: [{"seed", "methods", "claims", "seconds"}]}}}``; written to ``save`` (a JSON path)
-    after every run when given, so that an interrupted regeneration keeps every recipe's
-    finished seeds (seed-major order: all recipes have the same seeds up to the last one).
+    {claim: [{"seed", "methods", "claims", "seconds"}]}}}``. With ``save`` (a JSON path) it is
+    written there after every run as ``{**header, "runs": ...}`` (``header``: the command,
+    ``fast`` and the fingerprint), so that an interrupted regeneration keeps every recipe's
+    finished seeds and :func:`rewrite` can table them (seed-major order: all recipes have the
+    same seeds up to the last one).
     """
     out = {name: {"runs": [], "ablations": {a.claim: [] for a in ABLATIONS if a.recipe == name}}
            for name in names}
@@ -175,12 +177,12 @@ def collect(names, seeds, *, fast=False, progress=False, save=None, **options) -
             out[name]["runs"].append(_timed(name, seed, fast, progress, options, {}))
             _report(name, seed, out[name]["runs"][-1])
             if save:
-                _common.write_json(save, out)
+                _common.write_json(save, {**(header or {}), "runs": out})
             for ab in (a for a in ABLATIONS if a.recipe == name):
                 out[name]["ablations"][ab.claim].append(_timed(name, seed, fast, progress, options, ab.overrides))
                 _report(f"{name} without the setting", seed, out[name]["ablations"][ab.claim][-1])
                 if save:
-                    _common.write_json(save, out)
+                    _common.write_json(save, {**(header or {}), "runs": out})
     return out
 
 
@@ -226,12 +228,13 @@ def _fmt(value, spec="+.3f"):
     return "n/a" if value is None else format(value, spec)
 
 
-def markdown(results: dict, *, fast=False, command="refimpl run claims", fingerprint_text="") -> str:
+def markdown(results: dict, *, fast=False, command="refimpl run claims", fingerprint_text="", status="") -> str:
     """The Markdown document for :func:`collect`'s results."""
     summary = tables(results)
     lines = ["# Claims of each paper, checked on the synthetic data", "",
              f"Written by `{command}` ({'fast' if fast else 'default'} configurations). "
-             "Do not edit by hand: change the recipe and run the command again.", "",
+             + (f"**{status}** " if status else "")
+             + "Do not edit by hand: change the recipe and run the command again.", "",
              f"Numeric fingerprint of the machine that wrote it: {fingerprint_text}", "",
              "**How to read it.** For each seed, a claim's *effect* is the margin in the claim's direction "
              "(positive when that seed agrees with the paper), a difference between methods that saw the same "
@@ -309,6 +312,7 @@ def main(args) -> int:
     command = f"refimpl run claims --seeds {' '.join(map(str, seeds))}" + (" --fast" if args.fast else "")
     fp = fingerprint()
     results = collect(names, seeds, fast=args.fast, progress=not args.quiet, save=stem + ".runs.json",
+                      header={"command": command, "fast": bool(args.fast), "fingerprint": fp},
                       backend=args.backend, dtype=args.dtype)
     write(results, path, json_path, fast=args.fast, command=command, fp=fp, describe=describe)
     os.remove(stem + ".runs.json")  # everything it held is in the multi-seed file now
@@ -316,22 +320,31 @@ def main(args) -> int:
     return 0
 
 
-def rewrite(json_path: str, path: str) -> None:
-    """Write the Markdown table at ``path`` again from the multi-seed file ``json_path``: the same
-    numbers and fingerprint, the recipes' current notes."""
+def rewrite(json_path: str, path: str, *, out_json: str | None = None) -> None:
+    """Write the Markdown table at ``path`` and the multi-seed file ``out_json`` (default
+    ``json_path``) again from ``json_path``: a multi-seed file, or the ``.runs.json`` an
+    interrupted regeneration left (its finished runs only; the header says which seeds ran).
+    The same numbers and fingerprint, the recipes' current notes."""
     from ..fingerprint import describe
 
     with open(json_path, encoding="utf-8") as f:
         doc = json.load(f)
-    write(doc["runs"], path, json_path, fast=doc["fast"], command=doc["command"], fp=doc["fingerprint"],
-          describe=describe)
+    status = doc.get("status", "")
+    if "claims" not in doc:  # a .runs.json: say what finished
+        done = {name: sorted({r["seed"] for r in res["runs"]}) for name, res in doc["runs"].items()}
+        status = ("It was stopped before every seed had run; these are the runs that finished (seeds "
+                  + "; ".join(f"{name} {', '.join(map(str, s)) or 'none'}" for name, s in done.items()) + ").")
+    write(doc["runs"], path, out_json or json_path, fast=doc["fast"], command=doc["command"],
+          fp=doc["fingerprint"], describe=describe, status=status)
 
 
-def write(results, path, json_path, *, fast, command, fp, describe) -> None:
-    """Write the Markdown table and the multi-seed file for ``results``."""
+def write(results, path, json_path, *, fast, command, fp, describe, status="") -> None:
+    """Write the Markdown table and the multi-seed file for ``results`` (``status``: a sentence on
+    how the run ended, when it did not finish)."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write(markdown(results, fast=fast, command=command, fingerprint_text=describe(fp)))
-    _common.write_json(json_path, verdict_file(results, fast=fast, command=command, fingerprint=fp))
+        f.write(markdown(results, fast=fast, command=command, fingerprint_text=describe(fp), status=status))
+    _common.write_json(json_path, {**verdict_file(results, fast=fast, command=command, fingerprint=fp),
+                                   "status": status})
 
 
 def installed(name: str) -> bool:
