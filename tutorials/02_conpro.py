@@ -266,8 +266,11 @@ for name, pred in (("off by one", near), ("off by five", far)):
 #
 # `refimpl run conpro` trains the Con step alone (SupCon-2) and Con then PrO
 # (ConPro) on synthetic fundus-like images graded 0–5. After the Con step
-# the abnormal grades lie together, away from normal; the PrO step spreads
-# them out in the order of severity along the distance to the anchor.
+# the abnormal grades lie together, away from normal; the PrO step moves
+# them away from the normality anchor by grade, the lower grades closer to it
+# (the last panel: distance to the anchor per grade). The order is coarse:
+# neighbouring high grades can sit at about the same distance, which is why
+# the Spearman correlation stays below 1.
 
 # %%
 from refimpl.recipes import conpro  # noqa: E402

@@ -248,6 +248,8 @@ def markdown(results: dict, *, fast=False, command="refimpl run claims", fingerp
         res = results[name]
         mod = module(name)
         notes = {**getattr(mod, "CLAIM_NOTES", {}), **{a.claim: a.note for a in ABLATIONS if a.recipe == name}}
+        # claims about a setting of the data are explained whatever their verdict
+        settings = {a.claim for a in ABLATIONS} | set(getattr(mod, "SETTING_CLAIMS", ()))
         seconds = [r["seconds"] for r in res["runs"]]
         lines += [f"## {name}", ""]
         if seconds:
@@ -262,13 +264,14 @@ def markdown(results: dict, *, fast=False, command="refimpl run claims", fingerp
             span = "n/a" if row["low"] is None else f"[{row['low']:+.3f}, {row['high']:+.3f}]"
             lines.append(f"| {row['claim']} | {row['n']} | {_fmt(row['mean'])} | {span} | "
                          f"**{row['verdict']}** | {shown} |")
-            if row["verdict"] != "holds" or row["claim"] in {a.claim for a in ABLATIONS}:
+            if row["verdict"] != "holds" or row["claim"] in settings:
                 why.append(f"- **{row['claim']}** ({row['verdict']}): "
                            + notes.get(row["claim"], "no explanation recorded in the recipe's CLAIM_NOTES."))
         lines += ["", f"The metrics behind each effect, first seed ({rows[0]['seeds'][0] if rows else ''}):", ""]
         lines += [f"- *{r['claim']}*: {r['evidence'].split(': ', 1)[1]}" for r in rows]
         if why:
-            lines += ["", "Notes on the ablation claims and on each claim that does not hold:", ""] + why
+            lines += ["", "Notes on the claims about a setting of the data and on each claim that does not hold:",
+                      ""] + why
         lines.append("")
     return "\n".join(lines)
 
@@ -320,11 +323,12 @@ def main(args) -> int:
     return 0
 
 
-def rewrite(json_path: str, path: str, *, out_json: str | None = None) -> None:
+def rewrite(json_path: str, path: str, *, out_json: str | None = None, note: str = "") -> None:
     """Write the Markdown table at ``path`` and the multi-seed file ``out_json`` (default
     ``json_path``) again from ``json_path``: a multi-seed file, or the ``.runs.json`` an
     interrupted regeneration left (its finished runs only; the header says which seeds ran).
-    The same numbers and fingerprint, the recipes' current notes."""
+    The same numbers and fingerprint, the recipes' current notes; ``note`` is added to the header
+    (how the runs were made, the machine's load)."""
     from ..fingerprint import describe
 
     with open(json_path, encoding="utf-8") as f:
@@ -335,7 +339,7 @@ def rewrite(json_path: str, path: str, *, out_json: str | None = None) -> None:
         status = ("It was stopped before every seed had run; these are the runs that finished (seeds "
                   + "; ".join(f"{name} {', '.join(map(str, s)) or 'none'}" for name, s in done.items()) + ").")
     write(doc["runs"], path, out_json or json_path, fast=doc["fast"], command=doc["command"],
-          fp=doc["fingerprint"], describe=describe, status=status)
+          fp=doc["fingerprint"], describe=describe, status=" ".join(t for t in (status, note) if t))
 
 
 def write(results, path, json_path, *, fast, command, fp, describe, status="") -> None:
