@@ -55,7 +55,8 @@ def test_fast_run_writes_valid_metrics_and_config(fast_run):
         assert isinstance(c["holds"], bool) and c["evidence"]
         assert c["holds"] == (c["effect"] > 0)                       # holds is the sign of the effect
         ms = c["multi_seed"]                                         # the verdict over seeds, or None
-        label = "none recorded" if ms is None else ms["verdict"]
+        label = ("none recorded" if ms is None else ms["verdict"] if ms["mean"] is not None
+                 else f"n/a, {ms['n']} seed(s) in docs/claims.md")
         assert f"[multi-seed verdict: {label}] {c['claim']}" in printed
         assert f"this seed: effect {c['effect']:+.4f}" in printed    # never a one-seed sign as a verdict
         assert "[holds]" not in printed and "[fails]" not in printed

@@ -211,7 +211,13 @@ for name, kw in (("labels only", dict(labels=two_views[0])),
 # `refimpl run wsp` pretrains TinyNet on synthetic liver volumes with WSP and
 # its baselines, then probes the *strong* (histological) label with a logistic
 # regression, five folds grouped by patient, and measures how well depth can
-# be read back within a class (`depth_r2`).
+# be read back within a class (`depth_r2`). As in the paper, the two cohorts
+# come from different centres: the pretraining cohort is imaged like D_radio,
+# the evaluation cohort like another hospital's D_histo (coarser pixels,
+# another liver enhancement, lower contrast, more noise:
+# `data_synth.volumes.CENTRES`, whose docstring argues each value from the
+# paper). `auc_same_centre` is the probe's AUC on the same evaluation patients
+# imaged by the pretraining centre, the centre-shift ablation.
 
 # %%
 from refimpl.recipes import wsp  # noqa: E402

@@ -476,8 +476,10 @@ def claims_text(claims: list) -> str:
     for c in claims:
         ms = c.get("multi_seed")
         effect = "n/a" if c["effect"] is None else f"{c['effect']:+.4f}"
-        if ms is None or ms["mean"] is None:
+        if ms is None:
             lines.append(f"[multi-seed verdict: none recorded] {c['claim']}")
+        elif ms["mean"] is None:
+            lines.append(f"[multi-seed verdict: n/a, {ms['n']} seed(s) in docs/claims.md] {c['claim']}")
         else:
             config = ", fast configuration" if ms.get("fast") else ""
             lines += [f"[multi-seed verdict: {ms['verdict']}] {c['claim']}",

@@ -252,6 +252,9 @@ def markdown(results: dict, *, fast=False, command="refimpl run claims", fingerp
         settings = {a.claim for a in ABLATIONS} | set(getattr(mod, "SETTING_CLAIMS", ()))
         seconds = [r["seconds"] for r in res["runs"]]
         lines += [f"## {name}", ""]
+        if not rows:
+            lines += ["Not run in this regeneration (see the header).", ""]
+            continue
         if seconds:
             lines += [f"Wall time per run: median {statistics.median(seconds):.0f} s (max {max(seconds):.0f} s, "
                       f"{len(seconds)} runs) on the machine that wrote this file.", ""]
