@@ -285,3 +285,14 @@ for claim in result["claims"]:  # the verdict over seeds (docs/claims.md), then 
     over_seeds = claim["multi_seed"]["verdict"] if claim["multi_seed"] else "not tabled"
     print(f"{over_seeds:<12} this run {claim['effect']:+.3f}  {claim['claim']}")
 display(Image(filename=str(out / "representations.png")))
+
+# %% [markdown]
+# The first column printed above is each claim's verdict over five seeds in
+# `docs/claims.md`, the second this run's effect, which moves with the seed
+# and the machine. The ordering along the anchor and the lower MAEE than the
+# Con step alone **hold**. The macro-F1 claim **fails**: SupCon-n, trained on
+# the six recorded grades themselves, beats ConPro's macro-F1 on every seed
+# (mean margin -0.105), while ConPro only orders the distances to the normal
+# class, in which neighbouring grades stay close. More reference vectors
+# (n = 20 against n = 1) is **inconclusive**: the paper's own difference is
+# inside its spread over runs.
