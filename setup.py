@@ -23,7 +23,7 @@ setup(
     packages=find_packages(include=["refimpl", "refimpl.*", "data_synth", "data_synth.*"]) + ["refimpl._tutorials"],
     package_dir={"refimpl._tutorials": "tutorials"},
     package_data={"refimpl": ["gold/data/*.npz", "gold/data/*.json", "labs/data/*.npz", "labs/data/*.json",
-                              "labs/sources/*.py"],
+                              "labs/sources/*.py", "recipes/claims.json"],
                   "refimpl._tutorials": ["*.ipynb"]},
     install_requires=["numpy>=2.1", "scipy>=1.11", "matplotlib>=3.8", "tqdm>=4.60"],
     extras_require={

@@ -11,6 +11,7 @@ against histology, which is the kind of weak-label noise drawn here.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -20,6 +21,35 @@ from ._sampling import jittered_level
 
 #: Radiological stage proportions of D_radio in WSP (none, mild, moderate, severe).
 WSP_STAGE_COUNTS = (1880, 385, 415, 119)
+
+#: Acquisition of two centres, the keywords of :func:`volumes` that describe a scanner and protocol.
+#:
+#: WSP pretrains on D_radio and probes D_histo^1 and D_histo^2, separate cohorts "collected from various
+#: medical centers" (D_histo^2 is the public TCGA-LIHC, itself multi-centre), and names SupCon's failure
+#: to generalise from one to the other (Sec. 3, Fig. 2). The paper gives D_radio's sampling (pixels
+#: 0.79 +- 0.10 mm, portal-venous phase, intensities clipped to [-100, 400] HU) and nothing of D_histo's,
+#: so the D_histo-like centre differs from the D_radio-like one by about one within-centre spread or
+#: one common protocol difference in each acquisition property, all in the same run:
+#:
+#: - resolution: pixels one standard deviation of D_radio's spacing coarser, 0.89 / 0.79 = 1.13 times
+#:   (``pixel_spacing``; the anatomy covers 13% fewer pixels), with the wider point spread of the
+#:   coarser sampling: a pixel's box of width 1.13 instead of 1 as a Gaussian, sigma
+#:   sqrt(1.13^2 - 1) / sqrt(12) = 0.15 pixel (``blur``);
+#: - intensity: the liver's portal-venous enhancement shifted by one standard deviation of the
+#:   patients' spread within a centre (0.03 of the window, 15 HU: contrast-agent dose and timing
+#:   differ between protocols; ``enhancement_shift``);
+#: - contrast: the window's contents scaled by 0.9 about its middle (``contrast``; tube voltage
+#:   and reconstruction change the HU contrast between tissues by about a tenth);
+#: - noise: 1.5 times the pixel noise, 0.045 of the window instead of 0.03 (22 instead of 15 HU;
+#:   noise grows as 1 / sqrt(dose), and 1.5 is a protocol at less than half the dose).
+#:
+#: The disease cue is the same in both (the contour's nodularity, which the paper names): the centres
+#: differ in how they image a liver, not in what cirrhosis looks like. Chosen from the text above
+#: before any recipe was run with them, not tuned on a result.
+CENTRES = {
+    "radio": {"noise": 0.03, "pixel_spacing": 1.0, "blur": 0.0, "enhancement_shift": 0.0, "contrast": 1.0},
+    "histo": {"noise": 0.045, "pixel_spacing": 1.13, "blur": 0.15, "enhancement_shift": 0.03, "contrast": 0.9},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +76,8 @@ class VolumeData:
 
 def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_weights=None,
             label_noise=0.2, strong_fraction=0.05, strong_threshold=None, noise=0.03,
-            global_signs=1.0, size_variation=0.1) -> VolumeData:
+            global_signs=1.0, size_variation=0.1, pixel_spacing=1.0, blur=0.0, enhancement_shift=0.0,
+            contrast=1.0) -> VolumeData:
     r"""Liver CT-like volumes sliced into 2D images, with depth and weak/strong labels.
 
     Patient :math:`p` has a true stage :math:`s_p` and a latent
@@ -74,6 +105,15 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     authors name: cirrhosis diagnosis "is notably based on the contours
     irregularity"). Around it: body
     outline with subcutaneous fat, spine, aorta, kidneys in the lower slices.
+
+    Acquisition (the centre that imaged the cohort, :data:`CENTRES`): the
+    anatomy is sampled with pixels ``pixel_spacing`` times the reference
+    size, the liver enhanced ``enhancement_shift`` above its patient's draw,
+    the canvas scaled by ``contrast`` about 0.5, blurred by a Gaussian of
+    ``blur`` pixels, then ``noise`` added. These take no random draws, so
+    one seed gives the same patients (stages, labels, anatomy, slice counts)
+    under any acquisition: ``volumes(..., **CENTRES["histo"])`` is the
+    cohort of ``volumes(..., **CENTRES["radio"])`` imaged by another centre.
 
     Labels: ``weak_label`` is the true stage moved to a neighbouring stage
     with probability ``label_noise`` (radiologists confuse adjacent stages);
@@ -116,6 +156,15 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
         drawn by default; 0: only the contour changes with stage).
     size_variation : float in [0, 0.5]
         Half-width of the patients' relative liver size range.
+    pixel_spacing : float > 0
+        Pixel size relative to the reference acquisition (> 1: coarser, the
+        anatomy covers fewer pixels).
+    blur : float >= 0
+        Standard deviation, in pixels, of the Gaussian point spread.
+    enhancement_shift : float
+        Added to the liver's mean intensity (portal-venous enhancement).
+    contrast : float > 0
+        Gain of the canvas about the window's middle, 0.5.
 
     Returns
     -------
@@ -128,6 +177,9 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     ((15, 1, 32, 32), [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2])
     >>> v.depth[v.patient == 0].tolist()
     [0.0, 0.2, 0.4, 0.6, 0.8]
+    >>> w = volumes(3, slices=(4, 6), size=32, seed=0, **CENTRES["histo"])
+    >>> bool(np.all(w.stage == v.stage)), bool(np.all(w.images == v.images))
+    (True, False)
     """
     n_patients = check_int("n_patients", n_patients, minimum=1)
     if not isinstance(slices, (tuple, list)) or len(slices) != 2:
@@ -149,6 +201,15 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     noise = check_range("noise", noise, high=np.inf)
     global_signs = check_range("global_signs", global_signs, high=np.inf)
     size_variation = check_range("size_variation", size_variation, high=0.5)
+    pixel_spacing, contrast = (check_range(name, value, high=np.inf)
+                               for name, value in (("pixel_spacing", pixel_spacing), ("contrast", contrast)))
+    if pixel_spacing == 0 or contrast == 0:
+        raise ValueError(f"pixel_spacing and contrast must be > 0, got {pixel_spacing} and {contrast}")
+    blur = check_range("blur", blur, high=np.inf)
+    if (isinstance(enhancement_shift, bool) or not isinstance(enhancement_shift, numbers.Real)
+            or not abs(enhancement_shift) <= 1):
+        raise ValueError(f"enhancement_shift must be a number in [-1, 1], got {enhancement_shift!r}")
+    acquisition = (pixel_spacing, blur, float(enhancement_shift), contrast)
 
     rng = np.random.default_rng(check_seed(seed))
     stage = rng.choice(stages, size=n_patients, p=weights)
@@ -163,7 +224,7 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     first = np.cumsum(counts) - counts
     depth = (np.arange(len(patient)) - first[patient]) / counts[patient]
     images = _draw(rng, patient, depth, global_signs * stage[patient] / (stages - 1), irregularity[patient],
-                   size, noise, size_variation)
+                   size, noise, size_variation, acquisition)
     return VolumeData(images=images, patient=patient, depth=depth, weak_label=weak[patient],
                       strong_label=strong[patient], stage=stage[patient], irregularity=irregularity[patient])
 
@@ -175,9 +236,12 @@ def _noisy_neighbour(rng, label, classes, rate):
     return np.where(rng.random(label.shape) < rate, label + step, label)
 
 
-def _draw(rng, patient, depth, severity, irregularity, size, noise, size_variation):
+def _draw(rng, patient, depth, severity, irregularity, size, noise, size_variation, acquisition):
+    spacing, blur, shift, gain = acquisition
     m, n_patients = len(patient), patient.max() + 1
     yy, xx = R.grid(size)
+    if spacing != 1.0:  # coarser pixels: each covers more of the body
+        yy, xx = yy * R.F32(spacing), xx * R.F32(spacing)
     d = R.col(depth)
     # Liver: on the image left (patient's right), largest mid-volume, shrinking with stage.
     scale = rng.uniform(1 - size_variation, 1 + size_variation, n_patients)[patient] * (1 - 0.15 * severity)
@@ -207,9 +271,15 @@ def _draw(rng, patient, depth, severity, irregularity, size, noise, size_variati
     lower = R.soft_step(d - 0.55, R.F32(0.05))                     # kidneys appear below mid-volume
     kidneys = lower * (R.soft_step(0.12 - R.radius((yy - 0.28) / 1.4, xx + 0.42), R.F32(0.01))
                        + R.soft_step(0.12 - R.radius((yy - 0.28) / 1.4, xx - 0.42), R.F32(0.01)))
-    enhancement = R.col(rng.normal(0.47, 0.03, n_patients)[patient])
+    enhancement = R.col(rng.normal(0.47, 0.03, n_patients)[patient] + shift)
     # HU window [-100, 400] -> [0, 1]: fat ~0.05, muscle ~0.3, liver ~0.44, vessels ~0.6, bone ~0.9.
     background = 0.05 * body + 0.25 * muscle + 0.3 * aorta + 0.6 * spine + 0.25 * kidneys
     canvas = (1 - liver) * background + liver * (enhancement + hetero)
+    if gain != 1.0:
+        canvas = R.F32(0.5) + R.F32(gain) * (canvas - R.F32(0.5))
+    if blur > 0:
+        from scipy.ndimage import gaussian_filter
+
+        canvas = gaussian_filter(canvas, sigma=(0, blur, blur), mode="nearest")
     canvas += noise * rng.standard_normal((m, size, size), dtype=R.F32)
     return R.to_images(canvas)

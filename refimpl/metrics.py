@@ -217,20 +217,21 @@ def pair_distance_figure(groups, path, *, bins=40, title="Pair distances"):
 
     if not groups:
         raise ValueError("groups must hold at least one (positive, negative) pair of arrays")
-    fig = Figure(figsize=(4.5, 2.6 * len(groups)))
+    fig = Figure(figsize=(4.8, 2.6 * len(groups)))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(groups), 1, squeeze=False)[:, 0]
-    for ax, (name, (positive, negative)) in zip(axes, groups.items()):
-        score = separation_score(positive, negative)
-        pos, neg = backend.to_numpy(positive), backend.to_numpy(negative)
-        lo, hi = min(pos.min(), neg.min()), max(pos.max(), neg.max())
-        edges = [lo + (hi - lo) * k / bins for k in range(bins + 1)] if hi > lo else bins
+    axes = fig.subplots(len(groups), 1, squeeze=False, sharex=True)[:, 0]
+    data = {name: (backend.to_numpy(p), backend.to_numpy(n)) for name, (p, n) in groups.items()}
+    lo = min(min(p.min(), n.min()) for p, n in data.values())  # one axis: panels comparable
+    hi = max(max(p.max(), n.max()) for p, n in data.values())
+    edges = [lo + (hi - lo) * k / bins for k in range(bins + 1)] if hi > lo else bins
+    for ax, (name, (pos, neg)) in zip(axes, data.items()):
+        score = separation_score(pos, neg)
         ax.hist(pos, bins=edges, density=True, alpha=0.6, label="positive pairs")
         ax.hist(neg, bins=edges, density=True, alpha=0.6, label="negative pairs")
-        ax.set_title(f"{name}: separation AUROC {score:.3f}", fontsize=9)
+        ax.set_title(f"{name}\nseparation AUROC {score:.3f}", fontsize=8)
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
-    axes[-1].set_xlabel("distance")
+    axes[-1].set_xlabel("distance (shared axis)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

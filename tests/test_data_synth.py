@@ -92,6 +92,11 @@ def test_inputs_are_plain_keywords_and_sizes_follow():
     (lambda: volumes(2, noise=True), TypeError, "noise"),
     (lambda: volumes(2, global_signs=-0.5), ValueError, "global_signs"),
     (lambda: volumes(2, size_variation=0.6), ValueError, "size_variation"),
+    (lambda: volumes(2, pixel_spacing=0), ValueError, "pixel_spacing and contrast must be > 0"),
+    (lambda: volumes(2, contrast=-1), ValueError, "contrast"),
+    (lambda: volumes(2, blur=-0.1), ValueError, "blur"),
+    (lambda: volumes(2, enhancement_shift=2), ValueError, "enhancement_shift"),
+    (lambda: volumes(2, enhancement_shift=True), ValueError, "enhancement_shift"),
 ])
 def test_bad_arguments_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):

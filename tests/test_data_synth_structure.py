@@ -13,6 +13,7 @@ from scipy.ndimage import uniform_filter
 from scipy.stats import skew, spearmanr
 
 from data_synth import continuous_target, ordinal_severity, volumes
+from data_synth.volumes import CENTRES
 
 seeds = st.integers(0, 2**32 - 1)
 sizes = st.sampled_from([32, 48, 64])
@@ -222,3 +223,33 @@ def test_volume_global_signs_zero_leaves_only_the_contour(seed):
     default, explicit = (volumes(2, slices=(3, 3), size=16, seed=seed, **kw).images
                          for kw in ({}, {"global_signs": 1.0, "size_variation": 0.1}))
     np.testing.assert_array_equal(default, explicit)
+
+
+@heavy
+@given(seed=seeds)
+def test_volume_centres_image_the_same_patients(seed):
+    """One seed: the same patients, labels and slices at either centre; the reference centre is the
+    default bit for bit; the other centre's images differ as its acquisition says."""
+    kw = dict(slices=(4, 6), size=32, seed=seed)
+    default, radio, histo = volumes(6, **kw), volumes(6, **kw, **CENTRES["radio"]), volumes(6, **kw, **CENTRES["histo"])
+    np.testing.assert_array_equal(default.images, radio.images)
+    for field in ("patient", "depth", "weak_label", "strong_label", "stage", "irregularity"):
+        np.testing.assert_array_equal(getattr(radio, field), getattr(histo, field))
+    assert not np.array_equal(radio.images, histo.images)
+
+
+@heavy
+@given(seed=seeds)
+def test_volume_acquisition_properties_act_as_named(seed):
+    def img(**kw):
+        return volumes(3, slices=(6, 6), size=32, seed=seed, noise=0.0, **kw).images[:, 0].astype(np.float64)
+
+    ref = img()
+    liver = np.abs(ref - 0.47) < 0.08                                   # liver-like pixels of the reference
+    assert (img(enhancement_shift=0.05) - ref)[liver].mean() > 0.03      # the liver brighter
+    assert img(contrast=0.8).std() < ref.std()                          # tissues closer together
+    rough = lambda x: np.abs(np.diff(x, axis=-1)).mean()                 # noqa: E731
+    assert rough(img(blur=1.0)) < rough(ref)                            # edges softened
+    assert (img(pixel_spacing=1.3) < 0.01).mean() > (ref < 0.01).mean()  # the body smaller: more air around
+    noisy = volumes(3, slices=(6, 6), size=32, seed=seed, noise=0.05).images[:, 0]
+    assert rough(noisy) > rough(ref)

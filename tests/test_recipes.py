@@ -4,7 +4,7 @@ a user's arrays.
 
 The fast runs go through the command line in a subprocess (which limits NumPy's BLAS to one
 thread, as ``refimpl run`` does), once per recipe and session. ``slow`` tests (excluded by
-default, ``python -m pytest -m slow``) run each default recipe for three seeds.
+default, ``python -m pytest -m slow``) run each default recipe on the five seeds of ``refimpl run claims``.
 """
 import json
 import os
@@ -58,7 +58,14 @@ def test_fast_run_writes_valid_metrics_and_config(fast_run):
         assert {"claim", "holds", "evidence", "effect"} <= set(c)
         assert isinstance(c["holds"], bool) and c["evidence"]
         assert c["holds"] == (c["effect"] > 0)                       # holds is the sign of the effect
-        assert ("[holds] " if c["holds"] else "[fails] ") + c["claim"] in printed
+        ms = c["multi_seed"]                                         # the verdict over seeds, or None
+        label = ("none recorded" if ms is None else ms["verdict"] if ms["mean"] is not None
+                 else f"n/a, {ms['n']} seed(s) in docs/claims.md")
+        assert f"[multi-seed verdict: {label}] {c['claim']}" in printed
+        assert f"this seed: effect {c['effect']:+.4f}" in printed    # never a one-seed sign as a verdict
+        assert "[holds]" not in printed and "[fails]" not in printed
+    for metric in module(name).METRICS:                              # one line per metric under the table
+        assert f"  {metric}: " in printed
     assert config["hyperparameters"] == module(name).default_config(fast=True)
     assert config["seed"] == 0 and config["fast"] is True and config["scaled_down"]
     assert {"refimpl", "numpy", "python"} <= set(config["versions"])
@@ -143,13 +150,15 @@ def test_wsp_on_user_arrays():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", INSTALLED)
-def test_default_run_three_seeds(name, tmp_path):
-    """Each default recipe on seeds 0, 1, 2: valid outputs (the budget is reported, not asserted)."""
-    for seed in (0, 1, 2):
+def test_default_run_five_seeds(name, tmp_path):
+    """Each default recipe on the seeds of ``refimpl run claims``: valid outputs, and the claims those
+    runs print are the ones the multi-seed file summarises (the budget is reported, not asserted)."""
+    for seed in claims.DEFAULT_SEEDS:
         out = tmp_path / str(seed)
         printed = _run_cli(name, "--seed", str(seed), "--out", str(out))
         metrics = _load(out / "metrics.json")
         assert metrics["seed"] == seed and metrics["claims"]
+        assert all(c["multi_seed"] is not None for c in metrics["claims"]), "run refimpl run claims"
         print(printed.splitlines()[-1])                               # "took ... s"
 
 

@@ -105,8 +105,8 @@ def test_pca_2d_matches_svd_and_is_deterministic():
 
 def test_similarity_by_label_distance_groups_pairs():
     emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    centres, mean, _, _ = C.similarity_by_label_distance(emb, np.array([0, 0, 2]))
-    assert centres.tolist() == [0, 2] and mean.tolist() == [1.0, 0.0]
+    centres, median, _, _ = C.similarity_by_label_distance(emb, np.array([0, 0, 2]))
+    assert centres.tolist() == [0, 2] and median.tolist() == [1.0, 0.0]
 
 
 def test_resolve_config_rejects_unknown_names():

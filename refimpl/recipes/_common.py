@@ -392,8 +392,16 @@ def cosine_to(x, anchor) -> np.ndarray:
 
 
 def claim(text: str, holds: bool, evidence: str, effect: float) -> dict:
-    """One entry of ``metrics.json["claims"]``; ``effect`` > 0 means in the claim's direction."""
-    return {"claim": text, "holds": bool(holds), "evidence": evidence, "effect": _finite(effect)}
+    """One entry of ``metrics.json["claims"]``; ``effect`` > 0 means in the claim's direction.
+
+    ``holds`` is this seed's sign only; ``multi_seed`` is the claim's verdict
+    over seeds from the multi-seed file (:func:`refimpl.recipes.claims.multi_seed`,
+    None when the file has no such claim).
+    """
+    from .claims import multi_seed
+
+    return {"claim": text, "holds": bool(holds), "evidence": evidence, "effect": _finite(effect),
+            "multi_seed": multi_seed(text)}
 
 
 def compare(text: str, methods: dict, metric: str, better: str, worse: str, *,
@@ -414,13 +422,21 @@ def compare(text: str, methods: dict, metric: str, better: str, worse: str, *,
     return claim(text, effect > 0, evidence, effect)
 
 
-def results_table(methods: dict, *, digits: int = 3) -> str:
+def results_table(methods: dict, *, digits: int = 3, legend: dict | None = None) -> str:
     """A plain-text table, one row per method, one column per metric (first-seen order).
+
+    ``legend`` (``{metric: what it measures and which way is better}``, a
+    recipe's ``METRICS``) adds one line per metric under the table.
 
     >>> print(results_table({"a": {"f1": 0.5, "mae": 1.25}, "b": {"f1": 0.75}}))
     method    f1    mae
     a      0.500  1.250
     b      0.750      -
+    >>> print(results_table({"a": {"f1": 0.5}}, legend={"f1": "F1 score (higher is better)"}))
+    method    f1
+    a      0.500
+    <BLANKLINE>
+      f1: F1 score (higher is better)
     """
     columns = list(dict.fromkeys(k for row in methods.values() for k in row))
     cells = [["method"] + columns]
@@ -429,12 +445,48 @@ def results_table(methods: dict, *, digits: int = 3) -> str:
     widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
     lines = [" ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths)))
              for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
+    lines = [line.rstrip() for line in lines]
+    if legend:
+        lines.append("")
+        lines += [f"  {k}: {legend[k]}" for k in columns if k in legend]
+    return "\n".join(lines)
 
 
 def claims_text(claims: list) -> str:
-    """The claims as lines ``[holds] claim: evidence``."""
-    return "\n".join(f"[{'holds' if c['holds'] else 'fails'}] {c['claim']}: {c['evidence']}" for c in claims)
+    """The claims as printed by ``refimpl run``: the multi-seed verdict, then this seed's effect.
+
+    A single seed's sign is not a finding (it changes with the seed and the
+    BLAS kernel): the verdict shown is the one over seeds in ``docs/claims.md``,
+    labelled as such, and this run's effect is printed beside it.
+
+    >>> c = {"claim": "a beats b", "holds": True, "effect": 0.1, "evidence": "f1: a 0.6 vs b 0.5",
+    ...      "multi_seed": {"verdict": "holds", "n": 5, "mean": 0.08, "low": 0.02, "high": 0.14,
+    ...                     "level": 0.95, "fast": False}}
+    >>> print(claims_text([c]))  # doctest: +NORMALIZE_WHITESPACE
+    Claims. Verdict: over seeds, from docs/claims.md (holds / fails / inconclusive: the 95% interval
+    of the mean effect is above 0 / below 0 / contains 0). This seed: its effect, the margin in the
+    claim's direction (> 0 agrees with the paper); it varies with the seed and the machine.
+    [multi-seed verdict: holds] a beats b
+        over 5 seeds: mean effect +0.0800, 95% interval [+0.0200, +0.1400]
+        this seed: effect +0.1000 (f1: a 0.6 vs b 0.5)
+    """
+    lines = ["Claims. Verdict: over seeds, from docs/claims.md (holds / fails / inconclusive: the 95% interval",
+             "of the mean effect is above 0 / below 0 / contains 0). This seed: its effect, the margin in the",
+             "claim's direction (> 0 agrees with the paper); it varies with the seed and the machine."]
+    for c in claims:
+        ms = c.get("multi_seed")
+        effect = "n/a" if c["effect"] is None else f"{c['effect']:+.4f}"
+        if ms is None:
+            lines.append(f"[multi-seed verdict: none recorded] {c['claim']}")
+        elif ms["mean"] is None:
+            lines.append(f"[multi-seed verdict: n/a, {ms['n']} seed(s) in docs/claims.md] {c['claim']}")
+        else:
+            config = ", fast configuration" if ms.get("fast") else ""
+            lines += [f"[multi-seed verdict: {ms['verdict']}] {c['claim']}",
+                      f"    over {ms['n']} seeds{config}: mean effect {ms['mean']:+.4f}, "
+                      f"{round(100 * ms['level'])}% interval [{ms['low']:+.4f}, {ms['high']:+.4f}]"]
+        lines.append(f"    this seed: effect {effect} ({c['evidence']})")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- output folder
@@ -533,14 +585,18 @@ class Stopwatch:
 # ---------------------------------------------------------------- figures
 
 
-def new_figure(n_panels: int, *, ncols: int = 3, panel=(3.6, 3.2)):
-    """A matplotlib Figure on an Agg canvas (no pyplot state) and a flat list of its axes."""
+def new_figure(n_panels: int, *, ncols: int = 3, panel=(3.6, 3.2), layout: str | None = None):
+    """A matplotlib Figure on an Agg canvas (no pyplot state) and a flat list of its axes.
+
+    ``layout="constrained"`` for figures with colour bars beside several panels
+    (:func:`save_figure` then leaves the layout to it).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     ncols = min(ncols, n_panels)
     nrows = -(-n_panels // ncols)
-    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows))
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout=layout)
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
@@ -551,7 +607,8 @@ def new_figure(n_panels: int, *, ncols: int = 3, panel=(3.6, 3.2)):
 def save_figure(fig, path, *, title: str | None = None) -> str:
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     return str(path)
 
@@ -579,20 +636,26 @@ def unit_rows(x) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+#: One marker per ordinal level (with the colour, so that neighbouring levels differ in two ways).
+LEVEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def pca_panel(ax, emb, values, *, title: str, label: str, discrete: bool = True, cmap: str = "viridis"):
     """Scatter of the unit-normalised embeddings projected by PCA, coloured by ``values``.
 
-    Discrete values (ordinal levels) get one colour each and a legend,
-    continuous ones a colour bar.
+    Discrete values (ordinal levels) get one colour of an ordered map and
+    one marker each, and a legend (up to 8 levels: colour alone does not tell
+    neighbouring levels apart); continuous ones a colour bar.
     """
     xy = pca_2d(unit_rows(emb))
     values = np.asarray(values)
     if discrete:
         levels = np.unique(values)
-        for level, colour in zip(levels, _level_colours(len(levels), cmap)):
+        for k, (level, colour) in enumerate(zip(levels, level_colours(len(levels)))):
             m = values == level
-            ax.scatter(xy[m, 0], xy[m, 1], s=9, color=colour, alpha=0.75, linewidths=0, label=f"{label} {level}")
-        ax.legend(fontsize=6, markerscale=1.5, loc="best", framealpha=0.7)
+            ax.scatter(xy[m, 0], xy[m, 1], s=12, color=colour, marker=LEVEL_MARKERS[k % len(LEVEL_MARKERS)],
+                       alpha=0.8, linewidths=0, label=f"{label} {level}")
+        ax.legend(fontsize=6, markerscale=1.3, loc="best", framealpha=0.7)
     else:
         sc = ax.scatter(xy[:, 0], xy[:, 1], s=9, c=values, cmap=cmap, alpha=0.8, linewidths=0)
         ax.figure.colorbar(sc, ax=ax, label=label, fraction=0.046, pad=0.02)
@@ -602,19 +665,21 @@ def pca_panel(ax, emb, values, *, title: str, label: str, discrete: bool = True,
     ax.tick_params(labelsize=7)
 
 
-def _level_colours(n: int, cmap: str):
+def level_colours(n: int):
+    """``n`` colours of an ordered map (plasma, dark blue to yellow-orange) spaced evenly, stopping
+    before its palest yellow (invisible on white)."""
     from matplotlib import colormaps
 
-    cm = colormaps[cmap]
-    return [cm(0.05 + 0.85 * k / max(n - 1, 1)) for k in range(n)]
+    cm = colormaps["plasma"]
+    return [cm(0.82 * k / max(n - 1, 1)) for k in range(n)]
 
 
 def similarity_by_label_distance(emb, labels, *, bins=None):
-    """Mean and quartiles of the cosine similarity of all pairs, by label distance.
+    """Median and quartiles of the cosine similarity of all pairs, by label distance.
 
     ``labels`` (N,) ordinal or continuous; pairs ``i < j`` are grouped by
     ``|y_i - y_j|``: per distinct value for integer labels, else into
-    ``bins`` (default 8) equal-width bins. Returns ``(centres, mean, q25, q75)``.
+    ``bins`` (default 8) equal-width bins. Returns ``(centres, median, q25, q75)``.
     """
     z = unit_rows(emb)
     y = np.asarray(labels, dtype=np.float64)
@@ -628,46 +693,72 @@ def similarity_by_label_distance(emb, labels, *, bins=None):
         edges = np.linspace(0, dist.max() + 1e-12, (bins or 8) + 1)
         which = np.clip(np.searchsorted(edges, dist, side="right") - 1, 0, len(edges) - 2)
         centres = (edges[:-1] + edges[1:]) / 2
-    stats = [(sim[which == k].mean(), *np.quantile(sim[which == k], [0.25, 0.75]))
+    stats = [tuple(np.quantile(sim[which == k], [0.5, 0.25, 0.75]))
              if np.any(which == k) else (np.nan,) * 3 for k in range(len(centres))]
-    mean, q25, q75 = (np.array(s) for s in zip(*stats))
-    return centres, mean, q25, q75
+    median, q25, q75 = (np.array(s) for s in zip(*stats))
+    return centres, median, q25, q75
 
 
 def similarity_panel(ax, curves: dict, *, title: str, xlabel: str):
-    """Mean cosine similarity against label distance, one line (with its IQR band) per method.
+    """Median cosine similarity against label distance, one line per method, its interquartile
+    range as bars (methods side by side, so that no band hides another).
 
     ``curves``: ``{method: (emb, labels)}``.
     """
-    colours = _level_colours(len(curves), "tab10" if len(curves) > 1 else "viridis")
-    for (name, (emb, labels)), colour in zip(curves.items(), colours):
-        centres, mean, q25, q75 = similarity_by_label_distance(emb, labels)
-        ax.plot(centres, mean, "o-", color=colour, ms=3, lw=1.2, label=name)
-        ax.fill_between(centres, q25, q75, color=colour, alpha=0.12, linewidth=0)
+    colours = [f"C{k}" for k in range(len(curves))]
+    width = None
+    for k, ((name, (emb, labels)), colour) in enumerate(zip(curves.items(), colours)):
+        centres, median, q25, q75 = similarity_by_label_distance(emb, labels)
+        if width is None:
+            width = 0.6 * (np.min(np.diff(centres)) if len(centres) > 1 else 1.0) / len(curves)
+        x = centres + (k - (len(curves) - 1) / 2) * width
+        ax.errorbar(x, median, yerr=[median - q25, q75 - median], fmt="o-", color=colour, ms=3, lw=1.1,
+                    elinewidth=0.9, capsize=1.5, label=name)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel("cosine similarity (mean, IQR)", fontsize=8)
+    ax.set_ylabel("cosine similarity: median, bar = quartiles", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6)
 
 
-def curves_panel(ax, losses, *, title: str, window: int = 20):
-    """Training loss per step (light) and its moving average over ``window`` steps."""
+def curves_panel(ax, losses, *, title: str, window: int = 20, first_step: int = 1, ylabel: str = "loss"):
+    """Training loss per step (grey) and its moving average over ``window`` steps (blue), the steps
+    numbered from ``first_step``."""
     losses = np.asarray(losses, dtype=np.float64)
-    steps = np.arange(1, len(losses) + 1)
-    ax.plot(steps, losses, color="0.75", lw=0.6)
+    steps = np.arange(first_step, first_step + len(losses))
+    ax.plot(steps, losses, color="0.7", lw=0.6, label="per step")
     w = max(1, min(window, len(losses) // 5))
     smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-    ax.plot(steps[w - 1:], smooth, color="C0", lw=1.4)
+    ax.plot(steps[w - 1:], smooth, color="C0", lw=1.4, label=f"mean of {w} steps")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("step", fontsize=8)
-    ax.set_ylabel("loss", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
 
 
-def curves_figure(histories: dict, path, *, title: str = "Training curves") -> str:
-    """One panel per training run: ``histories`` is ``{run name: losses}``."""
-    fig, axes = new_figure(len(histories), ncols=4, panel=(3.0, 2.4))
+def curves_figure(histories: dict, path, *, title: str = "Training curves", first_step: dict | None = None,
+                  loss_of: dict | None = None) -> str:
+    """One panel per training run: ``histories`` is ``{run name: losses}``.
+
+    ``first_step``: ``{run: number of its first step}`` (a run that continues
+    another starts where it ended); ``loss_of``: ``{run: the loss it
+    minimises}`` (default: one loss for all). Panels share the step axis, and
+    panels of the same loss share the loss axis; the grid has no empty slot.
+    """
+    first_step, loss_of = first_step or {}, loss_of or {}
+    n = len(histories)
+    ncols = n if n <= 5 else (3 if n % 3 == 0 else 4 if n % 4 == 0 else n)
+    fig, axes = new_figure(n, ncols=ncols, panel=(3.0, 2.4))
+    last = max(first_step.get(k, 1) + len(v) - 1 for k, v in histories.items())
     for ax, (name, losses) in zip(axes, histories.items()):
-        curves_panel(ax, losses, title=name)
+        curves_panel(ax, losses, title=name, first_step=first_step.get(name, 1),
+                     ylabel=loss_of.get(name, "loss"))
+        ax.set_xlim(0, last + 1)
+    for loss in set(loss_of.get(name, "loss") for name in histories):
+        group = [ax for ax, name in zip(axes, histories) if loss_of.get(name, "loss") == loss]
+        lo = min(ax.get_ylim()[0] for ax in group)
+        hi = max(ax.get_ylim()[1] for ax in group)
+        for ax in group:
+            ax.set_ylim(lo, hi)
+    axes[0].legend(fontsize=6, loc="upper right")
     return save_figure(fig, path, title=title)

@@ -63,6 +63,15 @@ from . import _common as C
 
 NAME = "adacon"
 
+#: What each metric of the results table measures, and which way is better (printed under it).
+METRICS = {
+    "mae": "mean absolute error of the regression branch on the test subjects, target units (lower is better)",
+    "rmse": "root mean squared error, same predictions (lower is better)",
+    "r2": "coefficient of determination, same predictions (higher is better)",
+    "sim_vs_ecdf_spearman": "Spearman correlation of feature similarity with ECDF label distance over test "
+                            "pairs (Fig. 3; more negative is better)",
+}
+
 METHODS = ("L1 only", "L1 + N-pair", "L1 + SupCon", "L1 + adaptive triplet", "L1 + AdaCon")
 
 #: What the paper used and what this recipe uses instead (written to config.json).
@@ -439,4 +448,5 @@ def _figures(out_dir, methods, evals, y_test, runs):
     C.save_figure(fig, os.path.join(out_dir, "representations.png"),
                   title="Encoder representations of the test set, PCA of unit vectors, coloured by target")
     C.curves_figure({name: r.losses for name, r in runs.items()}, os.path.join(out_dir, "training.png"),
-                    title="Training loss (L1 + gamma L_con)")
+                    loss_of={n: "L1" if n == "L1 only" else "L1 + gamma L_con" for n in runs},
+                    title="Training loss: L1 only on its own scale, the four L1 + gamma L_con runs on one shared scale")

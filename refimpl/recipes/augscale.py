@@ -55,6 +55,16 @@ from ._dino import dino_head, ema, teacher_momentum
 
 NAME = "augscale"
 
+#: What each metric of the results table measures, and which way is better (printed under it).
+METRICS = {
+    "separation": "P(a negative pair's teacher-feature distance > a positive pair's), on the model's own views "
+                  "(Fig. 2a; 0.5 = none, higher is better)",
+    "pixel_separation": "the same score on the views' raw pixels: what the augmentation leaves to separate "
+                        "(context, not a claim)",
+    "probe_auroc": "one-vs-rest AUROC of a linear severity probe on the test subjects, averaged (higher is better)",
+    "probe_aupr": "one-vs-rest AUPR of the same probe, averaged (higher is better)",
+}
+
 #: What the paper used and what this recipe uses instead (written to config.json).
 SCALED_DOWN = {
     "data": "synthetic disc-centred fundus-like images (data_synth.ordinal_severity), 32x32 grey, "
@@ -275,7 +285,9 @@ def run(*, seed=0, fast=False, backend="numpy", dtype="float32", out_dir=None, d
 
 def _figures(out_dir, s, images, severity, parts, presets, methods, feats, pairs, runs):
     test = parts[1]
-    pair_distance_figure({f"{n}, pixels {methods[n]['pixel_separation']:.3f}": pairs[n] for n in pairs},
+    pixels = {n: methods[n]["pixel_separation"] for n in pairs}
+    pair_distance_figure({f"{n} (the same score on its views' raw pixels: {pixels[n]:.3f})": pairs[n]
+                          for n in pairs},
                          os.path.join(out_dir, "pair_distances.png"),
                          title="Teacher-feature distances of positive vs negative pairs\n"
                                "(Fig. 2a; random init on the weak views)")
@@ -291,6 +303,8 @@ def _figures(out_dir, s, images, severity, parts, presets, methods, feats, pairs
         C.curves_panel(ax, r.losses, title=f"DINO {name}")
         ax.axhline(math.log(s.cfg["prototypes"]), color="C3", ls="--", lw=0.9, label="ln K (uniform output)")
         ax.legend(fontsize=6, loc="lower right")
+    for ax in axes:  # one loss: one scale
+        ax.set_ylim(min(a.get_ylim()[0] for a in axes), max(a.get_ylim()[1] for a in axes))
     C.save_figure(fig, os.path.join(out_dir, "training.png"),
                   title="DINO loss (teacher-student cross-entropy); stuck at ln K = the output collapsed to uniform")
 

@@ -3,7 +3,7 @@
     refimpl run conpro                 default run (each recipe < 3 min on 2 CPU cores)
     refimpl run conpro --fast          smoke run (< 30 s): same pipeline, fewer steps
     refimpl run all --seed 1 --out runs-seed1
-    refimpl run claims --seeds 0 1 2   every recipe's claims over seeds -> docs/claims.md
+    refimpl run claims                 every recipe's claims over seeds 0-4 -> docs/claims.md
 
 Outputs go to ``--out`` (default ``runs/<recipe>``; with ``all``, one
 sub-folder per recipe): ``metrics.json``, ``config.json``, PNG figures and
@@ -47,8 +47,8 @@ def add_arguments(parser) -> None:
                              "with claims: the Markdown file (default docs/claims.md)")
     parser.add_argument("--overwrite", action="store_true",
                         help="remove the files of an earlier run in --out first (only a run's folder)")
-    parser.add_argument("--seeds", type=_cli_args.non_negative_int, nargs="+", default=[0, 1, 2],
-                        help="seeds for claims, integers >= 0 (default 0 1 2)")
+    parser.add_argument("--seeds", type=_cli_args.non_negative_int, nargs="+", default=list(claims.DEFAULT_SEEDS),
+                        help="seeds for claims, integers >= 0 (default 0 1 2 3 4)")
     parser.add_argument("--threads", type=_cli_args.positive_int, default=1,
                         help="threads of every BLAS (NumPy's, SciPy's), an integer >= 1 (default 1)")
     parser.add_argument("--quiet", action="store_true",
@@ -90,7 +90,7 @@ def run_one(name: str, args) -> dict:
     watch = _common.Stopwatch()
     result = module(name).run(seed=args.seed, fast=args.fast, backend=args.backend, dtype=args.dtype,
                               out_dir=out_dir, progress=not args.quiet)
-    print(_common.results_table(result["methods"]))
+    print(_common.results_table(result["methods"], legend=getattr(module(name), "METRICS", None)))
     print()
     print(_common.claims_text(result["claims"]))
     written = sorted(set(os.listdir(out_dir)) - before)
