@@ -106,7 +106,7 @@ def volumes(n_patients, *, slices=(20, 60), size=64, stages=4, seed=0, stage_wei
     irregularity"). Around it: body
     outline with subcutaneous fat, spine, aorta, kidneys in the lower slices.
 
-    Acquisition (the centre that imaged the cohort, :data:`CENTRES`): the
+    Acquisition (the centre that imaged the cohort, ``CENTRES``): the
     anatomy is sampled with pixels ``pixel_spacing`` times the reference
     size, the liver enhanced ``enhancement_shift`` above its patient's draw,
     the canvas scaled by ``contrast`` about 0.5, blurred by a Gaussian of

@@ -22,7 +22,7 @@ batches, and the path training takes on a given BLAS). Verdict:
 **inconclusive** when it contains 0. The test subjects are fixed within a
 seed; their sampling is part of the seed-to-seed spread, not a second level.
 
-Ablation claims (:data:`ABLATIONS`) run a recipe again on the same seeds
+Ablation claims (``ABLATIONS``) run a recipe again on the same seeds
 with one setting of the data removed and compare a margin with and without
 it; WSP's centre-shift ablation is computed inside each run (the evaluation
 cohort imaged as the pretraining cohort, the same patients).
@@ -164,7 +164,7 @@ ABLATIONS = (
 
 
 def collect(names, seeds, *, fast=False, progress=False, save=None, header=None, **options) -> dict:
-    """Run every recipe in ``names`` (and its :data:`ABLATIONS`) on every seed, seed after seed.
+    """Run every recipe in ``names`` (and its ``ABLATIONS``) on every seed, seed after seed.
 
     Returns ``{recipe: {"runs": [{"seed", "methods", "claims", "seconds"}], "ablations":
     {claim: [{"seed", "methods", "claims", "seconds"}]}}}``. With ``save`` (a JSON path) it is

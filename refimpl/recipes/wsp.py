@@ -14,7 +14,7 @@ Pipeline (the paper's Sec. 3, scaled down, see ``SCALED_DOWN``):
    in the paper), **SimCLR** (the other view only); and **random init**.
 2. **Evaluation** on a separate cohort from another centre (D_histo's
    stand-in: the same disease cue imaged with another resolution, intensity,
-   contrast and noise, :data:`data_synth.volumes.CENTRES`, and D_histo^{1+2}'s
+   contrast and noise, ``data_synth.volumes.CENTRES``, and D_histo^{1+2}'s
    62 : 93 mix of F0-F2 and F3-F4), where every patient has the strong
    (histological) label, stage >= 2 (F3-F4) vs below: a regularised logistic
    regression on the frozen 64-d representations, 5-fold cross-validation
