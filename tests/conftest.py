@@ -31,7 +31,11 @@ settings.register_profile(
     "ci", max_examples=40, deadline=None, derandomize=True, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("nightly", max_examples=500, deadline=None, database=None, print_blob=True)
+# derandomize=False said explicitly: an unset setting is inherited from the profile loaded when this
+# one is registered, and with CI set in the environment hypothesis has already loaded its own
+# derandomised "ci" profile
+settings.register_profile("nightly", max_examples=500, deadline=None, database=None, derandomize=False,
+                          print_blob=True)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
 )
