@@ -65,3 +65,26 @@ def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp
     with pytest.raises(SystemExit) as refused:                      # refused while parsing, before any work
         cli.main(common + ["--workers", "0"])
     assert refused.value.code == 2
+
+
+@pytest.mark.torch
+def test_a_run_in_process_leaves_the_callers_thread_counts(torch, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for name in _timing.THREAD_VARIABLES:  # as if set before NumPy loaded: no re-launch
+        monkeypatch.setenv(name, "2")
+
+    def counts():
+        return torch.get_num_threads(), [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                                         if i["user_api"] == "blas"]
+
+    import scipy.linalg  # noqa: F401 -- SciPy's own OpenBLAS loaded now, so its count is the caller's too
+
+    original = torch.get_num_threads()
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        torch.set_num_threads(1)
+        before = counts()
+        try:
+            assert cli.main(["bench", "tinynet", "--quick", "--kernel-sizes", "3", "--dtypes", "float64"]) == 0
+            assert counts() == before   # the benchmark ran on 2 threads and gave the 1s back
+        finally:
+            torch.set_num_threads(original)

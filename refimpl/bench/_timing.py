@@ -11,6 +11,7 @@ earlier cases do not count and NumPy and PyTorch are measured the same way.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,22 +27,32 @@ from .. import fingerprint
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def limit_threads(n: int) -> str:
-    """Limit NumPy's BLAS (and torch, if imported) to ``n`` threads; say how.
+@contextlib.contextmanager
+def limited_threads(n: int):
+    """Limit NumPy's BLAS (and torch, if imported) to ``n`` threads inside the block; yield how.
 
     Uses threadpoolctl when it is installed; otherwise the BLAS keeps the thread
-    count it started with, which the returned text reports.
+    count it started with, which the yielded text reports. The thread counts are
+    restored on leaving the block, so a benchmark called in-process (the tests
+    do) leaves its caller's BLAS and torch threads as they were.
     """
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch is not None else None
     try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-    except ImportError:
-        found = {v: os.environ.get(v) for v in THREAD_VARIABLES if os.environ.get(v)}
-        return f"BLAS threads from the environment {found or '(unset: all cores)'}, {os.cpu_count()} cores"
-    threadpool_limits(n)
-    libs = ", ".join(f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info())
-    return f"threadpoolctl: {libs}"
+        if torch is not None:
+            torch.set_num_threads(n)
+        try:
+            from threadpoolctl import threadpool_info, threadpool_limits
+        except ImportError:
+            found = {v: os.environ.get(v) for v in THREAD_VARIABLES if os.environ.get(v)}
+            yield f"BLAS threads from the environment {found or '(unset: all cores)'}, {os.cpu_count()} cores"
+            return
+        with threadpool_limits(n):
+            libs = ", ".join(f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info())
+            yield f"threadpoolctl: {libs}"
+    finally:
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
 
 
 def needs_relaunch(threads: int) -> bool:

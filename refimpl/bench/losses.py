@@ -278,8 +278,14 @@ def main(args) -> int:
         return 2
     if _timing.needs_relaunch(args.threads):
         return _timing.relaunch(args.argv, args.threads)
-    threads = _timing.limit_threads(args.threads)
-    torch.set_num_threads(args.threads)
+    with _timing.limited_threads(args.threads) as threads:
+        return _measure(args, threads)
+
+
+def _measure(args, threads) -> int:
+    """The benchmark proper, its thread counts set."""
+    import torch
+
     machine = _timing.machine()
     print(f"threads: {threads}; torch {torch.__version__} on {args.threads} threads")
     print(_timing.describe(machine))

@@ -222,34 +222,33 @@ def main(args) -> int:
         return _timing.relaunch(args.argv, args.threads)
     if args.quick:
         args.batch, args.size, args.rounds, args.pause = 4, 32, 1, 0.0
-    how = _timing.limit_threads(args.threads)
-    torch.set_num_threads(args.threads)
-    machine = _timing.machine()
-    fft_workers = args.threads if args.workers == 1 else 1  # in each of the pool's threads
-    refimpl_how = (f"refimpl's step on {args.workers} threads (DataParallel, one BLAS thread each)"
-                   if args.workers > 1 else "refimpl's step serial")
-    print(f"threads: {how}; {refimpl_how}; scipy.fft workers={fft_workers}; torch {torch.__version__} on "
-          f"{torch.get_num_threads()} threads")
-    print(_timing.describe(machine))
-    print(f"{args.rounds} rounds, {args.pause} s pause before every call; ratio = median of per-round "
-          "ratios refimpl / torch [range]")
-    print(f"one training step: TinyNet + head + SupCon, batch {args.batch} x 1 x {args.size} x {args.size}")
-    rows = []
-    with scipy.fft.set_workers(fft_workers):  # refimpl's FFT convolutions: as many threads as BLAS
-        for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
-            row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
-                      pause=args.pause, profile=args.profile, algorithm=algorithm, workers=args.workers)
-            rows.append(row)
-            print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
-                  f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
-                  f"torch {row['torch_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f} "
-                  f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
-            if args.profile:
-                print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
-                _print_profile(row["refimpl_layers"])
-                print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"threads": how, "workers": args.workers, "machine": machine, "load_after": _timing.machine()["load_1min"],
-                       "rounds": args.rounds, "pause_s": args.pause, "rows": rows}, f, indent=2)
+    with _timing.limited_threads(args.threads) as how:  # restored when the benchmark returns
+        machine = _timing.machine()
+        fft_workers = args.threads if args.workers == 1 else 1  # in each of the pool's threads
+        refimpl_how = (f"refimpl's step on {args.workers} threads (DataParallel, one BLAS thread each)"
+                       if args.workers > 1 else "refimpl's step serial")
+        print(f"threads: {how}; {refimpl_how}; scipy.fft workers={fft_workers}; torch {torch.__version__} on "
+              f"{torch.get_num_threads()} threads")
+        print(_timing.describe(machine))
+        print(f"{args.rounds} rounds, {args.pause} s pause before every call; ratio = median of per-round "
+              "ratios refimpl / torch [range]")
+        print(f"one training step: TinyNet + head + SupCon, batch {args.batch} x 1 x {args.size} x {args.size}")
+        rows = []
+        with scipy.fft.set_workers(fft_workers):  # refimpl's FFT convolutions: as many threads as BLAS
+            for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
+                row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
+                          pause=args.pause, profile=args.profile, algorithm=algorithm, workers=args.workers)
+                rows.append(row)
+                print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
+                      f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
+                      f"torch {row['torch_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f} "
+                      f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
+                if args.profile:
+                    print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
+                    _print_profile(row["refimpl_layers"])
+                    print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"threads": how, "workers": args.workers, "machine": machine, "load_after": _timing.machine()["load_1min"],
+                           "rounds": args.rounds, "pause_s": args.pause, "rows": rows}, f, indent=2)
     return 0
