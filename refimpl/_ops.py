@@ -260,6 +260,19 @@ def zeros(shape, like):
     return xp.zeros(shape, dtype=like.dtype, device=like.device)
 
 
+def empty(shape, like):
+    """An uninitialised array of ``like``'s dtype on ``like``'s device, for a caller that writes every entry.
+
+    >>> empty((2, 3), np.ones(1, dtype=np.float32)).shape
+    (2, 3)
+    """
+    xp = backend.namespace(like)
+    if _kind(xp) == "cupy":
+        with like.device:
+            return xp.empty(shape, dtype=like.dtype)
+    return xp.empty(shape, dtype=like.dtype, device=like.device)
+
+
 def fft_length(n: int) -> int:
     """The smallest ``L >= n`` whose only prime factors are 2, 3 and 5 (fast for every FFT library).
 

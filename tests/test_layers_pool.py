@@ -51,6 +51,8 @@ def _kw(g):
 @given(g=windows(square=True, pool=True))
 @example(g=dict(n=1, c=1, h=1, w=1, kh=1, kw=1, stride=1, padding=0))
 @example(g=dict(n=1, c=1, h=1, w=2, kh=3, kw=3, stride=2, padding=1))
+@example(g=dict(n=2, c=3, h=4, w=6, kh=2, kw=2, stride=2, padding=0))   # windows tile the image: views
+@example(g=dict(n=1, c=2, h=6, w=3, kh=3, kw=3, stride=3, padding=0))
 def test_equals_loop_and_vjp(kind, g):
     fwd, bwd = POOLS[kind]
     x = distinct((g["n"], g["c"], g["h"], g["w"]))
@@ -120,23 +122,31 @@ def test_global_avg_pool(torch):
                               [x[:1, :2, :2, :3]]).raise_if_failed()
 
 
+#: overlapping windows with padding (im2col), and windows that tile the image (max pooling's views of x)
+GEOMETRIES = {"overlapping": dict(kernel_size=3, stride=2, padding=1), "tiling": dict(kernel_size=2)}
+
+
 @pytest.mark.parametrize("kind", ["max", "avg", "global"])
-def test_pure_and_deterministic(kind):
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_pure_and_deterministic(kind, geometry):
     x = distinct((2, 2, 4, 4))
     if kind == "global":
         assert_pure(global_avg_pool.forward, global_avg_pool.backward, [x], np.ones((2, 2)))
     else:
         fwd, bwd = POOLS[kind]
-        assert_pure(fwd, bwd, [x], np.ones((2, 2, 2, 2)), kernel_size=3, stride=1)
+        out, _ = fwd(x, **GEOMETRIES[geometry])
+        assert_pure(fwd, bwd, [x], np.ones(out.shape), **GEOMETRIES[geometry])
+        assert not np.shares_memory(out, x)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg", "global"])
-def test_on_every_backend(xpd, kind):
-    x = distinct((2, 3, 5, 4))
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_on_every_backend(xpd, kind, geometry):
+    x = distinct((2, 3, 6, 4))
     if kind == "global":
         fwd, bwd, kw = global_avg_pool.forward, global_avg_pool.backward, {}
     else:
-        (fwd, bwd), kw = POOLS[kind], dict(kernel_size=3, stride=2, padding=1)
+        (fwd, bwd), kw = POOLS[kind], GEOMETRIES[geometry]
     out, cache = fwd(xpd.put(x), **kw)
     dout = np.random.default_rng(1).standard_normal(tuple(out.shape))
     (dx,) = bwd(xpd.put(dout), cache)

@@ -41,17 +41,14 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     """
     k, stride, padding = _window_args(x, kernel_size, stride, padding)
     xp = backend.namespace(x)
-    cols = _ops.im2col(x, (k, k), stride=stride, padding=padding, fill=-float("inf"))
-    c, _, _, oh, ow, n = cols.shape
-    cols = xp.reshape(cols, (c, k * k, oh, ow, n))
+    offsets = _window_offsets(xp, x, k, stride, padding)  # k*k arrays (C, OH, OW, N)
     # Running maximum over the window offsets in row-major order; the strict ">" keeps
     # the first maximum on ties (PyTorch CPU). A later offset is larger than every
     # earlier one, so "maximum" records it (much faster than argmax over a middle axis).
-    best = cols[:, 0, ...]
+    best = offsets[0]
     index = xp.int8 if k * k <= 128 else xp.int32  # int8: a quarter of the memory traffic
     argmax = xp.zeros_like(best, dtype=index)
-    for offset in range(1, k * k):
-        value = cols[:, offset, ...]
+    for offset, value in enumerate(offsets[1:], start=1):
         argmax = xp.maximum(argmax, xp.astype(value > best, index) * offset)
         best = xp.maximum(best, value)
     # argmax (C, OH, OW, N) int8 is all backward keeps; it rebuilds the one-hot windows from it.
@@ -81,8 +78,47 @@ def backward(dout, cache):
     xp = backend.namespace(dout, argmax)
     n, c, oh, ow = dout.shape
     dout = _ops.batch_last(dout)  # (C, OH, OW, N)
-    # (C, KK, OH, OW, N): dout at each window's maximum, 0 elsewhere (a product: faster than where)
-    dcols = xp.stack([dout * xp.astype(argmax == offset, dout.dtype) for offset in range(k * k)], axis=1)
-    dx = _ops.col2im(xp.reshape(dcols, (c, k, k, oh, ow, n)), cache.x_shape, stride=cache.stride,
-                     padding=cache.padding)
+    # dout at each window's maximum, 0 elsewhere, per offset (a product: faster than where)
+    at_offset = [dout * xp.astype(argmax == offset, dout.dtype) for offset in range(k * k)]
+    if _tiles(cache.x_shape, k, cache.stride, cache.padding):
+        dx = _untile(xp, at_offset, k, dout)
+    else:
+        dcols = xp.stack(at_offset, axis=1)  # (C, KK, OH, OW, N)
+        dx = _ops.col2im(xp.reshape(dcols, (c, k, k, oh, ow, n)), cache.x_shape, stride=cache.stride,
+                         padding=cache.padding)
     return (dx,)
+
+
+def _tiles(x_shape, k: int, stride: int, padding: int) -> bool:
+    """Whether the windows tile the image exactly (TinyNet's 2 x 2 pooling): stride = k > 1, no
+    padding, k divides H and W."""
+    return k > 1 and stride == k and padding == 0 and x_shape[2] % k == 0 and x_shape[3] % k == 0
+
+
+def _window_offsets(xp, x, k: int, stride: int, padding: int) -> list:
+    """The value at each of the k*k window offsets, row-major, each (C, OH, OW, N).
+
+    Where the windows tile the image they are strided views of ``x`` itself
+    (the im2col copy is a full pass over the largest activation of the network;
+    views of a batch-last ``x`` still read runs of N contiguous values);
+    otherwise slices of :func:`refimpl._ops.im2col` (padding ``-inf``).
+    """
+    n, c, h, w = x.shape
+    if _tiles(x.shape, k, stride, padding):
+        tiles = xp.reshape(_ops.batch_last(x), (c, h // k, k, w // k, k, n))  # (C, OH, KH, OW, KW, N)
+        return [tiles[:, :, i, :, j, :] for i in range(k) for j in range(k)]
+    cols = _ops.im2col(x, (k, k), stride=stride, padding=padding, fill=-float("inf"))
+    oh, ow = cols.shape[3:5]
+    cols = xp.reshape(cols, (c, k * k, oh, ow, n))
+    return [cols[:, offset, ...] for offset in range(k * k)]
+
+
+def _untile(xp, at_offset, k: int, like):
+    """(N, C, H, W) image whose window offset ``i * k + j`` holds ``at_offset[i * k + j]`` (C, OH, OW, N):
+    the adjoint of the tiling views of :func:`_window_offsets`, written in place (one pass, no col2im)."""
+    c, oh, ow, n = at_offset[0].shape
+    tiles = _ops.empty((c, oh, k, ow, k, n), like=like)  # every entry is written below
+    for offset, values in enumerate(at_offset):
+        i, j = divmod(offset, k)
+        tiles[:, :, i, :, j, :] = values
+    return _ops.batch_first(xp.reshape(tiles, (c, oh * k, ow * k, n)))
