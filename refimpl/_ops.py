@@ -260,17 +260,38 @@ def zeros(shape, like):
     return xp.zeros(shape, dtype=like.dtype, device=like.device)
 
 
-def empty(shape, like):
-    """An uninitialised array of ``like``'s dtype on ``like``'s device, for a caller that writes every entry.
+def empty(shape, like, dtype=None):
+    """An uninitialised array of ``dtype`` (default ``like``'s) on ``like``'s device, for a caller that
+    writes every entry.
 
     >>> empty((2, 3), np.ones(1, dtype=np.float32)).shape
     (2, 3)
     """
     xp = backend.namespace(like)
+    dtype = like.dtype if dtype is None else dtype
     if _kind(xp) == "cupy":
         with like.device:
-            return xp.empty(shape, dtype=like.dtype)
-    return xp.empty(shape, dtype=like.dtype, device=like.device)
+            return xp.empty(shape, dtype=dtype)
+    return xp.empty(shape, dtype=dtype, device=like.device)
+
+
+def complex_from_parts(re, im):
+    """``re + 1j im``: a complex array of the real arrays' precision (float32 -> complex64).
+
+    NumPy and CuPy write the two parts into one new array (one pass); other
+    namespaces add them as complex arrays.
+
+    >>> complex_from_parts(np.array([1.0, 2.0], dtype=np.float32), np.array([0.5, -1.0], dtype=np.float32))
+    array([1.+0.5j, 2.-1.j ], dtype=complex64)
+    """
+    xp = backend.namespace(re, im)
+    dtype = xp.complex64 if re.dtype == xp.float32 else xp.complex128
+    if _kind(xp) in ("numpy", "cupy"):
+        out = empty(re.shape, re, dtype=dtype)
+        out.real[...] = re
+        out.imag[...] = im
+        return out
+    return xp.astype(re, dtype) + xp.astype(im, dtype) * 1j
 
 
 def fft_length(n: int) -> int:
