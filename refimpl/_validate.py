@@ -225,8 +225,10 @@ def output_of(out, shape=None) -> Output:
 def check_dout(dout, output: Output):
     """The upstream gradient of ``output``: an array of its shape, dtype, namespace and device, finite.
 
-    A Python number is accepted for a scalar output (and moved there);
-    nothing is broadcast or cast.
+    A Python number is accepted for a scalar output (and written there by a
+    fill kernel, without a host-to-device copy); nothing is broadcast or cast.
+    An array ``dout`` is checked for NaN and inf, a device sync on GPUs: a
+    captured CUDA graph step (:mod:`refimpl.graph`) passes a number.
 
     >>> import numpy as np
     >>> check_dout(np.ones(6), output_of(np.zeros(())))
@@ -240,7 +242,8 @@ def check_dout(dout, output: Output):
                              "output, got a number")
         if not math.isfinite(dout):
             raise ValueError(f"dout must be finite, got {dout!r}")
-        return backend.asarray(dout, xp=output.xp, dev=output.device, dtype=output.dtype)
+        # a fill kernel, not a host-to-device copy: a captured CUDA graph step may pass 1.0
+        return backend.full((), dout, xp=output.xp, dev=output.device, dtype=output.dtype)
     if not _is_array(dout):
         raise TypeError(f"dout must be an array or a Python number, got {type(dout).__name__}")
     if backend.namespace(dout) is not output.xp:
