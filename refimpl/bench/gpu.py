@@ -51,6 +51,38 @@ def alternating_gpu_medians(calls: dict, syncs: dict, *, repeats: int, warmup: i
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def train_step(net, opt, *, temperature: float = 0.1):
+    """One pure training step of ``net`` + SupCon + the optimiser ``opt``, in the form a CUDA graph captures.
+
+    ``step(params, state, x, labels, lr) -> (new_params, new_state, loss)``,
+    with ``lr`` a 0-d array and ``state["step"]`` a 0-d integer array
+    (:func:`refimpl.optim.device_state`) so that nothing is read back to the
+    host: the loss and the layers skip their finite checks, and the loss's ``dout`` is the number 1.0
+    (:class:`refimpl.graph.CapturedStep` lists the restrictions).
+
+    >>> import numpy as np
+    >>> from refimpl import model, optim
+    >>> net = model.Sequential([("fc", model.Linear(3, 2))])
+    >>> params, opt = net.init(0, "float64"), optim.SGD(momentum=0.9)
+    >>> step = train_step(net, opt)
+    >>> state = optim.device_state(opt.init_state(params), like=params["fc.w"])
+    >>> params, state, loss = step(params, state, np.eye(4, 3), np.array([0, 0, 1, 1]), np.asarray(0.1))
+    >>> round(float(loss), 4), int(state["step"])
+    (9.2223, 1)
+    """
+    from ..losses import kernel
+
+    def step(params, state, x, labels, lr):
+        z, cache = net.forward(params, x, train=True, input_grad=False)
+        loss, loss_cache = kernel.forward(z, labels=labels, temperature=temperature, check_finite=False)
+        (dz,) = kernel.backward(1.0, loss_cache)  # a number: written on the device, no host copy
+        grads, _ = net.backward(dz, cache, check_finite=False)  # no layer reads its dout back
+        new_params, new_state = opt.step(params, grads, state, lr=lr)
+        return new_params, new_state, loss
+
+    return step
+
+
 def tinynet_row(dtype: str, *, batch: int, size: int, kernel_size: int, repeats: int) -> dict:
     """One TinyNet step on NumPy (checked only), CuPy and torch CUDA."""
     import torch
