@@ -3,8 +3,7 @@
 # CUDA device fails them instead of skipping), then `refimpl bench gpu`
 # (TinyNet step with each convolution algorithm, the training step eager and
 # replayed from a CUDA graph, and the four losses, CuPy vs torch CUDA). About
-# 6-7 minutes on
-# one H100/H200.
+# 6-7 minutes on one H100/H200.
 #
 #   bash scripts/gpu_check.sh [RESULTS_DIR]     (default: gpu-check/)
 #
