@@ -44,6 +44,16 @@ with the host):
   a step raises :class:`CaptureError` naming the library. Steps made of
   element-wise work, cuFFT and reductions (an optimiser update) capture.
 
+Host synchronisations and host copies that remain in refimpl, none of them
+on the path of :func:`refimpl.bench.gpu.train_step` (TinyNet, head, SupCon,
+SGD or AdamW): batch norm's checks of the running variance (that it is not
+negative, and that the new one does not overflow), dropout's mask (drawn on
+the host and copied), the FFT convolution's DFT matrices (made on the host at
+every call; ``auto`` picks im2col on CuPy), ``Sequential.forward(...,
+check_finite=True)``, the official loss variants' check of the two views and
+the blocked losses' checks of ``anchors``. A step that uses them does not
+capture.
+
 On NumPy, array_api_strict or any namespace other than CuPy the same object
 simply calls the step (``captured`` is False): one code path for users, with
 the same argument checks everywhere (structure, shapes, dtypes, namespace

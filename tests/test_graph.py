@@ -204,20 +204,15 @@ def test_arrays_of_another_namespace_or_device_are_refused():
         captured(backend.asarray(w, xp=strict, dev=strict.Device("CPU_DEVICE")))
 
 
-def _cupy():
-    if not backend.cupy_available():
-        import os
-        if os.environ.get("REFIMPL_REQUIRE_GPU") == "1":
-            pytest.fail("REFIMPL_REQUIRE_GPU=1 but CuPy has no CUDA device")
-        pytest.skip("CuPy with a CUDA device is not available")
-    return backend.cupy()
+#: the conftest's backend fixture on CuPy only (skipped without a GPU, failed under REFIMPL_REQUIRE_GPU=1)
+ON_CUPY = pytest.mark.parametrize("xpd", [pytest.param("cupy", marks=pytest.mark.gpu)], indirect=True)
 
 
-@pytest.mark.gpu
-def test_a_host_sync_inside_the_step_is_refused_during_the_capture():
+@ON_CUPY
+def test_a_host_sync_inside_the_step_is_refused_during_the_capture(xpd):
     """CuPy raises when a capturing stream would wait for the host, so a capture that succeeds proves the step
     has no host synchronisation."""
-    cp = _cupy()
+    cp = xpd.xp
 
     def synchronising(w):
         return (w * 2.0 if float(w.sum()) > 0 else w,)  # a Python branch on a device value
@@ -232,9 +227,9 @@ def test_a_host_sync_inside_the_step_is_refused_during_the_capture():
         graph.CapturedStep(checking, cp.ones((4, 2)), cp.arange(4) % 2)
 
 
-@pytest.mark.gpu
-def test_outputs_are_the_graphs_buffers_overwritten_by_the_next_call():
-    cp = _cupy()
+@ON_CUPY
+def test_outputs_are_the_graphs_buffers_overwritten_by_the_next_call(xpd):
+    cp = xpd.xp
     captured = graph.CapturedStep(lambda w, lr: (w - lr,), cp.zeros(2), cp.asarray(1.0))
     assert captured.captured
     (first,) = captured(cp.zeros(2), 1.0)

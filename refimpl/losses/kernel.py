@@ -377,8 +377,8 @@ def _weights(zn, labels, depth, sigma, variant):
     m = zn.shape[0]
     same_label = None if labels is None else labels[:, None] == labels[None, :]  # (M, M) bool
     if depth is None:
-        w = (backend.asarray(xp.ones((m, m), dtype=zn.dtype), like=zn) if same_label is None
-             else xp.astype(same_label, zn.dtype))
+        w = (backend.full((m, m), 1.0, xp=xp, dev=backend.device(zn), dtype=zn.dtype) if same_label is None
+             else xp.astype(same_label, zn.dtype))  # made on zn's device (no round trip through the host)
         w = fill_diagonal(w, 0.0)  # an anchor is not its own positive
     else:
         log_kernel = _shifted_log_kernel(xp.astype(depth, zn.dtype), labels, sigma)
