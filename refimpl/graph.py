@@ -1,4 +1,4 @@
-"""A training step captured once as a CUDA graph and replayed per batch: :class:`CapturedStep`.
+"""A training step captured once as a CUDA graph and replayed per batch (``CapturedStep``).
 
 A CUDA graph is a recording of GPU work (kernel launches, copies, library
 calls) with their arguments, memory addresses included, taken by *stream
