@@ -236,3 +236,176 @@ def test_outputs_are_the_graphs_buffers_overwritten_by_the_next_call(xpd):
     (second,) = captured(first, 2.0)  # an output passed back in is copied into the inputs first
     assert second is first
     cp.testing.assert_array_equal(second, cp.full(2, -3.0))
+
+
+# ---- the CuPy path against stand-ins (no GPU): what CapturedStep asks of CuPy, and in which order ----
+
+class _DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
+    """Stands for a CuPy array: NumPy data under CuPy's module name, so backend.namespace finds the stand-in."""
+
+    device = "stand-in GPU"
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [x.data if isinstance(x, _DeviceArray) else x for x in inputs]
+        return _DeviceArray(getattr(ufunc, method)(*plain, **kwargs))
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data
+
+    def __setitem__(self, index, value):
+        self.data[index] = value.data if isinstance(value, _DeviceArray) else value
+
+    def fill(self, value):
+        self.data.fill(value)
+
+    def sum(self):
+        return _DeviceArray(self.data.sum())
+
+
+_DeviceArray.__module__ = "cupy._stand_in"
+
+
+class _StandInCuPy:
+    """The parts of CuPy that CapturedStep uses; records the calls. A capture runs the step eagerly (what a graph
+    would record) and ``launch`` replays it by running the step again on the static inputs, writing the outputs
+    in place, as a replayed graph does."""
+
+    __name__ = "cupy"
+
+    def __init__(self):
+        self.log, self.capturing, self.allocator = [], False, None
+        stand_in = self
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                assert non_blocking, "capture needs a non-blocking stream"
+
+            def __enter__(self):
+                stand_in.log.append("enter stream")
+                return self
+
+            def __exit__(self, *exc):
+                stand_in.log.append("exit stream")
+
+            def record(self):
+                return "event"
+
+            def wait_event(self, event):
+                stand_in.log.append("wait")
+
+            def synchronize(self):
+                if stand_in.capturing:
+                    raise RuntimeError("cudaErrorStreamCaptureUnsupported")
+                stand_in.log.append("synchronize")
+
+            def begin_capture(self):
+                stand_in.capturing = True
+                stand_in.log.append("begin")
+
+            def end_capture(self):
+                stand_in.capturing = False
+                stand_in.log.append("end")
+                if stand_in.invalidated:
+                    raise RuntimeError("cudaErrorStreamCaptureInvalidated")
+                return Graph()
+
+        class Graph:
+            def launch(self):
+                stand_in.log.append("launch")
+                stand_in.replay()
+
+        class MemoryPool:
+            def malloc(self, size):
+                raise AssertionError("not called by the stand-in")
+
+        @contextlib.contextmanager
+        def using_allocator(allocator):
+            stand_in.allocator = allocator
+            yield
+            stand_in.allocator = None
+
+        self.invalidated = False
+        self.cuda = type("cuda", (), {"Stream": Stream, "MemoryPool": MemoryPool,
+                                      "using_allocator": staticmethod(using_allocator),
+                                      "get_current_stream": staticmethod(lambda: Stream(non_blocking=True))})
+
+    def array(self, a, copy):
+        assert self.allocator is not None, "static inputs come from the private pool"
+        return _DeviceArray(np.array(a.data, copy=copy))
+
+    def __getattr__(self, name):  # the array functions: NumPy's
+        return getattr(np, name)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    import sys
+
+    fake = _StandInCuPy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    return fake
+
+
+def _on_device(a):
+    return _DeviceArray(np.asarray(a, dtype=np.float64))
+
+
+def test_the_cupy_path_warms_up_captures_and_replays_on_the_static_buffers(stand_in):
+    calls = []
+
+    def step(w, g, lr):
+        calls.append("capture" if stand_in.capturing else "eager")
+        return {"w": w - lr * g}, (w * w).sum()
+
+    w, g, lr = _on_device([1.0, 2.0]), _on_device([0.5, 0.5]), _on_device(0.1)
+    captured = graph.CapturedStep(step, w, g, lr, warmup=2)
+    assert captured.captured and calls == ["eager", "eager", "capture"]
+    assert stand_in.log == ["enter stream", "wait", "synchronize", "begin", "end", "exit stream"]
+    assert stand_in.allocator is None  # the private pool only for the warm-up and the capture
+
+    def replay():  # what the graph does: the captured kernels on the static buffers, outputs in place
+        new = step(*graph._rebuild(captured._example, iter(captured._inputs)))
+        for out, value in zip(captured._output_leaves, [leaf for _, leaf in graph._leaves(new, "")]):
+            out[...] = value
+    stand_in.replay = replay
+
+    before = [a.data.copy() for a in (w, g, lr)]
+    out, loss = captured(w, g, 0.5)  # a number for the 0-d input: written into its buffer
+    np.testing.assert_allclose(out["w"], [0.75, 1.75])
+    assert float(loss.data) == 5.0 and stand_in.log[-1] == "launch"
+    again, loss_again = captured(out["w"], g, lr)  # an output passed back in: copied into the inputs first
+    assert again["w"] is out["w"] and loss_again is loss  # the graph's buffers, overwritten
+    np.testing.assert_allclose(again["w"], [0.7, 1.7])
+    for a, b in zip((w, g, lr), before):
+        np.testing.assert_array_equal(a.data, b)
+    with pytest.raises(ValueError, match=r"args\[0\] has shape \(3,\)"):
+        captured(_on_device([1.0, 2.0, 3.0]), g, lr)
+
+
+@pytest.mark.parametrize("error, says", [
+    (NotImplementedError("calling cuBLAS API during stream capture is currently unsupported"), "cupy/cupy#6290"),
+    (RuntimeError("cannot synchronize while the stream is capturing"), "read a value back"),
+])
+def test_the_cupy_path_reports_a_refused_capture_and_ends_it(stand_in, error, says):
+    def step(w):
+        if stand_in.capturing:
+            raise error
+        return (w + 1.0,)
+
+    with pytest.raises(graph.CaptureError, match=says) as raised:
+        graph.CapturedStep(step, _on_device([1.0]))
+    assert raised.value.__cause__ is error
+    assert not stand_in.capturing and stand_in.log[-2:] == ["end", "exit stream"]  # the capture was ended
+
+
+def test_the_cupy_path_reports_an_invalidated_capture(stand_in):
+    stand_in.invalidated = True
+    with pytest.raises(graph.CaptureError, match="cudaErrorStreamCaptureInvalidated"):
+        graph.CapturedStep(lambda w: (w + 1.0,), _on_device([1.0]))
