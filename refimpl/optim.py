@@ -10,17 +10,17 @@ hyper-parameters with two methods:
 Nothing is mutated: every step returns fresh dictionaries and arrays, so an
 old ``(params, state)`` pair can be kept and replayed. The learning rate is an
 argument of ``step`` so that a schedule (:func:`cosine_lr`) drives it from
-outside.
+outside. The update rules are those of ``torch.optim.SGD`` and
+``torch.optim.AdamW`` (same order of operations, so float64 runs agree to
+rounding).
 
 For a step captured as a CUDA graph (:mod:`refimpl.graph`), where every
 input must be an array on the device and no value may be read back to the
 host, ``lr`` may be a 0-d array of the parameters' dtype and namespace and
 ``state["step"]`` a 0-d integer array (:func:`device_state` makes one from
-``init_state``): the bias corrections are then computed on the device. An
-array ``lr`` is not checked for sign (that would read it back). The numbers
-agree with the host form to float rounding. The update rules are those of ``torch.optim.SGD`` and
-``torch.optim.AdamW`` (same order of operations, so float64 runs agree to
-rounding).
+``init_state``): AdamW's bias corrections are then computed on the device.
+An array ``lr`` is not checked for sign (that would read it back). The
+numbers agree with the host form to float rounding.
 
 >>> import numpy as np
 >>> opt = SGD(momentum=0.9)
@@ -62,25 +62,26 @@ def _check_lr(lr, params: dict):
         return check_nonnegative("lr", lr)  # numbers; refuses str, bool and other objects by name
     if lr.ndim != 0:
         raise ValueError(f"lr must be a number or a 0-d array, got an array of shape {tuple(lr.shape)}")
-    for p in params.values():
-        if backend.namespace(lr) is not backend.namespace(p):
-            raise TypeError(f"lr is a {type(lr).__module__}.{type(lr).__name__}, the parameters are "
-                            f"{type(p).__module__}.{type(p).__name__} arrays: put lr where they are")
-        if backend.device(lr) != backend.device(p):
-            raise ValueError(f"lr is on device {backend.device(lr)}, the parameters on {backend.device(p)}")
-        if lr.dtype != p.dtype:
-            raise TypeError(f"lr has dtype {lr.dtype}, expected the parameters' dtype ({p.dtype}); "
-                            "nothing is promoted")
-        break
+    p = next(iter(params.values()), None)  # the parameters share namespace, device and dtype
+    if p is None:
+        return lr
+    if backend.namespace(lr) is not backend.namespace(p):
+        raise TypeError(f"lr is a {type(lr).__module__}.{type(lr).__name__}, the parameters are "
+                        f"{type(p).__module__}.{type(p).__name__} arrays: put lr where they are")
+    if backend.device(lr) != backend.device(p):
+        raise ValueError(f"lr is on device {backend.device(lr)}, the parameters on {backend.device(p)}")
+    if lr.dtype != p.dtype:
+        raise TypeError(f"lr has dtype {lr.dtype}, expected the parameters' dtype ({p.dtype}); "
+                        "nothing is promoted")
     return lr
 
 
 def _bias_corrections(betas, t, params: dict):
-    """``1 - beta1^t`` and ``sqrt(1 - beta2^t)`` for AdamW's step ``t``: host floats for an int ``t``,
+    """``1 - beta1^t`` and ``sqrt(1 - beta2^t)`` for AdamW's step ``t``: host floats for an integer ``t``,
     0-d arrays in the parameters' dtype for a 0-d integer array ``t`` (computed on its device)."""
     beta1, beta2 = betas
-    if isinstance(t, int):
-        return 1 - beta1**t, math.sqrt(1 - beta2**t)
+    if isinstance(t, (int, np.integer)):  # NumPy scalars too: a 0-d NumPy array + 1 gives one
+        return 1 - beta1**int(t), math.sqrt(1 - beta2**int(t))
     xp = backend.namespace(t)
     if t.ndim != 0 or not xp.isdtype(t.dtype, "integral"):
         raise TypeError(f"state['step'] must be an int or a 0-d integer array, got {t.dtype} of shape "
