@@ -25,8 +25,9 @@ with the host):
 * no host synchronisation: no ``float(loss)``, no ``.item()``, no Python
   ``if`` on a device value, no ``bool(xp.any(...))``; in refimpl that means
   ``kernel.forward(..., check_finite=False)`` (its finite check reads one
-  value back) and ``dout`` of the loss given as the Python number 1.0
-  (an array ``dout`` is checked for NaN the same way);
+  value back), ``net.backward(..., check_finite=False)`` (every layer
+  checks its ``dout`` the same way) and the loss's ``dout`` given as the
+  Python number 1.0;
 * no host-to-device copy inside the step: the learning rate comes in as a 0-d
   array (so a schedule does not force a new capture) and the optimiser's step
   count as a 0-d integer array (:func:`refimpl.optim.device_state`);
@@ -37,12 +38,13 @@ with the host):
 * libraries set up before the capture: the step first runs eagerly
   (``warmup`` times), which compiles the kernels, creates the cuBLAS handle and
   the cuFFT plans (cached by CuPy, their work areas then in the private pool);
-* CuPy refuses some libraries during capture: cuBLAS among them in the
-  releases this was written against (``NotImplementedError: calling cuBLAS
-  API during stream capture is currently unsupported``, cupy/cupy#6290), and
-  every matrix product of TinyNet and of the losses is a cuBLAS call, so such
-  a step raises :class:`CaptureError` naming the library. Steps made of
-  element-wise work, cuFFT and reductions (an optimiser update) capture.
+* CuPy refuses some libraries during capture, cuBLAS among them up to at
+  least CuPy 14.2 (``NotImplementedError: calling cuBLAS API during stream
+  capture is currently unsupported``, cupy/cupy#6290), and every matrix
+  product of TinyNet and of the losses is a cuBLAS call, so such a step
+  raises :class:`CaptureError` naming the library. Steps made of
+  element-wise work and reductions, an optimiser update for one, are
+  expected to capture (GPU tests check it).
 
 Host synchronisations and host copies that remain in refimpl, none of them
 on the path of :func:`refimpl.bench.gpu.train_step` (TinyNet, head, SupCon,
