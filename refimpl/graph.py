@@ -194,7 +194,8 @@ class CapturedStep:
         Nests of arrays, all of one namespace and device, with the shapes and
         dtypes of every later call; Python numbers are refused (make them 0-d
         arrays: the learning rate, the step count via
-        :func:`refimpl.optim.device_state`). They are copied, never kept.
+        :func:`refimpl.optim.device_state`). On CuPy they are copied into the
+        static inputs; no reference to them is kept.
     warmup : int >= 1
         Eager runs of the step on CuPy before the capture. Elsewhere the step
         runs once here, to check that it returns arrays.
@@ -225,8 +226,9 @@ class CapturedStep:
         if not callable(step):
             raise TypeError(f"step must be callable, got {type(step).__name__}")
         check_integer("warmup", warmup, minimum=1)
-        self._step, self._example = step, example_args
         leaves = list(_leaves(example_args, "args"))
+        # the structure of the arguments, without keeping the caller's arrays
+        self._step, self._template = step, _rebuild(example_args, iter([None] * len(leaves)))
         for path, leaf in leaves:
             if not _is_array(leaf) or not hasattr(leaf, "shape"):
                 hint = (" (make it a 0-d array: backend.asarray(value, like=...); a step count: "
@@ -238,20 +240,21 @@ class CapturedStep:
         except TypeError as e:
             raise TypeError(f"the example arguments must all be arrays of one namespace: {e}") from None
         self._slots = [_Slot(path, tuple(leaf.shape), leaf.dtype, xp, backend.device(leaf)) for path, leaf in leaves]
-        devices = {slot.device for slot in self._slots}
-        if len(devices) > 1:
-            raise ValueError(f"the example arguments must all be on one device, got {sorted(map(str, devices))}")
+        for slot in self._slots[1:]:  # compared, not hashed: a device object need not be hashable
+            if slot.device != self._slots[0].device:
+                raise ValueError(f"the example arguments must all be on one device: {slot.path} is on "
+                                 f"{slot.device}, {self._slots[0].path} on {self._slots[0].device}")
         self.captured = xp.__name__ == "cupy"
         if self.captured:
             self._capture(xp, [leaf for _, leaf in leaves], warmup)
         else:
-            _check_outputs(step(*example_args))
+            _check_outputs(step(*example_args))  # the eager step, once: it must return arrays
 
     def _values(self, args):
         """The checked leaves of ``args``, in the order of the slots."""
-        if len(args) != len(self._example):
-            raise TypeError(f"the step takes {len(self._example)} arguments like its example, got {len(args)}")
-        given = _match(self._example, args, "args")
+        if len(args) != len(self._template):
+            raise TypeError(f"the step takes {len(self._template)} arguments like its example, got {len(args)}")
+        given = _match(self._template, args, "args")
         return [_check_leaf(slot, value) for slot, value in zip(self._slots, given)]
 
     def __call__(self, *args):
@@ -259,7 +262,7 @@ class CapturedStep:
         if not self.captured:
             arrays = [backend.full((), value, xp=slot.xp, dev=slot.device, dtype=slot.dtype)
                       if isinstance(value, _NUMBERS) else value for slot, value in zip(self._slots, values)]
-            return _check_outputs(self._step(*_rebuild(self._example, iter(arrays))))
+            return _check_outputs(self._step(*_rebuild(self._template, iter(arrays))))
         for buffer, value in zip(self._inputs, values):
             if isinstance(value, _NUMBERS):
                 buffer.fill(value.item() if isinstance(value, np.generic) else value)  # a fill kernel
@@ -276,7 +279,7 @@ class CapturedStep:
         with cp.cuda.using_allocator(self._pool.malloc), self._stream:
             self._stream.wait_event(caller.record())  # the examples are ready
             self._inputs = [cp.array(leaf, copy=True) for leaf in example_leaves]
-            args = _rebuild(self._example, iter(self._inputs))
+            args = _rebuild(self._template, iter(self._inputs))
             for _ in range(warmup):  # kernels compiled, cuBLAS handle and cuFFT plans made, pool filled
                 _check_outputs(self._step(*args))
             self._stream.synchronize()  # outside the capture; errors of the eager step surface here

@@ -371,7 +371,7 @@ def test_the_cupy_path_warms_up_captures_and_replays_on_the_static_buffers(stand
     assert stand_in.allocator is None  # the private pool only for the warm-up and the capture
 
     def replay():  # what the graph does: the captured kernels on the static buffers, outputs in place
-        new = step(*graph._rebuild(captured._example, iter(captured._inputs)))
+        new = step(*graph._rebuild(captured._template, iter(captured._inputs)))
         for out, value in zip(captured._output_leaves, [leaf for _, leaf in graph._leaves(new, "")]):
             out[...] = value
     stand_in.replay = replay
