@@ -17,9 +17,11 @@ until then).
 
 A third workload is the whole training step with its SGD update (momentum
 0.9): refimpl called eagerly, refimpl replayed from a CUDA graph
-(:class:`refimpl.graph.CapturedStep`, the launch overhead of its hundreds of
-kernels gone), and PyTorch eager with ``torch.optim.SGD``. The replayed step's
-loss and new parameters are first checked against the eager step's. When
+(:class:`refimpl.graph.CapturedStep`: its hundreds of kernels issued by one
+launch; a replayed call includes copying the arguments into the graph's
+inputs, as a training loop's would), and PyTorch eager with
+``torch.optim.SGD``. The replayed step's loss and new parameters are first
+checked against the eager step's. When
 CuPy refuses the capture (it refuses cuBLAS calls during stream capture, and
 every matrix product is one), the row says why and times the other two.
 
