@@ -291,6 +291,9 @@ class CapturedStep:
                 raise CaptureError(_capture_message(error)) from error
             try:
                 self._graph = self._stream.end_capture()
+                # instantiated (newer CuPy does it at the first launch) and placed on the device now, so that
+                # a graph CUDA cannot run fails here
+                self._graph.upload(self._stream)
             except Exception as error:  # an illegal call invalidated the capture
                 raise CaptureError(_capture_message(error)) from error
         self._outputs = _check_outputs(outputs)

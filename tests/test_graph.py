@@ -317,6 +317,9 @@ class _StandInCuPy:
                 return Graph()
 
         class Graph:
+            def upload(self, stream):
+                stand_in.log.append("upload")
+
             def launch(self):
                 stand_in.log.append("launch")
                 stand_in.replay()
@@ -367,7 +370,7 @@ def test_the_cupy_path_warms_up_captures_and_replays_on_the_static_buffers(stand
     w, g, lr = _on_device([1.0, 2.0]), _on_device([0.5, 0.5]), _on_device(0.1)
     captured = graph.CapturedStep(step, w, g, lr, warmup=2)
     assert captured.captured and calls == ["eager", "eager", "capture"]
-    assert stand_in.log == ["enter stream", "wait", "synchronize", "begin", "end", "exit stream"]
+    assert stand_in.log == ["enter stream", "wait", "synchronize", "begin", "end", "upload", "exit stream"]
     assert stand_in.allocator is None  # the private pool only for the warm-up and the capture
 
     def replay():  # what the graph does: the captured kernels on the static buffers, outputs in place
