@@ -294,7 +294,7 @@ class CapturedStep:
                 # instantiated (newer CuPy does it at the first launch) and placed on the device now, so that
                 # a graph CUDA cannot run fails here
                 self._graph.upload(self._stream)
-            except Exception as error:  # an illegal call invalidated the capture
+            except Exception as error:  # an illegal call invalidated the capture, or the graph cannot run
                 raise CaptureError(_capture_message(error)) from error
         self._outputs = _check_outputs(outputs)
         self._output_leaves = [leaf for _, leaf in _leaves(outputs, "output")]
