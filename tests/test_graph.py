@@ -45,7 +45,7 @@ def _expected_capture_refusal():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_tinynet_supcon_step_replayed_equals_the_eager_step(xpd, opt, dtype):
     """Three batches through the CapturedStep equal three direct calls of the step (on CuPy: graph replays)."""
-    net, step = _tiny_net(), None
+    net = _tiny_net()
     step = train_step(net, opt)
     params = net.init(0, dtype, xp=xpd.xp, dev=xpd.device)
     state = optim.device_state(opt.init_state(params), like=params["head.fc1.w"])
