@@ -222,11 +222,14 @@ def output_of(out, shape=None) -> Output:
                   backend.device(out))
 
 
-def check_dout(dout, output: Output):
+def check_dout(dout, output: Output, *, finite: bool = True):
     """The upstream gradient of ``output``: an array of its shape, dtype, namespace and device, finite.
 
-    A Python number is accepted for a scalar output (and moved there);
-    nothing is broadcast or cast.
+    A Python number is accepted for a scalar output (and written there by a
+    fill kernel, without a host-to-device copy); nothing is broadcast or cast.
+    An array ``dout`` is checked for NaN and inf (unless ``finite=False``), a
+    device sync on GPUs: a captured CUDA graph step (:mod:`refimpl.graph`)
+    passes a number to the loss and ``check_finite=False`` to the layers.
 
     >>> import numpy as np
     >>> check_dout(np.ones(6), output_of(np.zeros(())))
@@ -240,7 +243,8 @@ def check_dout(dout, output: Output):
                              "output, got a number")
         if not math.isfinite(dout):
             raise ValueError(f"dout must be finite, got {dout!r}")
-        return backend.asarray(dout, xp=output.xp, dev=output.device, dtype=output.dtype)
+        # a fill kernel, not a host-to-device copy: a captured CUDA graph step may pass 1.0
+        return backend.full((), dout, xp=output.xp, dev=output.device, dtype=output.dtype)
     if not _is_array(dout):
         raise TypeError(f"dout must be an array or a Python number, got {type(dout).__name__}")
     if backend.namespace(dout) is not output.xp:
@@ -253,6 +257,6 @@ def check_dout(dout, output: Output):
                          f"got {tuple(dout.shape)}")
     if dout.dtype != output.dtype:
         raise TypeError(f"dout has dtype {dout.dtype}, expected the dtype of the forward output ({output.dtype})")
-    if not all_finite(dout):
+    if finite and not all_finite(dout):
         raise ValueError("dout must be finite (no NaN or inf)")
     return dout

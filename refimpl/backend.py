@@ -134,6 +134,26 @@ def asarray(a, *, like=None, xp: ModuleType | None = None, dev=None, dtype=None)
     return xp.asarray(a, dtype=dtype, device=dev)
 
 
+def full(shape, value, *, xp: ModuleType, dev=None, dtype):
+    """An array of ``shape`` holding the Python number ``value``, made on the device itself.
+
+    Unlike :func:`asarray` of a number, nothing is copied from the host: the
+    value is written by a fill kernel, so this may run inside a CUDA graph
+    capture (:mod:`refimpl.graph`). ``dtype`` is a dtype of ``xp`` or its name.
+
+    >>> full((), 1.0, xp=np, dtype="float32")
+    array(1., dtype=float32)
+    """
+    if isinstance(dtype, str):
+        dtype = getattr(xp, dtype)
+    if xp is np or dev is None or dev == "cpu":
+        return xp.full(shape, value, dtype=dtype)
+    if xp.__name__ == "cupy":
+        with dev:
+            return xp.full(shape, value, dtype=dtype)
+    return xp.full(shape, value, dtype=dtype, device=dev)
+
+
 def to_numpy(a) -> np.ndarray:
     """Copy any array (NumPy, CuPy, array_api_strict on any device) to a NumPy array."""
     if isinstance(a, np.ndarray):

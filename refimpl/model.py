@@ -11,7 +11,8 @@ passed in and returned.
   parameters: no gradient, and the optimiser never sees them. Empty for a
   network without batch norm.
 * ``out, cache = net.forward(params, x, train=..., state=state, input_grad=True)``.
-* ``grads, dx = net.backward(dout, cache)``: ``grads`` keyed like ``params``.
+* ``grads, dx = net.backward(dout, cache, check_finite=True)``: ``grads`` keyed like ``params``
+  (``check_finite=False``: no layer checks its ``dout`` for NaN, a host sync on GPUs).
   With ``input_grad=False`` (like ``requires_grad=False`` on the input in
   PyTorch, e.g. for images) ``dx`` is None: the first layer with parameters
   skips its input gradient, and the layers before it get no backward pass.
@@ -129,8 +130,9 @@ class Layer:
             options["input_grad"] = input_grad
         return self.module.forward(x, *args, **options)
 
-    def backward(self, dout, cache):
-        dx, *dparams = self.module.backward(dout, cache)
+    def backward(self, dout, cache, *, check_finite=True):
+        flag = {} if _validate.check_bool("check_finite", check_finite) else {"check_finite": False}
+        dx, *dparams = self.module.backward(dout, cache, **flag)
         shapes = self.param_shapes()
         return {name: d for name, d in zip(self.params, dparams) if name in shapes}, dx
 
@@ -377,12 +379,16 @@ class Sequential(Layer):
             caches.append(cache)
         return x, SequentialCache(tuple(caches), input_grad)
 
-    def backward(self, dout, cache):
+    def backward(self, dout, cache, *, check_finite=True):
+        """Backward through the layers in reverse order: ``(grads, dx)``. Each layer checks its ``dout``
+        for NaN and inf, one value read back each (a host sync on GPUs); ``check_finite=False`` skips
+        those checks, as a step captured as a CUDA graph must (:mod:`refimpl.graph`)."""
         input_grad = cache.input_grad
         stop = self._stop(input_grad)
+        flag = {} if _validate.check_bool("check_finite", check_finite) else {"check_finite": False}
         grads = {}
         for (name, layer), layer_cache in zip(self.layers[stop:][::-1], cache.layers[stop:][::-1]):
-            layer_grads, dout = layer.backward(dout, layer_cache)
+            layer_grads, dout = layer.backward(dout, layer_cache, **flag)
             grads.update({f"{name}.{k}": v for k, v in layer_grads.items()})
         return {k: grads[k] for k in self.param_shapes()}, (dout if input_grad else None)
 

@@ -14,6 +14,14 @@ outside. The update rules are those of ``torch.optim.SGD`` and
 ``torch.optim.AdamW`` (same order of operations, so float64 runs agree to
 rounding).
 
+For a step captured as a CUDA graph (:mod:`refimpl.graph`), where every
+input must be an array on the device and no value may be read back to the
+host, ``lr`` may be a 0-d array of the parameters' dtype and namespace and
+``state["step"]`` a 0-d integer array (:func:`device_state` makes one from
+``init_state``): AdamW's bias corrections are then computed on the device.
+An array ``lr`` is not checked for sign (that would read it back). The
+numbers agree with the host form to float rounding.
+
 >>> import numpy as np
 >>> opt = SGD(momentum=0.9)
 >>> params, grads = {"w": np.array([1.0, -2.0])}, {"w": np.array([0.5, 0.5])}
@@ -28,8 +36,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 from . import backend
-from ._validate import check_nonnegative, check_positive, real
+from ._validate import _is_array, check_nonnegative, check_positive, real
 
 
 def _check_grads(params: dict, grads: dict) -> None:
@@ -41,6 +51,61 @@ def _check_grads(params: dict, grads: dict) -> None:
         if tuple(grads[name].shape) != tuple(p.shape):
             raise ValueError(
                 f"grads[{name!r}] has shape {tuple(grads[name].shape)}, expected {tuple(p.shape)}")
+
+
+def _check_lr(lr, params: dict):
+    """``lr``: a finite number >= 0, or a 0-d array of the parameters' namespace, device and dtype.
+
+    An array is not read back (no host sync), so its sign is not checked.
+    """
+    if isinstance(lr, (bool, int, float, np.generic)) or not _is_array(lr):
+        return check_nonnegative("lr", lr)  # numbers; refuses str, bool and other objects by name
+    if lr.ndim != 0:
+        raise ValueError(f"lr must be a number or a 0-d array, got an array of shape {tuple(lr.shape)}")
+    p = next(iter(params.values()), None)  # the parameters share namespace, device and dtype
+    if p is None:
+        return lr
+    if backend.namespace(lr) is not backend.namespace(p):
+        raise TypeError(f"lr is a {type(lr).__module__}.{type(lr).__name__}, the parameters are "
+                        f"{type(p).__module__}.{type(p).__name__} arrays: put lr where they are")
+    if backend.device(lr) != backend.device(p):
+        raise ValueError(f"lr is on device {backend.device(lr)}, the parameters on {backend.device(p)}")
+    if lr.dtype != p.dtype:
+        raise TypeError(f"lr has dtype {lr.dtype}, expected the parameters' dtype ({p.dtype}); "
+                        "nothing is promoted")
+    return lr
+
+
+def _bias_corrections(betas, t, params: dict):
+    """``1 - beta1^t`` and ``sqrt(1 - beta2^t)`` for AdamW's step ``t``: host floats for an integer ``t``,
+    0-d arrays in the parameters' dtype for a 0-d integer array ``t`` (computed on its device)."""
+    beta1, beta2 = betas
+    if isinstance(t, (int, np.integer)):  # NumPy scalars too: a 0-d NumPy array + 1 gives one
+        return 1 - beta1**int(t), math.sqrt(1 - beta2**int(t))
+    xp = backend.namespace(t)
+    if t.ndim != 0 or not xp.isdtype(t.dtype, "integral"):
+        raise TypeError(f"state['step'] must be an int or a 0-d integer array, got {t.dtype} of shape "
+                        f"{tuple(t.shape)}")
+    dtype = next(iter(params.values())).dtype if params else xp.float64
+    tf = xp.astype(t, dtype)
+    return 1 - beta1**tf, xp.sqrt(1 - beta2**tf)
+
+
+def device_state(state: dict, like) -> dict:
+    """``state`` with its step count as a 0-d int64 array placed like ``like`` (the other entries as they are).
+
+    What a step captured as a CUDA graph needs (:mod:`refimpl.graph`): the count
+    is then advanced on the device, and AdamW's bias corrections computed there.
+
+    >>> import numpy as np
+    >>> opt = AdamW()
+    >>> params = {"w": np.ones(2)}
+    >>> state = device_state(opt.init_state(params), like=params["w"])
+    >>> _, state = opt.step(params, {"w": np.ones(2)}, state, lr=np.asarray(0.1))
+    >>> int(state["step"])
+    1
+    """
+    return {**state, "step": backend.asarray(state["step"], like=like, dtype="int64")}
 
 
 def _zeros_like(params: dict) -> dict:
@@ -91,9 +156,12 @@ class SGD:
         buffers = _zeros_like(params) if self.momentum > 0 else {}
         return {"step": 0, "momentum": buffers}
 
-    def step(self, params: dict, grads: dict, state: dict, *, lr: float):
-        """One update; returns ``(new_params, new_state)``, inputs untouched."""
-        lr = check_nonnegative("lr", lr)
+    def step(self, params: dict, grads: dict, state: dict, *, lr):
+        """One update; returns ``(new_params, new_state)``, inputs untouched.
+
+        ``lr``: a number >= 0, or a 0-d array of the parameters' dtype (see the module docstring).
+        """
+        lr = _check_lr(lr, params)
         _check_grads(params, grads)
         new_params, new_buffers = {}, {}
         for name, p in params.items():
@@ -155,14 +223,18 @@ class AdamW:
         """``{"step": 0, "exp_avg": zeros, "exp_avg_sq": zeros}``."""
         return {"step": 0, "exp_avg": _zeros_like(params), "exp_avg_sq": _zeros_like(params)}
 
-    def step(self, params: dict, grads: dict, state: dict, *, lr: float):
-        """One update; returns ``(new_params, new_state)``, inputs untouched."""
-        lr = check_nonnegative("lr", lr)
+    def step(self, params: dict, grads: dict, state: dict, *, lr):
+        """One update; returns ``(new_params, new_state)``, inputs untouched.
+
+        ``lr``: a number >= 0, or a 0-d array of the parameters' dtype; ``state["step"]`` an int or a
+        0-d integer array (see the module docstring).
+        """
+        lr = _check_lr(lr, params)
         _check_grads(params, grads)
         beta1, beta2 = self.betas
         t = state["step"] + 1
-        step_size = lr / (1 - beta1**t)
-        root_bc2 = math.sqrt(1 - beta2**t)
+        bias_correction1, root_bc2 = _bias_corrections(self.betas, t, params)
+        step_size = lr / bias_correction1
         new_params, exp_avg, exp_avg_sq = {}, {}, {}
         for name, p in params.items():
             xp = backend.namespace(p)

@@ -185,10 +185,10 @@ class _SyncBatchNorm2d(model.BatchNorm2d):
         return out, batchnorm2d.Cache(x_hat, gamma, inv_std, True, mean, s, v, m, running_mean, running_var,
                                       momentum, _validate.output_of(out))
 
-    def backward(self, dout, cache):
+    def backward(self, dout, cache, *, check_finite=True):
         if not cache.train:
-            return super().backward(dout, cache)
-        dout = _validate.check_dout(dout, cache.output)
+            return super().backward(dout, cache, check_finite=check_finite)
+        dout = _validate.check_dout(dout, cache.output, finite=_validate.check_bool("check_finite", check_finite))
         xp = backend.namespace(dout, cache.x_hat)
         dbeta = xp.sum(dout, axis=batchnorm2d._AXES)  # this shard's parts of the two channel sums
         dgamma = xp.sum(dout * cache.x_hat, axis=batchnorm2d._AXES)

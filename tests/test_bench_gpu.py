@@ -44,10 +44,31 @@ def test_json_records_the_device_and_the_hosts_fingerprint(tmp_path, monkeypatch
     row = {"workload": "w", "dtype": "float32", "refimpl_s": 2e-3, "torch_s": 1e-3, "ratio": 2.0}
     monkeypatch.setattr(gpu, "tinynet_row", lambda *a, **k: row)
     monkeypatch.setattr(gpu, "loss_row", lambda *a, **k: row)
+    refused = dict(row, workload="train step", captured_error="NotImplementedError: cuBLAS")
+    monkeypatch.setattr(gpu, "captured_row", lambda *a, **k: refused)
     path = tmp_path / "gpu.json"
     assert cli.main(["bench", "gpu", "--quick", "--dtypes", "float32", "--kernel-sizes", "5",
                      "--losses", "margin", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
-    assert data["device"] == {"gpu": "stand-in"} and len(data["rows"]) == 2
+    assert data["device"] == {"gpu": "stand-in"} and len(data["rows"]) == 5  # 3 algorithms, the train step, a loss
+    assert data["rows"][3]["captured_error"] == "NotImplementedError: cuBLAS"
     assert data["fingerprint"] == fingerprint.fingerprint()
-    assert f"host: {fingerprint.describe(data['fingerprint'])}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"host: {fingerprint.describe(data['fingerprint'])}" in printed
+    assert "not captured: NotImplementedError: cuBLAS" in printed
+
+
+def test_algorithms_and_the_train_step_can_be_chosen(monkeypatch):
+    """``--algorithms`` reaches tinynet_row; ``--no-captured`` skips the train step."""
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.setattr(backend, "cupy_available", lambda: True)
+    monkeypatch.setattr(gpu, "describe", lambda: {"gpu": "stand-in"})
+    seen = []
+    row = {"workload": "w", "dtype": "float32", "refimpl_s": 2e-3, "torch_s": 1e-3, "ratio": 2.0}
+    monkeypatch.setattr(gpu, "tinynet_row", lambda *a, algorithm, **k: seen.append(algorithm) or row)
+    monkeypatch.setattr(gpu, "loss_row", lambda *a, **k: row)
+    monkeypatch.setattr(gpu, "captured_row", lambda *a, **k: seen.append("captured") or row)
+    assert cli.main(["bench", "gpu", "--quick", "--dtypes", "float32", "--kernel-sizes", "5", "--losses", "margin",
+                     "--algorithms", "fft", "--no-captured"]) == 0
+    assert seen == ["fft"]

@@ -511,3 +511,15 @@ def test_naive_form_gradient_vjp(case, reduction):
     kwargs = {k: v for k, v in case.items() if k != "z"}
     gradcheck.check_vjp(lambda z: kernel.forward_naive(z, **kwargs, reduction=reduction), kernel.backward_naive,
                         [case["z"]]).raise_if_failed()
+
+
+def test_check_finite_false_skips_the_finite_check_and_nan_propagates():
+    """The check reads a value back to the host (a sync on GPUs); a captured CUDA graph step turns it off."""
+    z = np.array([[1.0, 0.0], [np.nan, 1.0], [0.5, 0.5]])
+    labels = np.array([0, 0, 1])
+    with pytest.raises(ValueError, match="z must be finite"):
+        kernel.forward(z, labels=labels)
+    loss, cache = kernel.forward(z, labels=labels, check_finite=False)
+    assert np.isnan(loss) and np.isnan(kernel.backward(1.0, cache)[0]).any()
+    with pytest.raises(TypeError, match="check_finite must be a bool"):
+        kernel.forward(z, labels=labels, check_finite=0)

@@ -545,3 +545,22 @@ def test_unknown_conv_algorithm_is_named(algorithm):
         model.Conv2d(2, 3, algorithm=algorithm)
     with pytest.raises(ValueError, match="algorithm must be one of"):
         model.tinynet(algorithm=algorithm)
+
+
+def test_backward_check_finite_false_skips_every_layers_dout_check():
+    """Each layer checks its dout for NaN (one value read back: a host sync on GPUs); check_finite=False
+    skips all of them, as a step captured as a CUDA graph needs, and changes no gradient."""
+    net = model.Sequential([("fc1", model.Linear(3, 4)), ("act", model.ReLU()), ("fc2", model.Linear(4, 2))])
+    params = net.init(0, "float64")
+    out, cache = net.forward(params, np.ones((5, 3)), train=True)
+    bad = np.ones_like(out)
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="dout must be finite"):
+        net.backward(bad, cache)
+    grads, dx = net.backward(bad, cache, check_finite=False)
+    assert np.isnan(grads["fc2.w"]).any()
+    want, want_dx = net.backward(np.ones_like(out), cache)
+    got, got_dx = net.backward(np.ones_like(out), cache, check_finite=False)
+    assert all(np.array_equal(got[k], want[k]) for k in want) and np.array_equal(got_dx, want_dx)
+    with pytest.raises(TypeError, match="check_finite must be a bool"):
+        net.backward(np.ones_like(out), cache, check_finite=None)

@@ -160,3 +160,38 @@ def test_cosine_equals_torch_cosine_annealing(torch):
             sched.get_last_lr()[0], abs=1e-12)
         opt.step()
         sched.step()
+
+
+@pytest.mark.parametrize("opt", [optim.SGD(momentum=0.9, weight_decay=0.1, nesterov=True), optim.AdamW(),
+                                 optim.AdamW(betas=(0.8, 0.95), weight_decay=0.3)])
+def test_lr_and_step_count_as_device_arrays_equal_the_numbers(xpd, opt):
+    """What a captured CUDA graph step passes: lr a 0-d array, the step count a 0-d integer array."""
+    lrs = [optim.cosine_lr(t, base_lr=0.1, total_steps=5) for t in range(4)]
+    host, host_state = _run(opt, 4, lrs)
+    params = {k: xpd.put(v) for k, v in _params().items()}
+    state = optim.device_state(opt.init_state(params), like=params["w"])
+    for t in range(4):
+        grads = {k: xpd.put(v) for k, v in _grads(t).items()}
+        params, state = opt.step(params, grads, state, lr=xpd.put(np.asarray(lrs[t])))
+    assert int(backend.to_numpy(state["step"])) == host_state["step"] == 4
+    for k in host:
+        np.testing.assert_allclose(backend.to_numpy(params[k]), host[k], rtol=1e-14, atol=1e-15)
+
+
+def test_an_lr_array_must_be_0d_of_the_parameters_dtype():
+    opt = optim.SGD(momentum=0.9)
+    params = _params()
+    state = opt.init_state(params)
+    with pytest.raises(ValueError, match=r"lr must be a number or a 0-d array, got an array of shape \(1,\)"):
+        opt.step(params, _grads(0), state, lr=np.array([0.1]))
+    with pytest.raises(TypeError, match=r"lr has dtype float32, expected the parameters' dtype \(float64\)"):
+        opt.step(params, _grads(0), state, lr=np.asarray(0.1, dtype=np.float32))
+    strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(TypeError, match="put lr where they are"):
+        opt.step(params, _grads(0), state, lr=strict.asarray(0.1, dtype=strict.float64))
+    with pytest.raises(TypeError, match=r"state\['step'\] must be an int or a 0-d integer array"):
+        optim.AdamW().step(params, _grads(0), {**optim.AdamW().init_state(params), "step": np.zeros(2, dtype=int)},
+                           lr=0.1)
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        opt.step(params, _grads(0), state, lr="0.1")
+    assert opt.step(params, _grads(0), state, lr=np.float64(0.1))[1]["step"] == 1  # NumPy scalars are numbers

@@ -243,13 +243,17 @@ def forward(x, w, b, *, stride: int, padding: int, input_grad: bool):
     return out, cache
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradients of :func:`forward` (see the module docstring for the derivation); ``(dx, dw, db)``.
 
     .. math::
         \\widehat{dw'}_{f,c}(k) = \\sum_n \\overline{\\widehat{dr}_{f,n}(k)}\\,\\hat x_{c,n}(k), \\quad
         \\widehat{dx}_{c,n}(k) = \\sum_f \\hat w'_{f,c}(k)\\,\\widehat{dr}_{f,n}(k), \\quad
         db_f = \\sum_{n,p,q} dout_{n,f,p,q}
+
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
 
     >>> import numpy as np
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
@@ -258,7 +262,7 @@ def backward(dout, cache):
     >>> dw.round(12).tolist(), db is None, round(float(dx.sum()), 12)
     ([[[[20.0, 24.0], [36.0, 40.0]]]], True, 16.0)
     """
-    dout = _validate.check_dout(dout, cache.output)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     xp = backend.namespace(dout, cache.x_spectrum)
     lengths, stride, padding = cache.lengths, cache.stride, cache.padding
     n, _, h, wd = cache.x_shape

@@ -35,7 +35,7 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     return out, WindowCache(tuple(x.shape), k, stride, padding, _validate.output_of(out))
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradient of :func:`forward`: ``dout / k**2`` spread over each window.
 
     .. math::
@@ -46,12 +46,16 @@ def backward(dout, cache):
 
     Returns ``(dx,)``, dx (N, C, H, W).
 
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
+
     >>> import numpy as np
     >>> _, cache = forward(np.zeros((1, 1, 2, 4)))
     >>> backward(np.array([[[[4.0, 8.0]]]]), cache)[0].tolist()
     [[[[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]]]
     """
-    dout = _validate.check_dout(dout, cache.output)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     xp = backend.namespace(dout)
     n, c, oh, ow = dout.shape
     k = cache.kernel_size

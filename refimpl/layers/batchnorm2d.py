@@ -161,7 +161,7 @@ def _std(s, v, eps: float):
     return xp.where(large, s_large * xp.sqrt(v + eps / s_large / s_large), xp.sqrt(s_small * s_small * v + eps))
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradients of :func:`forward` with respect to ``x``, ``gamma`` and ``beta``.
 
     Returns ``(dx, dgamma, dbeta)``: dx (N, C, H, W), dgamma and dbeta (C,).
@@ -178,6 +178,10 @@ def backward(dout, cache):
     mode the statistics are constants and :math:`dx = \\gamma_c\\, dout /
     \\sqrt{\\sigma_c^2 + \\epsilon}`).
 
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
+
     >>> import numpy as np
     >>> x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(4, 1, 1, 1)
     >>> _, cache = forward(x, np.ones(1), np.zeros(1), np.zeros(1), np.ones(1), train=True)
@@ -185,7 +189,7 @@ def backward(dout, cache):
     >>> dx.ravel().round(4).tolist(), dgamma.round(4).tolist(), dbeta.tolist()
     ([0.2683, -0.3578, -0.0894, 0.1789], [-1.3416], [1.0])
     """
-    dout = _validate.check_dout(dout, cache.output)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     xp = backend.namespace(dout, cache.x_hat)
     dbeta = xp.sum(dout, axis=_AXES)
     dgamma = xp.sum(dout * cache.x_hat, axis=_AXES)

@@ -134,7 +134,7 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: bool = Tr
     return out, Cache(cols, w, tuple(x.shape), b is not None, stride, padding, input_grad, _validate.output_of(out))
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradients of :func:`forward`.
 
     Parameters
@@ -160,6 +160,10 @@ def backward(dout, cache):
 
     (``col2im`` is the adjoint of the window gather; the padding is dropped).
 
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
+
     >>> import numpy as np
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> out, cache = forward(x, np.ones((1, 1, 2, 2)), None, stride=2)
@@ -172,8 +176,8 @@ def backward(dout, cache):
     (True, [[[[20.0, 24.0], [36.0, 40.0]]]])
     """
     if isinstance(cache, _conv2d_fft.Cache):
-        return _conv2d_fft.backward(dout, cache)
-    dout = _validate.check_dout(dout, cache.output)
+        return _conv2d_fft.backward(dout, cache, check_finite=check_finite)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     w = cache.w
     xp = backend.namespace(dout, w)
     n, f, oh, ow = dout.shape

@@ -32,16 +32,20 @@ def forward(x):
     return out, Cache(shape, _validate.output_of(out))
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradient of :func:`forward`: ``dout`` reshaped back to the input's shape.
 
     .. math::
         dx = \\mathrm{reshape}(dout, \\mathrm{shape}(x))
+
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
 
     >>> import numpy as np
     >>> _, cache = forward(np.zeros((2, 1, 2)))
     >>> backward(np.array([[1.0, 2.0], [3.0, 4.0]]), cache)[0].shape
     (2, 1, 2)
     """
-    dout = _validate.check_dout(dout, cache.output)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     return (backend.namespace(dout).reshape(dout, cache.x_shape),)

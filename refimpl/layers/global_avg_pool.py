@@ -31,7 +31,7 @@ def forward(x):
     return out, Cache(tuple(x.shape), _validate.output_of(out))
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradient of :func:`forward`: ``dout / (H W)`` at every position.
 
     .. math::
@@ -39,12 +39,16 @@ def backward(dout, cache):
 
     Returns ``(dx,)``, dx (N, C, H, W) (a new array, not a broadcast view).
 
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
+
     >>> import numpy as np
     >>> _, cache = forward(np.zeros((1, 1, 1, 2)))
     >>> backward(np.array([[4.0]]), cache)[0].tolist()
     [[[[2.0, 2.0]]]]
     """
-    dout = _validate.check_dout(dout, cache.output)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     xp = backend.namespace(dout)
     n, c, h, w = cache.x_shape
     dx = xp.broadcast_to(dout[:, :, None, None] / (h * w), cache.x_shape)

@@ -60,7 +60,7 @@ def forward(x, w, b, *, input_grad: bool = True):
     return out, Cache(x, w, b is not None, input_grad, _validate.output_of(out))
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradients of :func:`forward`.
 
     Parameters
@@ -79,6 +79,10 @@ def backward(dout, cache):
     .. math::
         dx = dout\\, w,\\quad dw = dout^\\top x,\\quad db = \\textstyle\\sum_n dout_n
 
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
+
     >>> import numpy as np
     >>> out, cache = forward(np.array([[1.0, 2.0]]), np.array([[1.0, -1.0], [0.5, 0.5]]), None)
     >>> dx, dw, db = backward(np.array([[1.0, 2.0]]), cache)
@@ -88,7 +92,7 @@ def backward(dout, cache):
     >>> backward(np.array([[3.0]]), cache)[:2]
     (None, array([[3., 6.]]))
     """
-    dout = _validate.check_dout(dout, cache.output)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     xp = backend.namespace(dout)
     dx = dout @ cache.w if cache.input_grad else None  # (N, D_out) @ (D_out, D_in) -> (N, D_in)
     dw = xp.permute_dims(dout, (1, 0)) @ cache.x  # (D_out, N) @ (N, D_in) -> (D_out, D_in)

@@ -56,7 +56,7 @@ def forward(x, *, kernel_size: int = 2, stride: int | None = None, padding: int 
     return out, WindowCache(tuple(x.shape), k, stride, padding, _validate.output_of(out), argmax)
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradient of :func:`forward`: each ``dout`` goes to its window's maximum.
 
     .. math::
@@ -67,13 +67,17 @@ def backward(dout, cache):
     On ties the whole gradient goes to the first maximum of the window in
     row-major order (PyTorch's CPU behaviour). Returns ``(dx,)``, dx (N, C, H, W).
 
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
+
     >>> import numpy as np
     >>> x = np.array([[[[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 5.0]]]])
     >>> _, cache = forward(x)
     >>> backward(np.array([[[[10.0, 20.0]]]]), cache)[0].tolist()
     [[[[0.0, 0.0, 20.0, 0.0], [0.0, 10.0, 0.0, 0.0]]]]
     """
-    dout = _validate.check_dout(dout, cache.output)
+    dout = _validate.check_dout(dout, cache.output, finite=check_finite)
     argmax, k = cache.argmax, cache.kernel_size
     xp = backend.namespace(dout, argmax)
     n, c, oh, ow = dout.shape

@@ -32,7 +32,7 @@ def forward(x):
     return out, Cache(xp.astype(x > 0, x.dtype), _validate.output_of(out))
 
 
-def backward(dout, cache):
+def backward(dout, cache, *, check_finite: bool = True):
     """Gradient of :func:`forward`: ``dout`` where ``x > 0``, else 0.
 
     .. math::
@@ -41,9 +41,13 @@ def backward(dout, cache):
     At exactly ``x = 0`` the gradient is 0 (PyTorch's convention for the kink).
     Returns ``(dx,)``.
 
+    ``check_finite=False`` skips the NaN/inf check of ``dout``, which reads a
+    value back to the host (a sync on GPUs; a step captured as a CUDA graph
+    cannot have it, :mod:`refimpl.graph`).
+
     >>> import numpy as np
     >>> _, cache = forward(np.array([-1.0, 0.0, 2.0]))
     >>> backward(np.array([5.0, 5.0, 5.0]), cache)[0].tolist()
     [0.0, 0.0, 5.0]
     """
-    return (_validate.check_dout(dout, cache.output) * cache.positive,)
+    return (_validate.check_dout(dout, cache.output, finite=check_finite) * cache.positive,)

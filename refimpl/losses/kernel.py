@@ -19,7 +19,7 @@ from functools import partial
 from typing import NamedTuple
 
 from .. import _ops, backend
-from .._validate import check_array, check_choice, check_positive, check_same_length, namespace
+from .._validate import check_array, check_bool, check_choice, check_positive, check_same_length, namespace
 from . import _blocked
 from ._common import (REDUCTIONS, VARIANTS, check_official, check_two_views, exp_without_self, fill_diagonal,
                       matmul_transposed, maybe_normalize, off_diagonal,
@@ -122,7 +122,7 @@ class Cache(NamedTuple):
 
 
 def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE, variant="paper",
-            reduction="mean", normalize=True, block_size=None, anchors=None):
+            reduction="mean", normalize=True, block_size=None, anchors=None, check_finite=True):
     """WSP loss: kernel-weighted log-probabilities of the positives of each anchor.
 
     With similarities :math:`s_{tj} = z_t^\\top z_j / \\tau` (rows L2-normalised
@@ -219,6 +219,11 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
         over a partition of ``range(M)`` losses and gradients add up to the
         full ones. Computed in blocks of ``block_size`` (default: all A at
         once, (A, M) arrays).
+    check_finite : bool
+        Refuse NaN and inf in ``z`` and ``depth`` (the default). The check
+        reads one value back from the device, a host synchronisation on GPUs;
+        ``False`` skips it (NaN then propagates into the loss, as in PyTorch),
+        as a step captured in a CUDA graph must (:mod:`refimpl.graph`).
 
     Returns
     -------
@@ -250,7 +255,8 @@ def forward(z, *, labels=None, depth=None, sigma=SIGMA, temperature=TEMPERATURE,
     (0.1828, 0.5809, 0.7636)
     """
     xp = namespace(z=z, labels=labels, depth=depth, anchors=anchors)
-    tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize)
+    tau = _check(z, labels, depth, sigma, temperature, variant, reduction, normalize,
+                 check_bool("check_finite", check_finite))
     block_size = _blocked.check_block_size(block_size)
     index = None if anchors is None else _blocked.anchor_index(anchors, z)
     zn, norm_cache = maybe_normalize(z, normalize)
@@ -371,8 +377,8 @@ def _weights(zn, labels, depth, sigma, variant):
     m = zn.shape[0]
     same_label = None if labels is None else labels[:, None] == labels[None, :]  # (M, M) bool
     if depth is None:
-        w = (backend.asarray(xp.ones((m, m), dtype=zn.dtype), like=zn) if same_label is None
-             else xp.astype(same_label, zn.dtype))
+        w = (backend.full((m, m), 1.0, xp=xp, dev=backend.device(zn), dtype=zn.dtype) if same_label is None
+             else xp.astype(same_label, zn.dtype))  # made on zn's device (no round trip through the host)
         w = fill_diagonal(w, 0.0)  # an anchor is not its own positive
     else:
         log_kernel = _shifted_log_kernel(xp.astype(depth, zn.dtype), labels, sigma)
@@ -428,9 +434,11 @@ def _log_kernel_max(d, labels, sigma):
     return xp.take(log_max, xp.argsort(order))  # back to anchor order
 
 
-def _check(z, labels, depth, sigma, temperature, variant, reduction, normalize):
-    """Validate the arguments of :func:`forward`; returns the temperature as a float."""
-    check_array("z", z, ndim=2)
+def _check(z, labels, depth, sigma, temperature, variant, reduction, normalize, finite=True):
+    """Validate the arguments of :func:`forward`; returns the temperature as a float.
+
+    ``finite``: refuse NaN and inf in ``z`` and ``depth`` (a device-to-host sync)."""
+    check_array("z", z, ndim=2, finite=finite)
     m = z.shape[0]
     if m < 2:
         raise ValueError(f"z must have at least 2 rows (an anchor needs others), got shape {tuple(z.shape)}")
@@ -442,7 +450,7 @@ def _check(z, labels, depth, sigma, temperature, variant, reduction, normalize):
         check_official(reduction, normalize)
     for name, x, floating in (("labels", labels, False), ("depth", depth, True)):
         if x is not None:
-            check_array(name, x, ndim=1, floating=floating, real=True)
+            check_array(name, x, ndim=1, floating=floating, real=True, finite=finite)
             check_same_length(name, x, "z", m)
     if variant == "official":
         check_two_views(z, labels=labels, depth=depth)
