@@ -68,6 +68,19 @@ def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp
 
 
 @pytest.mark.torch
+def test_profile_with_workers_times_each_shard_alone_and_the_shards_in_threads(torch, tmp_path, monkeypatch, capsys):
+    for name in _timing.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "2")
+    path = tmp_path / "split.json"
+    assert cli.main(["bench", "tinynet", "--quick", "--kernel-sizes", "3", "--dtypes", "float64",
+                     "--workers", "3", "--profile", "--json", str(path)]) == 0
+    floor = json.loads(path.read_text())["rows"][0]["split_floor"]
+    assert len(floor["shard_alone_s"]) == 3 and min(floor["shard_alone_s"]) > 0   # batch 4: shards of 2, 1, 1
+    assert floor["shards_in_threads_s"] > 0
+    assert "all shards at once in plain threads" in capsys.readouterr().out
+
+
+@pytest.mark.torch
 def test_a_run_in_process_leaves_the_callers_thread_counts(torch, monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     for name in _timing.THREAD_VARIABLES:  # as if set before NumPy loaded: no re-launch

@@ -25,7 +25,9 @@ PyTorch's as the serial step's is.
 
 ``--profile`` adds where the time goes: refimpl per layer (forward and
 backward timed layer by layer, serial) and PyTorch per operator
-(``torch.profiler``).
+(``torch.profiler``); with ``--workers`` also each shard's step timed alone
+and the shards at once in plain threads, the floor any split over threads
+can reach on the machine (:func:`profile_split`).
 """
 from __future__ import annotations
 
@@ -132,6 +134,39 @@ def profile_refimpl(net, params, x, labels, repeats: int) -> list:
     return [(name, float(np.median(f)), float(np.median(b))) for name, (f, b) in times.items()]
 
 
+def profile_split(net, params, x, workers: int, repeats: int) -> dict:
+    """The floor of any split of the step over threads: median seconds of each shard's forward and
+    backward alone (serial), and of all shards at once in plain threads (no pool, no exchange)."""
+    import threading
+
+    from ..parallel import _shards, shard_sizes
+
+    shards = [np.ascontiguousarray(s) for s in _shards(x, shard_sizes(x.shape[0], workers))]
+
+    def step(shard):
+        out, cache = net.forward(params, shard, train=True, input_grad=False)
+        net.backward(np.ones_like(out), cache)
+
+    def together():
+        threads = [threading.Thread(target=step, args=(shard,)) for shard in shards]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def median_seconds(fn):
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    return {"shard_alone_s": [median_seconds(lambda s=s: step(s)) for s in shards],
+            "shards_in_threads_s": median_seconds(together)}
+
+
 def _print_profile(rows) -> None:
     total = sum(f + b for _, f, b in rows)
     print(f"  {'layer':<20}{'forward ms':>11}{'backward ms':>12}{'share':>7}")
@@ -179,6 +214,8 @@ def _run(net, step_net, dtype, *, batch, size, kernel_size, rounds, pause, profi
            "seconds": timing.seconds}
     if profile:
         row["refimpl_layers"] = profile_refimpl(net, params, x, labels, repeats=3)
+        if workers > 1:
+            row["split_floor"] = profile_split(net, params, x, workers, repeats=5)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             torch_step(t_params, t_x, t_labels, t_depth)
         row["torch_ops"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
@@ -246,6 +283,12 @@ def main(args) -> int:
                 if args.profile:
                     print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
                     _print_profile(row["refimpl_layers"])
+                    if "split_floor" in row:
+                        floor = row["split_floor"]
+                        print("  shards alone (one thread each, serially): "
+                              + ", ".join(f"{t * 1e3:.1f} ms" for t in floor["shard_alone_s"])
+                              + f"; all shards at once in plain threads: {floor['shards_in_threads_s'] * 1e3:.1f} ms "
+                              "(the floor of any split over threads)")
                     print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
         if args.json:
             with open(args.json, "w") as f:
