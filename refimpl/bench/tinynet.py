@@ -136,7 +136,9 @@ def profile_refimpl(net, params, x, labels, repeats: int) -> list:
 
 def profile_split(net, params, x, workers: int, repeats: int) -> dict:
     """The floor of any split of the step over threads: median seconds of each shard's forward and
-    backward alone (serial), and of all shards at once in plain threads (no pool, no exchange)."""
+    backward alone (serial), and of all shards at once in plain threads (no pool, no exchange), with
+    the process's page faults and kernel time per threaded call (``resource.getrusage``, Unix)."""
+    import resource
     import threading
 
     from ..parallel import _shards, shard_sizes
@@ -163,8 +165,15 @@ def profile_split(net, params, x, workers: int, repeats: int) -> dict:
             times.append(time.perf_counter() - start)
         return float(np.median(times))
 
-    return {"shard_alone_s": [median_seconds(lambda s=s: step(s)) for s in shards],
-            "shards_in_threads_s": median_seconds(together)}
+    alone = [median_seconds(lambda s=s: step(s)) for s in shards]
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    in_threads = median_seconds(together)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    calls = repeats + 1
+    # page faults and kernel time per call of the threaded shards: the allocator's share of the contention
+    return {"shard_alone_s": alone, "shards_in_threads_s": in_threads,
+            "page_faults_per_call": (after.ru_minflt - before.ru_minflt) / calls,
+            "system_s_per_call": (after.ru_stime - before.ru_stime) / calls}
 
 
 def _print_profile(rows) -> None:
@@ -288,7 +297,9 @@ def main(args) -> int:
                         print("  shards alone (one thread each, serially): "
                               + ", ".join(f"{t * 1e3:.1f} ms" for t in floor["shard_alone_s"])
                               + f"; all shards at once in plain threads: {floor['shards_in_threads_s'] * 1e3:.1f} ms "
-                              "(the floor of any split over threads)")
+                              "(the floor of any split over threads), with "
+                              f"{floor['page_faults_per_call']:.0f} page faults and "
+                              f"{floor['system_s_per_call'] * 1e3:.1f} ms of kernel time per call")
                     print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
         if args.json:
             with open(args.json, "w") as f:
