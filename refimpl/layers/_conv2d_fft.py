@@ -128,9 +128,15 @@ def _dft_parts(lengths, kernel, padding: int, like):
     of a complex one and no complex copy of the taps. Placed like ``like`` in
     the real dtype of its precision.
     """
+    return _placed(_host_dft_parts, lengths, kernel, padding, like)
+
+
+def _placed(host_matrix, lengths, kernel, padding: int, like):
+    """``host_matrix(lengths, kernel, padding, dtype)`` (a memoised host array) placed like ``like``, in
+    the real dtype of ``like``'s precision (float32 for float32 and complex64)."""
     xp = backend.namespace(like)
     dtype = "float32" if like.dtype in (xp.float32, xp.complex64) else "float64"
-    return backend.asarray(_host_dft_parts(tuple(lengths), tuple(kernel), padding, dtype), like=like,
+    return backend.asarray(host_matrix(tuple(lengths), tuple(kernel), padding, dtype), like=like,
                            dtype=getattr(xp, dtype))
 
 
@@ -177,9 +183,7 @@ def filter_gradient(dw_spectrum, lengths, kernel, padding: int):
     xp = backend.namespace(dw_spectrum)
     lh, lw2, f, c = dw_spectrum.shape
     kh, kw = kernel
-    dtype = "float32" if dw_spectrum.dtype == xp.complex64 else "float64"
-    inverse = backend.asarray(_host_inverse_parts(tuple(lengths), tuple(kernel), padding, dtype),
-                              like=dw_spectrum, dtype=getattr(xp, dtype))          # (KH KW, 2 LH LW2)
+    inverse = _placed(_host_inverse_parts, lengths, kernel, padding, dw_spectrum)  # (KH KW, 2 LH LW2)
     spectrum = xp.reshape(dw_spectrum, (lh * lw2, f * c))
     stacked = xp.concat([xp.real(spectrum), xp.imag(spectrum)], axis=0)    # (2 LH LW2, F C): [Re; Im]
     taps = inverse @ stacked                                                # (KH KW, F C)
