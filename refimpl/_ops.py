@@ -168,13 +168,25 @@ def col2im(cols, x_shape, *, stride: int = 1, padding: int = 0):
     xp = backend.namespace(cols)
     n, c, h, w = x_shape
     kh, kw = cols.shape[1:3]
-    if padding == 0 and kh == kw == stride and h % stride == 0 and w % stride == 0:
+    if windows_tile(x_shape, (kh, kw), stride, padding):
         # The windows tile the image (2x2 pooling): a permutation, one copy, no zero fill.
         tiles = xp.permute_dims(cols, (0, 3, 1, 4, 2, 5))  # (C, OH, KH, OW, KW, N)
         return batch_first(xp.reshape(tiles, (c, h, w, n)))
     if _kind(xp) in ("numpy", "cupy"):
         return _col2im_inplace(xp, cols, x_shape, stride, padding)
     return _col2im_standard(xp, cols, x_shape, stride, padding)
+
+
+def windows_tile(x_shape, kernel, stride: int, padding: int) -> bool:
+    """Whether the sliding windows tile the (N, C, H, W) image exactly: square windows of side = stride,
+    no padding, the side dividing H and W (each pixel in exactly one window).
+
+    >>> windows_tile((1, 1, 4, 6), (2, 2), 2, 0), windows_tile((1, 1, 5, 6), (2, 2), 2, 0)
+    (True, False)
+    """
+    h, w = x_shape[2:]
+    kh, kw = kernel
+    return padding == 0 and kh == kw == stride and h % stride == 0 and w % stride == 0
 
 
 def _spatial_pad(padding):

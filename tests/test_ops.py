@@ -119,3 +119,23 @@ def test_floor_divide_on_every_backend(xpd):
     got = _ops.floor_divide(xpd.put(x), 0.05)
     assert backend.namespace(got) is xpd.xp
     np.testing.assert_array_equal(backend.to_numpy(got), x // 0.05)
+
+
+@given(windows())
+@example(dict(n=1, c=1, h=4, w=6, kh=2, kw=2, stride=2, padding=0))   # tiles
+@example(dict(n=1, c=1, h=5, w=6, kh=2, kw=2, stride=2, padding=0))   # the last row in no window
+@example(dict(n=1, c=1, h=2, w=2, kh=2, kw=2, stride=2, padding=1))   # side = stride, but into the padding
+def test_windows_tile_only_when_every_pixel_is_in_exactly_one_window(g):
+    """Counted by the definition on the padded grid: window (i, j) covers rows i s .. i s + KH - 1."""
+    h, w, kh, kw, s, p = g["h"], g["w"], g["kh"], g["kw"], g["stride"], g["padding"]
+    oh, ow = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
+    covered = np.zeros((h + 2 * p, w + 2 * p), dtype=int)
+    for i, j in itertools.product(range(oh), range(ow)):
+        covered[i * s:i * s + kh, j * s:j * s + kw] += 1
+    inside = np.zeros_like(covered)
+    inside[p:p + h, p:p + w] = 1
+    once = bool(np.all(covered == inside))   # each pixel in one window, no window reaching into the padding
+    tiles = _ops.windows_tile((g["n"], g["c"], h, w), (kh, kw), s, p)
+    assert once or not tiles                       # it never claims a tiling that is not one
+    if kh == kw == s:                              # and finds every tiling by windows of side = stride
+        assert tiles == once

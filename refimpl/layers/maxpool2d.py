@@ -94,9 +94,9 @@ def backward(dout, cache, *, check_finite: bool = True):
 
 
 def _tiles(x_shape, k: int, stride: int, padding: int) -> bool:
-    """Whether the windows tile the image exactly (TinyNet's 2 x 2 pooling): stride = k > 1, no
-    padding, k divides H and W."""
-    return k > 1 and stride == k and padding == 0 and x_shape[2] % k == 0 and x_shape[3] % k == 0
+    """Whether the windows tile the image (TinyNet's 2 x 2 pooling) and are larger than one pixel
+    (1 x 1 windows would make the output a view of the input)."""
+    return k > 1 and _ops.windows_tile(x_shape, (k, k), stride, padding)
 
 
 def _window_offsets(xp, x, k: int, stride: int, padding: int) -> list:
