@@ -86,6 +86,17 @@ def xpd(request) -> XPD:
 
 
 @pytest.fixture
+def bench_threads(monkeypatch) -> int:
+    """The benchmarks' thread variables set to 2, as if set before NumPy loaded: a benchmark called with
+    ``--threads 2`` (its default) runs in this process instead of re-launching itself."""
+    from refimpl.bench import _timing
+
+    for name in _timing.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "2")
+    return 2
+
+
+@pytest.fixture
 def torch():
     """The torch module (for float64 cross-checks), or skip when it is not installed."""
     return pytest.importorskip("torch")

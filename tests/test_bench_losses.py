@@ -7,9 +7,7 @@ from refimpl import cli, fingerprint
 from refimpl.bench import _timing, losses
 
 
-def test_bench_losses_runs_and_writes_json(tmp_path, torch, capsys, monkeypatch):
-    for name in _timing.THREAD_VARIABLES:  # as if set before NumPy loaded: no re-launch
-        monkeypatch.setenv(name, "2")
+def test_bench_losses_runs_and_writes_json(tmp_path, torch, capsys, bench_threads):
     out = tmp_path / "bench.json"
     code = cli.main(["bench", "losses", "--sizes", "32", "--dim", "8", "--rounds", "1", "--pause", "0",
                      "--dtype", "float64", "--no-memory", "--json", str(out)])
@@ -95,9 +93,7 @@ def test_machine_facts_are_printable():
     assert info["cpu"] in line and fingerprint.describe(info["fingerprint"]) in line
 
 
-def test_scaling_mode_times_blocked_dense_torch_and_says_what_does_not_fit(tmp_path, torch, capsys, monkeypatch):
-    for name in _timing.THREAD_VARIABLES:
-        monkeypatch.setenv(name, "2")
+def test_scaling_mode_times_blocked_dense_torch_and_says_what_does_not_fit(tmp_path, torch, capsys, bench_threads):
     out = tmp_path / "scaling.json"
     # 300 KiB: at N = 64 every side fits (torch: 7 * 64^2 * 8 B = 224 KiB); at N = 128 torch needs 896 KiB
     code = cli.main(["bench", "losses", "--sizes", "128", "64", "--dim", "8", "--block-size", "16", "--rounds", "1",
@@ -125,8 +121,6 @@ def test_dense_memory_estimate_extrapolates_a_large_enough_measurement():
     assert losses.estimated_bytes(case, "dense", tiny)[0] == 2 * 32768**2 * 4
 
 
-def test_scaling_mode_refuses_losses_without_a_blocked_form(monkeypatch, torch):
-    for name in _timing.THREAD_VARIABLES:
-        monkeypatch.setenv(name, "2")
+def test_scaling_mode_refuses_losses_without_a_blocked_form(torch, bench_threads):
     with pytest.raises(SystemExit, match="--block-size applies to kernel, adacon"):
         cli.main(["bench", "losses", "--losses", "margin", "--block-size", "16", "--sizes", "32"])

@@ -19,9 +19,7 @@ def test_relaunch_only_when_the_thread_variables_differ(monkeypatch, capfd):
 
 
 @pytest.mark.torch
-def test_quick_run_writes_every_kernel_size_and_dtype(torch, tmp_path, monkeypatch):
-    for name in _timing.THREAD_VARIABLES:  # as if set before NumPy loaded: no re-launch
-        monkeypatch.setenv(name, "2")
+def test_quick_run_writes_every_kernel_size_and_dtype(torch, tmp_path, bench_threads):
     path = tmp_path / "tinynet.json"
     assert cli.main(["bench", "tinynet", "--quick", "--json", str(path)]) == 0
     rows = json.loads(path.read_text())["rows"]
@@ -37,9 +35,7 @@ def test_quick_run_writes_every_kernel_size_and_dtype(torch, tmp_path, monkeypat
 
 
 @pytest.mark.torch
-def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, monkeypatch, capsys):
-    for name in _timing.THREAD_VARIABLES:
-        monkeypatch.setenv(name, "2")
+def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, capsys, bench_threads):
     path = tmp_path / "tinynet.json"
     assert cli.main(["bench", "tinynet", "--quick", "--kernel-sizes", "5", "--dtypes", "float64",
                      "--algorithms", "im2col", "fft", "auto", "--json", str(path)]) == 0
@@ -52,9 +48,7 @@ def test_quick_run_times_each_algorithm_on_the_same_loss(torch, tmp_path, monkey
 
 
 @pytest.mark.torch
-def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp_path, monkeypatch):
-    for name in _timing.THREAD_VARIABLES:
-        monkeypatch.setenv(name, "2")
+def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp_path, bench_threads):
     serial, split = tmp_path / "serial.json", tmp_path / "split.json"
     common = ["bench", "tinynet", "--quick", "--kernel-sizes", "5", "--dtypes", "float64"]
     assert cli.main(common + ["--json", str(serial)]) == 0
@@ -68,9 +62,7 @@ def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp
 
 
 @pytest.mark.torch
-def test_profile_with_workers_times_each_shard_alone_and_the_shards_in_threads(torch, tmp_path, monkeypatch, capsys):
-    for name in _timing.THREAD_VARIABLES:
-        monkeypatch.setenv(name, "2")
+def test_profile_with_workers_times_each_shard_alone_and_the_shards_in_threads(torch, tmp_path, capsys, bench_threads):
     path = tmp_path / "split.json"
     assert cli.main(["bench", "tinynet", "--quick", "--kernel-sizes", "3", "--dtypes", "float64",
                      "--workers", "3", "--profile", "--json", str(path)]) == 0
@@ -81,10 +73,8 @@ def test_profile_with_workers_times_each_shard_alone_and_the_shards_in_threads(t
 
 
 @pytest.mark.torch
-def test_a_run_in_process_leaves_the_callers_thread_counts(torch, monkeypatch):
+def test_a_run_in_process_leaves_the_callers_thread_counts(torch, bench_threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    for name in _timing.THREAD_VARIABLES:  # as if set before NumPy loaded: no re-launch
-        monkeypatch.setenv(name, "2")
 
     def counts():
         return torch.get_num_threads(), [i["num_threads"] for i in threadpoolctl.threadpool_info()
