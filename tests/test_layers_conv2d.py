@@ -262,6 +262,30 @@ def test_fft_length_makes_the_circular_correlation_exact_and_no_longer():
     assert not np.allclose(correlate(5), want)
 
 
+@pytest.mark.parametrize("h,w,lengths", [(5, 4, (8, 6)), (4, 4, (6, 6)), (1, 3, (5, 9))])
+def test_spectra_equal_numpys_ffts_of_the_zero_extended_and_placed_arrays(h, w, lengths):
+    """The transforms by matrix along H (zero rows never transformed, cropped rows never computed) and the
+    filter's spectrum from its taps equal NumPy's FFTs of the zero-extended planes and the placed filter."""
+    gen = np.random.default_rng(0)
+    planes = gen.standard_normal((h, w, 3, 2))                                   # (H, W, K, N)
+    want = np.fft.rfftn(planes, s=lengths, axes=(0, 1))
+    spectrum = _conv2d_fft._spectrum(planes, lengths)
+    np.testing.assert_allclose(spectrum, want, atol=1e-12)
+    rows, columns = slice(1, lengths[0], 2), slice(0, 2)
+    image = _conv2d_fft._image(np, spectrum, lengths, rows, columns)             # (N, K, rows, columns)
+    full = np.fft.irfftn(want, s=lengths, axes=(0, 1))
+    np.testing.assert_allclose(image, full[rows, columns].transpose(3, 2, 0, 1), atol=1e-12)
+    filters, padding = gen.standard_normal((4, 3, 3, 2)), 1
+    placed = np.zeros((4, 3) + lengths)
+    for i in range(3):
+        for j in range(2):
+            placed[:, :, (i - padding) % lengths[0], (j - padding) % lengths[1]] = filters[:, :, i, j]
+    want_w = np.fft.rfftn(placed, axes=(2, 3)).transpose(2, 3, 0, 1)           # (LH, LW2, F, C)
+    np.testing.assert_allclose(_conv2d_fft.filter_spectrum(filters, lengths, padding), want_w, atol=1e-12)
+    parts = _conv2d_fft.filter_spectrum_parts(filters, lengths, padding)
+    np.testing.assert_allclose(parts, np.concatenate([want_w.real, want_w.imag], axis=2), atol=1e-12)
+
+
 @pytest.mark.parametrize("algorithm", conv2d.ALGORITHMS)
 @pytest.mark.parametrize("stride,padding,bias", [(1, 2, True), (2, 1, False), (3, 0, True)])
 def test_both_algorithms_equal_torch(torch, algorithm, stride, padding, bias):

@@ -61,6 +61,33 @@ matrix products with the DFT matrix (:func:`filter_spectrum`,
 Layout: spectra are frequency-major, ``(LH, LW // 2 + 1, channels, N)``, so
 that each frequency's matrices are contiguous for one batched product, with
 the batch last in memory as elsewhere in the layers (:mod:`refimpl._ops`).
+
+**Real arithmetic (what the code runs).** The filter's spectrum is kept as
+its parts, per frequency the real part above the imaginary part,
+:math:`P = [\\mathrm{Re}\\,\\hat w';\\ \\mathrm{Im}\\,\\hat w']` ((2F, C): the output of
+one real product with the DFT matrix, :func:`filter_spectrum_parts`), and a
+complex spectrum is read as a real matrix of twice the columns, real and
+imaginary parts side by side (:func:`refimpl._ops.real_view`), so that a real
+matrix times that view is the real matrix times the complex one. With
+:math:`\\langle A, B\\rangle = \\mathrm{Re}(\\overline{A} B^\\top)`, the real product of
+two such views (:math:`\\sum_n \\mathrm{Re}\\,a\\,\\mathrm{Re}\\,b + \\mathrm{Im}\\,a\\,\\mathrm{Im}\\,b`),
+and :math:`\\mathrm{Im}(\\overline{a}\\,b) = \\mathrm{Re}(\\overline{a}\\,(-i b))`:
+
+.. math::
+    \\widehat{dw'}^\\top = \\hat x\\,\\overline{\\widehat{dr}}^\\top:\\quad
+    \\begin{bmatrix} \\mathrm{Re}\\,\\widehat{dw'}^\\top \\\\ \\mathrm{Im}\\,\\widehat{dw'}^\\top \\end{bmatrix}
+    = \\Big\\langle \\begin{bmatrix} \\hat x \\\\ -i\\,\\hat x \\end{bmatrix}, \\widehat{dr} \\Big\\rangle,
+    \\qquad
+    \\widehat{dx} = (\\mathrm{Re}\\,\\hat w')^\\top \\widehat{dr} + i\\,(\\mathrm{Im}\\,\\hat w')^\\top \\widehat{dr},
+
+and forward :math:`\\overline{\\hat w'}\\,\\hat x = \\mathrm{Re}\\,\\hat w'\\,\\hat x - i\\,\\mathrm{Im}\\,\\hat w'\\,\\hat x`
+is the product :math:`P\\,\\hat x` split in its halves (:func:`_conj_product`).
+No complex, conjugated or stacked copy of the filter's spectrum is made (it is
+the largest array of the late layers: 256 x 128 per frequency in TinyNet's
+conv5), nor a conjugated copy of the upstream gradient's; the extra passes
+(the stack :math:`[\\hat x; -i\\,\\hat x]`, the sums :math:`a \\pm i b`) run over the
+input and output sides, and the filter gradient is read back from its
+stacked parts directly (:func:`filter_gradient`).
 """
 from __future__ import annotations
 
@@ -76,7 +103,7 @@ class Cache(NamedTuple):
     """What :func:`backward` needs: the spectra of forward (no FFT is repeated)."""
 
     x_spectrum: object       # (LH, LW//2+1, C, N) rfft of x, zero-extended to (LH, LW)
-    w_spectrum: object       # (LH, LW//2+1, F, C) rfft of the placed filter w'
+    w_parts: object          # (LH, LW//2+1, 2F, C) real: [Re; Im] of the rfft of the placed filter w'
     lengths: tuple           # (LH, LW)
     x_shape: tuple
     kernel: tuple            # (KH, KW)
@@ -113,11 +140,46 @@ def _channels_last(xp, a):
 def input_spectrum(x, lengths):
     """(N, C, H, W) -> (LH, LW//2+1, C, N): the rfft of ``x`` zero-extended to ``lengths``."""
     xp = backend.namespace(x)
-    return _ops.rfftn(_channels_last(xp, x), lengths, (0, 1))
+    return _spectrum(_channels_last(xp, x), lengths)
+
+
+def _spectrum(planes, lengths):
+    """(H, W, K, N) real -> (LH, LW//2+1, K, N): the 2-D rfft of each plane zero-extended to ``lengths``.
+
+    Along W a real FFT of the H rows (:func:`refimpl._ops.rfft`); along H one complex product with the
+    (LH, H) DFT matrix :math:`E_{kh} = e^{-2\\pi i k h / L_H}` (:func:`_axis_dft`): the zero rows that the
+    extension adds are never transformed, and for these short axes (L <= 36) the product ran faster
+    than FFTs of strided lines.
+    """
+    xp = backend.namespace(planes)
+    h, lw2 = planes.shape[0], lengths[1] // 2 + 1
+    lines = _ops.rfft(planes, lengths[1], 1)                                # (H, LW2, K, N)
+    dft = _axis_dft(lengths[0], (0, h, 1), lines, inverse=False)             # (LH, H)
+    spectrum = dft @ xp.reshape(lines, (h, -1))
+    return xp.reshape(spectrum, (lengths[0], lw2, *planes.shape[2:]))
+
+
+def _axis_dft(length: int, positions: tuple, like, *, inverse: bool):
+    """The DFT matrix of one axis of length ``L`` at the positions ``range(*positions)``, complex, placed like
+    ``like``: (L, P) :math:`e^{-2\\pi i k p / L}` (forward), or (P, L) :math:`e^{2\\pi i p k / L} / L` (inverse)."""
+    xp = backend.namespace(like)
+    dtype = "complex64" if like.dtype in (xp.float32, xp.complex64) else "complex128"
+    return backend.asarray(_host_axis_dft(length, positions, inverse, dtype), like=like, dtype=getattr(xp, dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _host_axis_dft(length: int, positions: tuple, inverse: bool, dtype: str):
+    """:func:`_axis_dft` on the host, computed in float64 and rounded to ``dtype``; read-only, memoised."""
+    cycles = np.outer(np.arange(*positions), np.arange(length)) / length    # (P, L)
+    matrix = np.exp(2j * np.pi * cycles) / length if inverse else np.exp(-2j * np.pi * cycles).T
+    matrix = np.ascontiguousarray(matrix).astype(dtype)
+    matrix.setflags(write=False)
+    return matrix
 
 
 def _dft_parts(lengths, kernel, padding: int, like):
-    """(2 LH (LW//2+1), KH KW) real: the DFT matrix of the placed filter, its real rows over its imaginary ones.
+    """(2 LH (LW//2+1), KH KW) real: the DFT matrix of the placed filter, each frequency's real row above its
+    imaginary one.
 
     ``E[(kh, kw), (i, j)] = exp(-2 pi i (kh (i - P) / LH + kw (j - P) / LW))``: the
     filter has only KH x KW taps, at :math:`(i - P) \\bmod L`, so one small
@@ -125,8 +187,9 @@ def _dft_parts(lengths, kernel, padding: int, like):
     2-6x faster for TinyNet's layers). The taps are real, so
     :math:`E t = \\mathrm{Re}(E)\\, t + i\\, \\mathrm{Im}(E)\\, t`: stacked as
     ``[Re E; Im E]`` the two parts make one real product, half the arithmetic
-    of a complex one and no complex copy of the taps. Placed like ``like`` in
-    the real dtype of its precision.
+    of a complex one and no complex copy of the taps; interleaved per
+    frequency, the product is the per-frequency stack :func:`filter_spectrum_parts`
+    returns. Placed like ``like`` in the real dtype of its precision.
     """
     return _placed(_host_dft_parts, lengths, kernel, padding, like)
 
@@ -152,25 +215,40 @@ def _host_dft_parts(lengths, kernel, padding: int, dtype: str):
     phase_w = np.outer(np.arange(lw // 2 + 1), np.arange(kw) - padding) / lw  # (LW//2+1, KW)
     phase = phase_h[:, None, :, None] + phase_w[None, :, None, :]            # (LH, LW2, KH, KW)
     angle = -2 * np.pi * phase.reshape(lh * (lw // 2 + 1), kh * kw)          # E = cos(angle) + i sin(angle)
-    parts = np.concatenate([np.cos(angle), np.sin(angle)]).astype(dtype)     # (2 LH LW2, KH KW)
+    parts = np.stack([np.cos(angle), np.sin(angle)], axis=1)                 # (LH LW2, 2, KH KW)
+    parts = parts.reshape(2 * lh * (lw // 2 + 1), kh * kw).astype(dtype)     # rows: Re, Im of each frequency
     parts.setflags(write=False)
     return parts
 
 
 def filter_spectrum(w, lengths, padding: int):
-    """(F, C, KH, KW) -> (LH, LW//2+1, F, C): the rfft of the placed filter ``w'[(i - P) mod L] = w[i]``."""
+    """(F, C, KH, KW) -> (LH, LW//2+1, F, C) complex: the rfft of the placed filter ``w'[(i - P) mod L] = w[i]``.
+
+    The spectrum of the module docstring, assembled from :func:`filter_spectrum_parts` (which the layer uses).
+    """
+    parts = filter_spectrum_parts(w, lengths, padding)
+    f = w.shape[0]
+    return _ops.complex_from_parts(parts[..., :f, :], parts[..., f:, :])
+
+
+def filter_spectrum_parts(w, lengths, padding: int):
+    """(F, C, KH, KW) -> (LH, LW//2+1, 2F, C) real: per frequency, the real parts of :func:`filter_spectrum`
+    above its imaginary parts, :math:`P(k) = [\\mathrm{Re}\\,\\hat w'(k);\\ \\mathrm{Im}\\,\\hat w'(k)]`.
+
+    One real product of the DFT matrix with the taps (:func:`_dft_parts`), its rows already in this order:
+    no complex array is assembled.
+    """
     xp = backend.namespace(w)
     f, c, kh, kw = w.shape
-    parts = _dft_parts(lengths, (kh, kw), padding, w)                      # (2 LH LW2, KH KW): [Re E; Im E]
+    parts = _dft_parts(lengths, (kh, kw), padding, w)                      # (LH LW2 2, KH KW): Re E, Im E rows
     taps = xp.reshape(w, (f * c, kh * kw))                                  # (F C, KH KW)
-    products = parts @ xp.matrix_transpose(taps)                            # (2 LH LW2, F C): [Re; Im] of E taps
-    half = products.shape[0] // 2
-    spectrum = _ops.complex_from_parts(products[:half, ...], products[half:, ...])  # (LH LW2, F C)
-    return xp.reshape(spectrum, (lengths[0], lengths[1] // 2 + 1, f, c))
+    products = parts @ xp.matrix_transpose(taps)                            # (LH LW2 2, F C)
+    return xp.reshape(products, (lengths[0], lengths[1] // 2 + 1, 2 * f, c))
 
 
-def filter_gradient(dw_spectrum, lengths, kernel, padding: int):
-    """(LH, LW//2+1, F, C) spectrum of ``dw'`` -> (F, C, KH, KW): ``dw'`` read back at the taps ``(i - P) mod L``.
+def filter_gradient(dw_parts, lengths, kernel, padding: int):
+    """(LH, LW//2+1, 2C, F) real parts of the transposed spectrum of ``dw'`` (per frequency
+    ``[Re; Im]`` of :math:`\\widehat{dw'}^\\top`) -> (F, C, KH, KW): ``dw'`` read back at the taps ``(i - P) mod L``.
 
     The inverse rfft evaluated at the KH x KW taps only: with :math:`E` of
     :func:`_dft_parts`, :math:`dw = \\mathrm{Re}\\big(\\overline{E}^\\top (c \\odot \\widehat{dw'})\\big) / (L_H L_W)`,
@@ -180,14 +258,12 @@ def filter_gradient(dw_spectrum, lengths, kernel, padding: int):
     :math:`\\mathrm{Re}(\\overline{E}^\\top S) = \\mathrm{Re}(E)^\\top \\mathrm{Re}(S) + \\mathrm{Im}(E)^\\top \\mathrm{Im}(S)`:
     one real product of the stacked parts with the stacked spectrum.
     """
-    xp = backend.namespace(dw_spectrum)
-    lh, lw2, f, c = dw_spectrum.shape
+    xp = backend.namespace(dw_parts)
+    lh, lw2, c2, f = dw_parts.shape
     kh, kw = kernel
-    inverse = _placed(_host_inverse_parts, lengths, kernel, padding, dw_spectrum)  # (KH KW, 2 LH LW2)
-    spectrum = xp.reshape(dw_spectrum, (lh * lw2, f * c))
-    stacked = xp.concat([xp.real(spectrum), xp.imag(spectrum)], axis=0)    # (2 LH LW2, F C): [Re; Im]
-    taps = inverse @ stacked                                                # (KH KW, F C)
-    return xp.permute_dims(xp.reshape(taps, (kh, kw, f, c)), (2, 3, 0, 1))
+    inverse = _placed(_host_inverse_parts, lengths, kernel, padding, dw_parts)  # (KH KW, LH LW2 2)
+    taps = inverse @ xp.reshape(dw_parts, (lh * lw2 * 2, c2 // 2 * f))          # (KH KW, C F)
+    return xp.permute_dims(xp.reshape(taps, (kh, kw, c2 // 2, f)), (3, 2, 0, 1))
 
 
 @functools.lru_cache(maxsize=64)
@@ -196,8 +272,9 @@ def _host_inverse_parts(lengths, kernel, padding: int, dtype: str):
     (the matrix :func:`filter_gradient` applies; memoised with it)."""
     columns = np.arange(lengths[1] // 2 + 1)
     weight = np.where((columns == 0) | (2 * columns == lengths[1]), 1.0, 2.0) / (lengths[0] * lengths[1])
-    parts = _host_dft_parts(lengths, kernel, padding, "float64")
-    inverse = np.ascontiguousarray((parts * np.tile(weight, 2 * lengths[0])[:, None]).T).astype(dtype)
+    parts = _host_dft_parts(lengths, kernel, padding, "float64")              # rows: (frequency, Re/Im)
+    row_weight = np.repeat(np.tile(weight, lengths[0]), 2)                    # the weight of each row's frequency
+    inverse = np.ascontiguousarray((parts * row_weight[:, None]).T).astype(dtype)
     inverse.setflags(write=False)
     return inverse
 
@@ -205,9 +282,13 @@ def _host_inverse_parts(lengths, kernel, padding: int, dtype: str):
 def _image(xp, spectrum, lengths, rows, columns):
     """(LH, LW//2+1, K, N) spectrum -> (N, K, rows, columns): its inverse rfft, cropped, batch last in memory.
 
-    ``spectrum`` is spent: the inverse transform may overwrite it (:func:`refimpl._ops.irfftn_`).
+    Along H one complex product with the inverse DFT matrix at the kept ``rows`` only (the cropped rows
+    are never computed; :func:`_axis_dft`), then along W an inverse real FFT (:func:`refimpl._ops.irfft_`).
     """
-    image = _ops.irfftn_(spectrum, lengths, (0, 1))[rows, columns, ...]  # (rows, columns, K, N)
+    lh, lw2 = spectrum.shape[:2]
+    dft = _axis_dft(lengths[0], (rows.start, rows.stop, rows.step or 1), spectrum, inverse=True)  # (R, LH)
+    lines = xp.reshape(dft @ xp.reshape(spectrum, (lh, -1)), (dft.shape[0], lw2, *spectrum.shape[2:]))
+    image = _ops.irfft_(lines, lengths[1], 1)[:, columns, ...]           # (rows, columns, K, N)
     return _ops.batch_last_layout(xp.permute_dims(image, (3, 2, 0, 1)))
 
 
@@ -215,6 +296,16 @@ def _output_positions(out_shape, stride):
     """The stride-1 positions that are outputs: ``0, s, ..., s (O - 1)`` along each spatial axis."""
     oh, ow = out_shape[2:]
     return slice(0, stride * (oh - 1) + 1, stride), slice(0, stride * (ow - 1) + 1, stride)
+
+
+def _conj_product(w_parts, x_spectrum):
+    """:math:`\\overline{\\hat w'}\\,\\hat x` per frequency, (LH, LW2, F, N) complex, from the filter's parts
+    (LH, LW2, 2F, C) and the input spectrum (LH, LW2, C, N): one real product :math:`P\\,\\hat x`, whose
+    halves :math:`a = \\mathrm{Re}\\,\\hat w'\\,\\hat x` and :math:`b = \\mathrm{Im}\\,\\hat w'\\,\\hat x` give :math:`a - i b`."""
+    xp = backend.namespace(w_parts, x_spectrum)
+    f = w_parts.shape[-2] // 2
+    products = _ops.complex_view(w_parts @ _ops.real_view(x_spectrum))  # (LH, LW2, 2F, N): [Re w'; Im w'] x
+    return _ops.subtract_i(products[..., :f, :], products[..., f:, :])
 
 
 def forward(x, w, b, *, stride: int, padding: int, input_grad: bool):
@@ -234,15 +325,15 @@ def forward(x, w, b, *, stride: int, padding: int, input_grad: bool):
     kernel = tuple(w.shape[2:])
     lengths = fft_lengths(x.shape, kernel, stride, padding)
     x_spectrum = input_spectrum(x, lengths)                       # (LH, LW2, C, N)
-    w_spectrum = filter_spectrum(w, lengths, padding)             # (LH, LW2, F, C)
-    r_spectrum = xp.conj(w_spectrum) @ x_spectrum                 # (LH, LW2, F, C) @ (LH, LW2, C, N)
+    w_parts = filter_spectrum_parts(w, lengths, padding)          # (LH, LW2, 2F, C): [Re; Im] of w' hat
+    r_spectrum = _conj_product(w_parts, x_spectrum)               # conj(w' hat) @ x hat: (LH, LW2, F, N)
     if b is not None:  # a constant b over the plane is L_H L_W b at frequency 0 and nothing elsewhere
         r_spectrum[0, 0, ...] = r_spectrum[0, 0, ...] + xp.reshape(b * (lengths[0] * lengths[1]), (-1, 1))
     n, _, h, wd = x.shape
     oh = _ops.window_output_size(h, kernel[0], stride, padding)
     ow = _ops.window_output_size(wd, kernel[1], stride, padding)
     out = _image(xp, r_spectrum, lengths, *_output_positions((n, w.shape[0], oh, ow), stride))
-    cache = Cache(x_spectrum, w_spectrum, lengths, tuple(x.shape), kernel, b is not None, stride, padding,
+    cache = Cache(x_spectrum, w_parts, lengths, tuple(x.shape), kernel, b is not None, stride, padding,
                   input_grad, _validate.output_of(out))
     return out, cache
 
@@ -278,14 +369,17 @@ def backward(dout, cache, *, check_finite: bool = True):
     else:
         dr = _ops.zeros((rows.stop, columns.stop, f, n), like=dout)
         dr[rows, columns, ...] = _channels_last(xp, dout)
-    dr_spectrum = _ops.rfftn(dr, lengths, (0, 1))                                    # (LH, LW2, F, N)
-    # dw' = dr (correlated with) x: (LH, LW2, F, N) @ (LH, LW2, N, C) -> (LH, LW2, F, C)
-    dw_spectrum = xp.conj(dr_spectrum) @ xp.matrix_transpose(cache.x_spectrum)
-    dw = filter_gradient(dw_spectrum, lengths, cache.kernel, padding)               # (F, C, KH, KW)
+    dr_view = _ops.real_view(_spectrum(dr, lengths))                         # dr hat: (LH, LW2, F, 2N)
+    # dw'^T = x (correlated with) dr, as [Re; Im] parts: (LH, LW2, 2C, 2N) @ (LH, LW2, 2N, F) -> (LH, LW2, 2C, F)
+    x_stack = _ops.real_view(_ops.stack_minus_i(cache.x_spectrum))                    # [x hat; -i x hat]
+    dw = filter_gradient(x_stack @ xp.matrix_transpose(dr_view), lengths, cache.kernel, padding)  # (F, C, KH, KW)
     db = xp.sum(dout, axis=(0, 2, 3)) if cache.has_b else None
     if not cache.input_grad:
         return None, dw, db
-    # dx = dr convolved with w': (LH, LW2, C, F) @ (LH, LW2, F, N) -> (LH, LW2, C, N)
-    dx_spectrum = xp.matrix_transpose(cache.w_spectrum) @ dr_spectrum
+    # dx = dr convolved with w' = Re(w')^T dr + i Im(w')^T dr: (LH, LW2, C, F) @ (LH, LW2, F, 2N), twice
+    f_parts = cache.w_parts.shape[-2] // 2
+    re_w, im_w = cache.w_parts[..., :f_parts, :], cache.w_parts[..., f_parts:, :]
+    dx_spectrum = _ops.add_i(_ops.complex_view(xp.matrix_transpose(re_w) @ dr_view),
+                             _ops.complex_view(xp.matrix_transpose(im_w) @ dr_view))  # (LH, LW2, C, N)
     dx = _image(xp, dx_spectrum, lengths, slice(0, h), slice(0, wd))
     return dx, dw, db
