@@ -61,6 +61,10 @@ matrix products with the DFT matrix (:func:`filter_spectrum`,
 Layout: spectra are frequency-major, ``(LH, LW // 2 + 1, channels, N)``, so
 that each frequency's matrices are contiguous for one batched product, with
 the batch last in memory as elsewhere in the layers (:mod:`refimpl._ops`).
+The 2-D transforms run along W as real FFTs and along H as one product with
+the DFT matrix of that axis (:func:`_spectrum`, :func:`_image`): the rows that
+the zero extension adds are never transformed, and the rows that the crop
+drops are never computed.
 
 **Real arithmetic (what the code runs).** The filter's spectrum is kept as
 its parts, per frequency the real part above the imaginary part,
@@ -68,10 +72,11 @@ its parts, per frequency the real part above the imaginary part,
 one real product with the DFT matrix, :func:`filter_spectrum_parts`), and a
 complex spectrum is read as a real matrix of twice the columns, real and
 imaginary parts side by side (:func:`refimpl._ops.real_view`), so that a real
-matrix times that view is the real matrix times the complex one. With
-:math:`\\langle A, B\\rangle = \\mathrm{Re}(\\overline{A} B^\\top)`, the real product of
-two such views (:math:`\\sum_n \\mathrm{Re}\\,a\\,\\mathrm{Re}\\,b + \\mathrm{Im}\\,a\\,\\mathrm{Im}\\,b`),
-and :math:`\\mathrm{Im}(\\overline{a}\\,b) = \\mathrm{Re}(\\overline{a}\\,(-i b))`:
+matrix times that view is the real matrix times the complex one. The real
+product of two such views, :math:`\\langle A, B\\rangle = \\mathrm{Re}(\\overline{A} B^\\top)`
+(:math:`\\sum_n \\mathrm{Re}\\,a\\,\\mathrm{Re}\\,b + \\mathrm{Im}\\,a\\,\\mathrm{Im}\\,b`), gives the real
+part of a product with one side conjugated, and, since
+:math:`\\mathrm{Re}(\\overline{-i a}\\, b) = \\mathrm{Im}(a\\,\\overline{b})`, its imaginary part too:
 
 .. math::
     \\widehat{dw'}^\\top = \\hat x\\,\\overline{\\widehat{dr}}^\\top:\\quad
