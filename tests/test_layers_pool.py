@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 
-from refimpl import backend, gradcheck
+from refimpl import _ops, backend, gradcheck
 from refimpl.layers import avgpool2d, global_avg_pool, maxpool2d
 from layer_helpers import assert_pure, distinct, host, windows
 
@@ -137,6 +137,24 @@ def test_pure_and_deterministic(kind, geometry):
         out, _ = fwd(x, **GEOMETRIES[geometry])
         assert_pure(fwd, bwd, [x], np.ones(out.shape), **GEOMETRIES[geometry])
         assert not np.shares_memory(out, x)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_max_forward_neither_mutates_nor_aliases_its_input(xpd, geometry):
+    """The running maximum is updated in place, so it must start as a new array: the windows are
+    views of x where they tile it (x laid out batch-last, as the layers return it)."""
+    x = _ops.batch_last_layout(distinct((2, 3, 6, 4)))
+    xd = xpd.put(x)  # NumPy: x itself
+    want = pool_loop(x, "max", **_loop_args(GEOMETRIES[geometry]))
+    out, cache = maxpool2d.forward(xd, **GEOMETRIES[geometry])
+    np.testing.assert_array_equal(host(out), want)
+    out[...] = 0.0  # the outputs written over: x must not change
+    cache.argmax[...] = 0
+    np.testing.assert_array_equal(host(maxpool2d.forward(xd, **GEOMETRIES[geometry])[0]), want)
+
+
+def _loop_args(kw):
+    return dict(k=kw["kernel_size"], stride=kw.get("stride") or kw["kernel_size"], padding=kw.get("padding", 0))
 
 
 @pytest.mark.parametrize("kind", ["max", "avg", "global"])

@@ -139,3 +139,32 @@ def test_windows_tile_only_when_every_pixel_is_in_exactly_one_window(g):
     assert once or not tiles                       # it never claims a tiling that is not one
     if kh == kw == s:                              # and finds every tiling by windows of side = stride
         assert tiles == once
+
+
+def test_maximum_in_place_is_maximum_on_every_backend(xpd):
+    a, b = np.array([1.0, 5.0, np.nan, -2.0, 3.0]), np.array([3.0, 2.0, 0.0, -1.0, np.nan])
+    got = _ops.maximum_(xpd.put(a), xpd.put(b))
+    assert backend.namespace(got) is xpd.xp
+    np.testing.assert_array_equal(backend.to_numpy(got), np.maximum(a, b))  # NaN wherever either is
+    counts = np.array([0, 3, 1], dtype=np.int8)
+    got = _ops.maximum_(xpd.put(counts), xpd.put(np.array([2, 2, 2], dtype=np.int8)))
+    assert got.dtype == xpd.xp.int8 and backend.to_numpy(got).tolist() == [2, 3, 2]
+
+
+def test_maximum_in_place_overwrites_its_first_argument_on_numpy():
+    a = np.array([1.0, 5.0])
+    assert _ops.maximum_(a, np.array([3.0, 2.0])) is a and a.tolist() == [3.0, 5.0]
+
+
+@pytest.mark.parametrize("key", [(slice(None), 1, ...), (slice(None), slice(None), 2)])
+def test_set_product_writes_the_masked_values_on_every_backend(xpd, key):
+    out = np.full((2, 3, 3), 7.0)
+    a = np.array([[1.5, -2.0, np.nan], [-0.5, 4.0, np.inf]])
+    mask = np.array([[True, False, False], [False, True, True]])
+    want = out.copy()
+    want[key] = a * mask                     # -2.0 * False is -0.0, NaN * False is NaN
+    got = _ops.set_product(xpd.put(out), key, xpd.put(a), xpd.put(mask))
+    assert backend.namespace(got) is xpd.xp
+    host = backend.to_numpy(got)
+    np.testing.assert_array_equal(host, want)
+    np.testing.assert_array_equal(np.signbit(host), np.signbit(want))
