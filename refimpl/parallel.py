@@ -26,13 +26,21 @@ the pooling) over a thread pool was measured *slower* than one thread (1.05x and
 1.3x): a thread woken for a few milliseconds of work waits to be scheduled, and
 the split pays that at every layer. Here each worker gets half the whole
 step, tens of milliseconds of forward and backward between hand-offs; the
-thread hand-offs are two per step plus the batch-norm barriers. Threads rather
-than processes: the parameters, caches and gradients stay in one memory with
+thread hand-offs are two per step plus the batch-norm barriers. Threads (the
+default): the parameters, caches and gradients stay in one memory with
 nothing copied, and the batch norm exchange is a list and a barrier. NumPy
 and SciPy release the global interpreter lock inside BLAS, FFTs and ufunc
 loops over large arrays, where the step spends nearly all of its time; the
 Python of the layers (a few microseconds per operation) runs one thread at a
-time.
+time. ``processes=True`` runs ranks 1 .. W-1 in processes of their own
+instead (:mod:`refimpl._parallel_processes`): the parameters and gradients
+cross through shared memory, each worker keeps its caches, and the workers
+share neither an allocator nor the interpreter lock. Two threads of one
+process do share the allocator's pages: each page that glibc returns to the
+kernel and faults in again takes a lock of the address space that the other
+thread's faults wait on, which made two half-batch TinyNet steps in two
+threads 15-20% slower than one alone on this project's 2-core machine, and
+as fast as one alone in two processes. NumPy arrays only.
 
 The calling thread runs shard 0 itself and the pool's ``workers - 1`` threads
 the others, so a call wakes one thread fewer. While the pool is open it limits
@@ -73,7 +81,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from . import _validate, backend, model
+import numpy as np
+
+from . import _parallel_processes, _validate, backend, model
 from .layers import batchnorm2d
 
 #: layers that compute each sample from that sample alone, so a shard's result is the batch's
@@ -213,7 +223,8 @@ def _worker_network(layer, exchange: _Exchange, rank: int):
 class ParallelCache(NamedTuple):
     """The cache of a :meth:`DataParallel.forward` call: one network cache per shard."""
 
-    shards: tuple     # SequentialCache of each worker, in rank order
+    shards: tuple     # SequentialCache of each worker, in rank order (processes: rank 0's, then the step token
+                      # of each other rank, whose caches stay in its process)
     sizes: tuple      # samples per shard
     input_grad: bool
 
@@ -240,26 +251,38 @@ class DataParallel:
     :meth:`forward`, :meth:`backward` and :meth:`new_state` as the network's;
     the results equal the network's to float rounding. It holds no arrays
     between calls: only its threads and the exchange its batch-norm layers
-    meet at. :meth:`close` (or leaving the ``with`` block) stops the threads
-    and restores the BLAS thread counts. Needs threadpoolctl (the ``blas``
-    extra). Calls from several threads at once are not supported.
+    meet at. With ``processes=True`` ranks 1 .. W-1 are processes (NumPy
+    arrays only), which keep the caches of the latest :meth:`forward`: a
+    :meth:`backward` takes that forward's cache only. :meth:`close` (or
+    leaving the ``with`` block) stops the threads or processes and restores
+    the BLAS thread counts. Needs threadpoolctl (the ``blas`` extra). Calls
+    from several threads at once are not supported.
     """
 
-    def __init__(self, net, workers: int = 2):
+    def __init__(self, net, workers: int = 2, *, processes: bool = False):
         if not isinstance(net, model.Sequential):
             raise TypeError(f"net must be a refimpl.model.Sequential, got {type(net).__name__}")
         self.workers = _validate.check_integer("workers", workers, minimum=1)
+        self.processes = _validate.check_bool("processes", processes)
         self.net = net
-        self._exchange = _Exchange(self.workers)
+        if processes:
+            context = _parallel_processes.context()
+            self._exchange = _parallel_processes.SharedExchange(self.workers, context)
+        else:
+            self._exchange = _Exchange(self.workers)
         self._nets = tuple(_worker_network(net, self._exchange, r) for r in range(self.workers))
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
             raise ImportError("DataParallel needs threadpoolctl to run BLAS on one thread per worker: "
                               "pip install 'refimpl[blas]'") from None
-        self._blas = threadpool_limits(limits=1, user_api="blas")
-        # workers = 1 runs everything in the caller's thread (a pool of one thread, never used, for one code path)
-        self._pool = ThreadPoolExecutor(max(1, self.workers - 1), thread_name_prefix="refimpl-parallel")
+        self._blas = threadpool_limits(limits=1, user_api="blas")  # before the processes start: they inherit it
+        if processes:
+            self._remote = _parallel_processes.ProcessWorkers(self._nets[1:], self._exchange, context,
+                                                              net.param_shapes())
+        else:
+            # workers = 1 runs everything in the caller's thread (a pool of one thread, never used, for one code path)
+            self._pool = ThreadPoolExecutor(max(1, self.workers - 1), thread_name_prefix="refimpl-parallel")
         self._closed = False
 
     def __enter__(self):
@@ -269,10 +292,13 @@ class DataParallel:
         self.close()
 
     def close(self) -> None:
-        """Stop the threads and restore the BLAS thread counts (idempotent)."""
+        """Stop the threads or processes and restore the BLAS thread counts (idempotent)."""
         if not self._closed:
             self._closed = True
-            self._pool.shutdown()
+            if self.processes:
+                self._remote.close()
+            else:
+                self._pool.shutdown()
             self._blas.restore_original_limits()
 
     def param_shapes(self) -> dict:
@@ -282,11 +308,20 @@ class DataParallel:
         return self.net.state_shapes()
 
     def _run(self, tasks):
-        """Run ``tasks[r]()`` on worker ``r`` (0: this thread); their results, or the first worker's error."""
+        """Run ``tasks[r]()`` on worker thread ``r`` (0: this thread); their results, or the first worker's error."""
+        futures = [self._pool.submit(self._guarded, task) for task in tasks[1:]]
+        return self._settle([_outcome(self._guarded, tasks[0])] + [_outcome(f.result) for f in futures])
+
+    def _check_open(self, *arrays) -> None:
         if self._closed:
             raise RuntimeError("this DataParallel pool is closed")
-        futures = [self._pool.submit(self._guarded, task) for task in tasks[1:]]
-        outcomes = [_outcome(self._guarded, tasks[0])] + [_outcome(f.result) for f in futures]
+        if self.processes and any(not isinstance(a, np.ndarray) for a in arrays):
+            raise TypeError("a DataParallel pool of processes takes NumPy arrays (its workers share host memory), "
+                            f"got {', '.join(sorted({type(a).__module__ + '.' + type(a).__name__ for a in arrays}))}")
+
+    def _settle(self, outcomes):
+        """The workers' results from their ``(ok, value)`` outcomes, in rank order, or the first worker's error
+        (a worker released from a barrier by another's failure raises BrokenBarrierError: the other's comes first)."""
         errors = [e for ok, e in outcomes if not ok]
         if errors:
             self._exchange.reset()
@@ -306,11 +341,18 @@ class DataParallel:
         if x.ndim < 1 or x.shape[0] < self.workers:
             raise ValueError(f"x must hold at least workers = {self.workers} samples along axis 0, "
                              f"got shape {tuple(x.shape)}")
+        self._check_open(x, *params.values(), *(state or {}).values())
         xp = backend.namespace(x)
         sizes = shard_sizes(x.shape[0], self.workers)
         options = dict(train=train, state=state, input_grad=input_grad, check_finite=check_finite)
+        shards = _shards(x, sizes)
+        if self.processes:  # ranks 1.. start, rank 0 runs here, then the others' outputs (their caches stay there)
+            token = self._remote.start_forward(params, shards[1:], options)
+            local = _outcome(self._guarded, lambda: self._nets[0].forward(params, shards[0], **options))
+            (out, cache), *outs = self._settle([local] + self._remote.results())
+            return _joined(xp, [out] + outs), ParallelCache((cache,) + (token,) * len(outs), sizes, input_grad)
         results = self._run([lambda net=net, shard=shard: net.forward(params, shard, **options)
-                             for net, shard in zip(self._nets, _shards(x, sizes))])
+                             for net, shard in zip(self._nets, shards)])
         return _joined(xp, [o for o, _ in results]), ParallelCache(tuple(c for _, c in results), sizes, input_grad)
 
     def backward(self, dout, cache: ParallelCache):
@@ -319,9 +361,18 @@ class DataParallel:
         if dout.ndim < 1 or dout.shape[0] != sum(cache.sizes):
             raise ValueError(f"dout must hold the forward output's {sum(cache.sizes)} samples along axis 0, "
                              f"got shape {tuple(dout.shape)}")
+        self._check_open(dout)
         xp = backend.namespace(dout)
+        douts = _shards(dout, cache.sizes)
+        if self.processes:  # the other ranks' gradients arrive in shared memory, their dx through the pipes
+            self._remote.start_backward(cache.shards[1] if self.workers > 1 else None, douts[1:])
+            local = _outcome(self._guarded, lambda: self._nets[0].backward(douts[0], cache.shards[0]))
+            (grads, dx), *dxs = self._settle([local] + self._remote.results())
+            remote = self._remote.gradients()
+            grads = {name: _total([grads[name]] + [g[name] for g in remote]) for name in grads}
+            return grads, (_joined(xp, [dx] + dxs) if cache.input_grad else None)
         results = self._run([lambda net=net, d=d, c=c: net.backward(d, c)
-                             for net, d, c in zip(self._nets, _shards(dout, cache.sizes), cache.shards)])
+                             for net, d, c in zip(self._nets, douts, cache.shards)])
         grads = {name: _total([g[name] for g, _ in results]) for name in results[0][0]}
         return grads, (_joined(xp, [dx for _, dx in results]) if cache.input_grad else None)
 

@@ -56,6 +56,11 @@ def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp
     one, two = (json.loads(p.read_text()) for p in (serial, split))
     assert (one["workers"], two["workers"]) == (1, 2) and two["rows"][0]["workers"] == 2
     assert two["rows"][0]["loss"] == pytest.approx(one["rows"][0]["loss"], rel=1e-12)
+    processes = tmp_path / "processes.json"
+    assert cli.main(common + ["--workers", "2", "--processes", "--json", str(processes)]) == 0
+    three = json.loads(processes.read_text())
+    assert three["processes"] and three["rows"][0]["processes"] and not two["rows"][0]["processes"]
+    assert three["rows"][0]["loss"] == pytest.approx(one["rows"][0]["loss"], rel=1e-12)
     with pytest.raises(SystemExit) as refused:                      # refused while parsing, before any work
         cli.main(common + ["--workers", "0"])
     assert refused.value.code == 2

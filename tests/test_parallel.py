@@ -51,44 +51,49 @@ def _assert_same(serial, split, rtol):
 
 @settings(max_examples=30)
 @given(workers=st.integers(1, 4), extra=st.integers(0, 5), size=st.sampled_from([2, 4, 6]),
-       batchnorm=st.booleans(), train=st.booleans(), input_grad=st.booleans(), seed=st.integers(0, 2**16))
-def test_the_split_step_equals_the_serial_step_in_float64(workers, extra, size, batchnorm, train, input_grad, seed):
+       batchnorm=st.booleans(), train=st.booleans(), input_grad=st.booleans(), seed=st.integers(0, 2**16),
+       processes=st.booleans())
+def test_the_split_step_equals_the_serial_step_in_float64(workers, extra, size, batchnorm, train, input_grad, seed,
+                                                          processes):
     net = _net(batchnorm)
     n = max(workers, 2) + extra  # uneven splits included (7 over 3: 3, 2, 2)
     params, state, x = _inputs(net, n, size, seed)
     serial = _step(net, params, x, state, seed, train=train, input_grad=input_grad)
-    with parallel.DataParallel(net, workers) as pool:
+    with parallel.DataParallel(net, workers, processes=processes) as pool:
         split = _step(pool, params, x, state, seed, train=train, input_grad=input_grad)
     _assert_same(serial, split, rtol=1e-12)
 
 
+@pytest.mark.parametrize("processes", [False, True])
 @pytest.mark.parametrize("algorithm", ["im2col", "fft"])
 @pytest.mark.parametrize("workers", [2, 3])
-def test_tinynet_with_batch_norm_and_5x5_kernels_equals_the_serial_step(algorithm, workers):
+def test_tinynet_with_batch_norm_and_5x5_kernels_equals_the_serial_step(algorithm, workers, processes):
     net = model.Sequential([("encoder", model.tinynet(widths=(4, 4, 8, 8, 16), batchnorm=True, algorithm=algorithm)),
                             ("head", model.mlp_head(16, 8, 4))])
     params, state, _ = _inputs(net, 1, 1, seed=3)
     x = np.random.default_rng(4).standard_normal((7, 1, 32, 32))
     serial = _step(net, params, x, state, 5, train=True, input_grad=False)
-    with parallel.DataParallel(net, workers) as pool:
+    with parallel.DataParallel(net, workers, processes=processes) as pool:
         split = _step(pool, params, x, state, 5, train=True, input_grad=False)
     _assert_same(serial, split, rtol=1e-12)
 
 
-def test_float32_split_step_agrees_to_float32_rounding():
+@pytest.mark.parametrize("processes", [False, True])
+def test_float32_split_step_agrees_to_float32_rounding(processes):
     net = _net(batchnorm=True)
     params, state, x = _inputs(net, 9, 4, seed=1, dtype="float32")
     serial = _step(net, params, x, state, 2, train=True, input_grad=True)
-    with parallel.DataParallel(net, 2) as pool:
+    with parallel.DataParallel(net, 2, processes=processes) as pool:
         split = _step(pool, params, x, state, 2, train=True, input_grad=True)
     _assert_same(serial, split, rtol=2e-5)
 
 
-def test_repeated_calls_give_the_same_bits_and_leave_the_inputs_alone():
+@pytest.mark.parametrize("processes", [False, True])
+def test_repeated_calls_give_the_same_bits_and_leave_the_inputs_alone(processes):
     net = _net(batchnorm=True)
     params, state, x = _inputs(net, 8, 4, seed=2)
     copies = ({k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in state.items()}, x.copy())
-    with parallel.DataParallel(net, 2) as pool:
+    with parallel.DataParallel(net, 2, processes=processes) as pool:
         first, second = (_step(pool, params, x, state, 0, train=True, input_grad=True) for _ in range(2))
     for a, b in zip(first, second):
         for u, v in (zip(a.values(), b.values()) if isinstance(a, dict) else [(a, b)]):
@@ -159,13 +164,14 @@ def test_shard_sizes_cover_the_batch_evenly():
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-def test_a_failing_worker_releases_the_others_and_the_pool_stays_usable():
+@pytest.mark.parametrize("processes", [False, True])
+def test_a_failing_worker_releases_the_others_and_the_pool_stays_usable(processes):
     net = _net(batchnorm=True)
     params, state, x = _inputs(net, 6, 4, seed=8)
     ones = dict(params, **{"encoder.conv1.w": np.ones_like(params["encoder.conv1.w"])})
     bad = x.copy()
     bad[-1] = 1e308  # finite, but conv1's output overflows in the last shard only: that worker raises
-    with parallel.DataParallel(net, 3) as pool:  # while the others wait for it at bn1
+    with parallel.DataParallel(net, 3, processes=processes) as pool:  # while the others wait for it at bn1
         with pytest.raises(model.NonFiniteOutput, match="encoder.conv1"):
             pool.forward(ones, bad, train=True, state=state, check_finite=True)
         with pytest.raises(ValueError, match="state"):
@@ -215,3 +221,32 @@ def test_blas_runs_on_one_thread_while_the_pool_is_open_and_is_restored_after():
         pool.close()
         pool.close()  # idempotent
     assert _blas_threads() == before
+
+
+def test_a_process_pool_takes_numpy_arrays_and_its_latest_cache_only():
+    net = _net(batchnorm=False)
+    params, state, x = _inputs(net, 4, 4, seed=10)
+    with parallel.DataParallel(net, 2, processes=True) as pool:
+        with pytest.raises(TypeError, match="processes must be a bool"):
+            parallel.DataParallel(net, 2, processes="yes")
+        strict = pytest.importorskip("array_api_strict")
+        with pytest.raises(TypeError, match="pool of processes takes NumPy arrays"):
+            pool.forward(params, strict.asarray(x), train=True)
+        with pytest.raises(ValueError, match="network's parameter names and shapes"):
+            pool.forward(dict(params, extra=np.zeros(2)), x, train=True)
+        out, first = pool.forward(params, x, train=True)
+        pool.forward(params, x, train=True)
+        with pytest.raises(RuntimeError, match="cache from an earlier forward"):
+            pool.backward(np.ones_like(out), first)
+        out, cache = pool.forward(params, x, train=True)
+        grads, _ = pool.backward(np.ones_like(out), cache)  # usable after the refusal
+    want, _ = net.backward(np.ones_like(out), net.forward(params, x, train=True)[1])
+    _assert_same([want], [grads], rtol=1e-12)
+
+
+def test_a_process_pool_stops_its_processes_when_closed():
+    pool = parallel.DataParallel(_net(batchnorm=False), 3, processes=True)
+    processes = list(pool._remote._processes)
+    assert len(processes) == 2 and all(p.is_alive() for p in processes)
+    pool.close()
+    assert not any(p.is_alive() for p in processes)

@@ -20,8 +20,9 @@ five 3x3 layers the benchmark was specified with); ``--kernel-sizes`` picks.
 ``--workers N`` (N > 1) times refimpl's data-parallel step
 (:class:`refimpl.parallel.DataParallel`): the batch split across N threads,
 each with one BLAS thread and one FFT worker, the loss on the whole batch in
-between; PyTorch keeps its ``--threads``. Its loss is checked against
-PyTorch's as the serial step's is.
+between; PyTorch keeps its ``--threads``; with ``--processes`` the workers
+are processes instead of threads. Its loss is checked against PyTorch's as
+the serial step's is.
 
 ``--profile`` adds where the time goes: refimpl per layer (forward and
 backward timed layer by layer, serial) and PyTorch per operator
@@ -184,10 +185,11 @@ def _print_profile(rows) -> None:
 
 
 def run(dtype: str, *, batch: int, size: int, kernel_size: int, rounds: int, pause: float,
-        profile: bool, algorithm: str = "auto", workers: int = 1) -> dict:
+        profile: bool, algorithm: str = "auto", workers: int = 1, processes: bool = False) -> dict:
     """Check that both sides give the same loss, then time them; one result row.
 
-    ``workers > 1``: refimpl's step runs on a :class:`refimpl.parallel.DataParallel` pool of that many threads.
+    ``workers > 1``: refimpl's step runs on a :class:`refimpl.parallel.DataParallel` pool of that many threads
+    (``processes``: that many processes, the caller one of them).
     """
     with contextlib.ExitStack() as stack:
         net = _network(kernel_size, algorithm)
@@ -195,12 +197,12 @@ def run(dtype: str, *, batch: int, size: int, kernel_size: int, rounds: int, pau
         if workers > 1:
             from ..parallel import DataParallel
 
-            step_net = stack.enter_context(DataParallel(net, workers))
+            step_net = stack.enter_context(DataParallel(net, workers, processes=processes))
         return _run(net, step_net, dtype, batch=batch, size=size, kernel_size=kernel_size, rounds=rounds,
-                    pause=pause, profile=profile, algorithm=algorithm, workers=workers)
+                    pause=pause, profile=profile, algorithm=algorithm, workers=workers, processes=processes)
 
 
-def _run(net, step_net, dtype, *, batch, size, kernel_size, rounds, pause, profile, algorithm, workers):
+def _run(net, step_net, dtype, *, batch, size, kernel_size, rounds, pause, profile, algorithm, workers, processes):
     import torch
 
     params = net.init(0, dtype)
@@ -217,7 +219,7 @@ def _run(net, step_net, dtype, *, batch, size, kernel_size, rounds, pause, profi
          "torch": lambda: torch_step(t_params, t_x, t_labels, t_depth)},
         rounds=rounds, pause=pause)
     row = {"dtype": dtype, "batch": batch, "size": size, "kernel_size": kernel_size, "algorithm": algorithm,
-           "workers": workers, "loss": ours,
+           "workers": workers, "processes": processes and workers > 1, "loss": ours,
            "refimpl_s": timing.median("refimpl"), "torch_s": timing.median("torch"),
            "ratio": timing.ratio, "ratio_min": min(timing.ratios), "ratio_max": max(timing.ratios),
            "seconds": timing.seconds}
@@ -247,6 +249,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="refimpl's step split across this many threads (refimpl.parallel.DataParallel, "
                              "one BLAS thread and one FFT worker each); 1: the serial step on --threads")
+    parser.add_argument("--processes", action="store_true",
+                        help="with --workers: the workers are processes (DataParallel(processes=True); no shared "
+                             "allocator or interpreter lock) instead of threads")
     parser.add_argument("--rounds", type=positive_int, default=11, help="timed rounds, one call of each side per round")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds of rest before every timed call")
     parser.add_argument("--profile", action="store_true", help="time refimpl layer by layer, torch per op")
@@ -271,7 +276,8 @@ def main(args) -> int:
     with _timing.limited_threads(args.threads) as how:  # restored when the benchmark returns
         machine = _timing.machine()
         fft_workers = args.threads if args.workers == 1 else 1  # in each of the pool's threads
-        refimpl_how = (f"refimpl's step on {args.workers} threads (DataParallel, one BLAS thread each)"
+        kind = "processes" if args.processes else "threads"
+        refimpl_how = (f"refimpl's step on {args.workers} {kind} (DataParallel, one BLAS thread each)"
                        if args.workers > 1 else "refimpl's step serial")
         print(f"threads: {how}; {refimpl_how}; scipy.fft workers={fft_workers}; torch {torch.__version__} on "
               f"{torch.get_num_threads()} threads")
@@ -283,7 +289,8 @@ def main(args) -> int:
         with scipy.fft.set_workers(fft_workers):  # refimpl's FFT convolutions: as many threads as BLAS
             for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
                 row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
-                          pause=args.pause, profile=args.profile, algorithm=algorithm, workers=args.workers)
+                          pause=args.pause, profile=args.profile, algorithm=algorithm, workers=args.workers,
+                          processes=args.processes)
                 rows.append(row)
                 print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
                       f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
@@ -303,6 +310,6 @@ def main(args) -> int:
                     print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"threads": how, "workers": args.workers, "machine": machine, "load_after": _timing.machine()["load_1min"],
+                json.dump({"threads": how, "workers": args.workers, "processes": args.processes, "machine": machine, "load_after": _timing.machine()["load_1min"],
                            "rounds": args.rounds, "pause_s": args.pause, "rows": rows}, f, indent=2)
     return 0
