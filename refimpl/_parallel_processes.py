@@ -1,22 +1,23 @@
 """The worker processes of :class:`refimpl.parallel.DataParallel` with ``processes=True``.
 
-Rank 0 runs in the caller; ranks 1 .. W-1 each in a process of their own,
-which keeps its network and the caches of its latest forward. Per call, a
+Every rank runs in a process of its own, which keeps its network and the
+caches of its latest forward; the caller sends the work and waits. Per call, a
 command goes down each worker's pipe and a reply comes back: the shard, the
 running statistics, the output and the input gradient are pickled through
 the pipe (small for an embedding network); the parameters and the gradients,
-the large arrays of a step, cross through shared memory: the caller copies
-the parameters into one block that every worker reads in place, and each
-worker writes its gradients into a block of its own, which the caller sums.
+the large arrays of a step, cross through shared memory made when the pool
+opens (sized by the network's parameter shapes): the caller copies the
+parameters into one buffer that every worker reads in place, and each worker
+writes its gradients into a buffer of its own, which the caller sums.
 Batch norm meets at :class:`SharedExchange`, the all-gather of
 :class:`refimpl.parallel._Exchange` across processes.
 
 Why processes: two threads of one process share its allocator and address
 space, and every page that glibc hands back to the kernel and faults in again
-takes a lock that the other thread's faults wait on. Two processes each
-stepping half of TinyNet's batch ran as fast as one alone (103 against 101
-ms on this project's 2-core machine), two threads 15-20% slower (116-123 ms,
-20-60 ms of kernel time per step).
+takes a lock that the other thread's faults wait on. ``refimpl bench tinynet
+--workers 2 --profile`` times the shards of a step alone, at once in two
+threads and at once in two processes (``split_floor`` in its JSON;
+docs/guide/benchmarks.md has the figures).
 """
 from __future__ import annotations
 
@@ -96,6 +97,27 @@ def layout_of(arrays: dict) -> tuple:
     return tuple((k, tuple(v.shape), v.dtype.str) for k, v in sorted(arrays.items()))
 
 
+def _keep_freed_memory() -> None:
+    """In a worker process (glibc only): keep freed memory for reuse instead of returning it to the kernel.
+
+    glibc unmaps large freed blocks and trims the heap's free top, so every step faults the same pages
+    in again (thousands per TinyNet step, about a tenth of its time). The worker processes belong to the
+    pool, so their allocator is set here (``mallopt``: blocks up to 32 MiB from the heap, no trimming);
+    the caller's process is left as it is.
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest allowed on 64-bit
+    mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+
+
 def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
     """A worker process: run commands from ``conn`` until ``None``; reply ``(True, result)`` or ``(False, error)``."""
     try:  # one BLAS thread per worker (inherited under fork; set again for spawn)
@@ -104,6 +126,7 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
         threadpool_limits(limits=1, user_api="blas")
     except ImportError:
         pass
+    _keep_freed_memory()
     layout, params, grads, cache, step = None, None, None, None, None
     while True:
         command = conn.recv()
@@ -119,6 +142,11 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
                 cache = None  # the previous step's arrays go before this step's are made
                 out, cache = net.forward(params, shard, **options)
                 reply = out
+            elif kind == "new_state":
+                if payload != step or cache is None:
+                    raise RuntimeError("new_state with a cache from an earlier forward: a process pool keeps the "
+                                       "caches of its latest forward only")
+                reply = net.new_state(cache)
             else:
                 token, dout = payload
                 if token != step or cache is None:
@@ -137,8 +165,15 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
                 conn.send((False, RuntimeError(f"worker {rank} failed: {error!r}")))
 
 
+def _reply(conn, rank: int):
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return False, RuntimeError(f"DataParallel worker process {rank} exited; close the pool and open a new one")
+
+
 class ProcessWorkers:
-    """Ranks 1 .. W-1 of a pool as processes: :meth:`start_forward` / :meth:`start_backward` send the commands,
+    """The ranks of a pool as processes: :meth:`start_forward` / :meth:`start_backward` send the commands,
     :meth:`results` collects the replies (in rank order)."""
 
     def __init__(self, nets, exchange: SharedExchange, context, param_shapes: dict):
@@ -146,7 +181,7 @@ class ProcessWorkers:
         self._params = buffer_for(self._shapes, context)
         self._grads = [buffer_for(self._shapes, context) for _ in nets]
         self._conns, self._processes = [], []
-        for rank, (net, grads) in enumerate(zip(nets, self._grads), start=1):
+        for rank, (net, grads) in enumerate(zip(nets, self._grads)):
             parent, child = context.Pipe()
             process = context.Process(target=_serve, args=(net, rank, child, exchange, self._params, grads),
                                       daemon=True, name=f"refimpl-parallel-{rank}")
@@ -175,9 +210,14 @@ class ProcessWorkers:
         for conn, dout in zip(self._conns, douts):
             conn.send(("backward", (token, dout)))
 
+    def new_state(self, token: int) -> list:
+        """Rank 0's running statistics after the forward of ``token``, as ``[(ok, value)]``."""
+        self._conns[0].send(("new_state", token))
+        return [_reply(self._conns[0], 0)]
+
     def results(self) -> list:
-        """Each worker's ``(ok, value)``, in rank order."""
-        return [conn.recv() for conn in self._conns]
+        """Each worker's ``(ok, value)``, in rank order (a worker that died: ``(False, RuntimeError)``)."""
+        return [_reply(conn, rank) for rank, conn in enumerate(self._conns)]
 
     def gradients(self) -> list:
         """Each worker's gradient arrays of the latest backward (views of shared memory: read before the next)."""

@@ -32,15 +32,15 @@ nothing copied, and the batch norm exchange is a list and a barrier. NumPy
 and SciPy release the global interpreter lock inside BLAS, FFTs and ufunc
 loops over large arrays, where the step spends nearly all of its time; the
 Python of the layers (a few microseconds per operation) runs one thread at a
-time. ``processes=True`` runs ranks 1 .. W-1 in processes of their own
-instead (:mod:`refimpl._parallel_processes`): the parameters and gradients
-cross through shared memory, each worker keeps its caches, and the workers
-share neither an allocator nor the interpreter lock. Two threads of one
-process do share the allocator's pages: each page that glibc returns to the
-kernel and faults in again takes a lock of the address space that the other
-thread's faults wait on, which made two half-batch TinyNet steps in two
-threads 15-20% slower than one alone on this project's 2-core machine, and
-as fast as one alone in two processes. NumPy arrays only.
+time. ``processes=True`` runs every rank in a process of its own instead
+(:mod:`refimpl._parallel_processes`; the caller waits): the parameters and
+gradients cross through shared memory, each worker keeps its caches, and the
+workers share neither an allocator nor the interpreter lock. Two threads of
+one process do share the allocator's pages: each page that glibc returns to
+the kernel and faults in again takes a lock of the address space that the
+other thread's faults wait on (``refimpl bench tinynet --workers 2
+--profile`` times the shards alone, in threads and in processes). NumPy
+arrays only.
 
 The calling thread runs shard 0 itself and the pool's ``workers - 1`` threads
 the others, so a call wakes one thread fewer. While the pool is open it limits
@@ -223,8 +223,8 @@ def _worker_network(layer, exchange: _Exchange, rank: int):
 class ParallelCache(NamedTuple):
     """The cache of a :meth:`DataParallel.forward` call: one network cache per shard."""
 
-    shards: tuple     # SequentialCache of each worker, in rank order (processes: rank 0's, then the step token
-                      # of each other rank, whose caches stay in its process)
+    shards: tuple     # SequentialCache of each worker, in rank order (processes: the step token of each
+                      # rank, whose caches stay in its process)
     sizes: tuple      # samples per shard
     input_grad: bool
 
@@ -251,9 +251,9 @@ class DataParallel:
     :meth:`forward`, :meth:`backward` and :meth:`new_state` as the network's;
     the results equal the network's to float rounding. It holds no arrays
     between calls: only its threads and the exchange its batch-norm layers
-    meet at. With ``processes=True`` ranks 1 .. W-1 are processes (NumPy
-    arrays only), which keep the caches of the latest :meth:`forward`: a
-    :meth:`backward` takes that forward's cache only. :meth:`close` (or
+    meet at. With ``processes=True`` the workers are processes (NumPy arrays
+    only), which keep the caches of the latest :meth:`forward`: a
+    :meth:`backward` or :meth:`new_state` takes that forward's cache only. :meth:`close` (or
     leaving the ``with`` block) stops the threads or processes and restores
     the BLAS thread counts. Needs threadpoolctl (the ``blas`` extra). Calls
     from several threads at once are not supported.
@@ -278,7 +278,7 @@ class DataParallel:
                               "pip install 'refimpl[blas]'") from None
         self._blas = threadpool_limits(limits=1, user_api="blas")  # before the processes start: they inherit it
         if processes:
-            self._remote = _parallel_processes.ProcessWorkers(self._nets[1:], self._exchange, context,
+            self._remote = _parallel_processes.ProcessWorkers(self._nets, self._exchange, context,
                                                               net.param_shapes())
         else:
             # workers = 1 runs everything in the caller's thread (a pool of one thread, never used, for one code path)
@@ -346,11 +346,10 @@ class DataParallel:
         sizes = shard_sizes(x.shape[0], self.workers)
         options = dict(train=train, state=state, input_grad=input_grad, check_finite=check_finite)
         shards = _shards(x, sizes)
-        if self.processes:  # ranks 1.. start, rank 0 runs here, then the others' outputs (their caches stay there)
-            token = self._remote.start_forward(params, shards[1:], options)
-            local = _outcome(self._guarded, lambda: self._nets[0].forward(params, shards[0], **options))
-            (out, cache), *outs = self._settle([local] + self._remote.results())
-            return _joined(xp, [out] + outs), ParallelCache((cache,) + (token,) * len(outs), sizes, input_grad)
+        if self.processes:  # the outputs come back, the caches stay in the worker processes
+            token = self._remote.start_forward(params, shards, options)
+            outs = self._settle(self._remote.results())
+            return _joined(xp, outs), ParallelCache((token,) * self.workers, sizes, input_grad)
         results = self._run([lambda net=net, shard=shard: net.forward(params, shard, **options)
                              for net, shard in zip(self._nets, shards)])
         return _joined(xp, [o for o, _ in results]), ParallelCache(tuple(c for _, c in results), sizes, input_grad)
@@ -364,13 +363,12 @@ class DataParallel:
         self._check_open(dout)
         xp = backend.namespace(dout)
         douts = _shards(dout, cache.sizes)
-        if self.processes:  # the other ranks' gradients arrive in shared memory, their dx through the pipes
-            self._remote.start_backward(cache.shards[1] if self.workers > 1 else None, douts[1:])
-            local = _outcome(self._guarded, lambda: self._nets[0].backward(douts[0], cache.shards[0]))
-            (grads, dx), *dxs = self._settle([local] + self._remote.results())
-            remote = self._remote.gradients()
-            grads = {name: _total([grads[name]] + [g[name] for g in remote]) for name in grads}
-            return grads, (_joined(xp, [dx] + dxs) if cache.input_grad else None)
+        if self.processes:  # the gradients arrive in shared memory, dx through the pipes
+            self._remote.start_backward(cache.shards[0], douts)
+            dxs = self._settle(self._remote.results())
+            shard_grads = self._remote.gradients()
+            grads = {name: _total([g[name] for g in shard_grads]) for name in shard_grads[0]}
+            return grads, (_joined(xp, dxs) if cache.input_grad else None)
         results = self._run([lambda net=net, d=d, c=c: net.backward(d, c)
                              for net, d, c in zip(self._nets, douts, cache.shards)])
         grads = {name: _total([g[name] for g, _ in results]) for name in results[0][0]}
@@ -378,6 +376,8 @@ class DataParallel:
 
     def new_state(self, cache: ParallelCache) -> dict:
         """The running statistics after the forward pass (every shard computed the same ones)."""
+        if self.processes:
+            return self._settle(self._remote.new_state(cache.shards[0]))[0]
         return self._nets[0].new_state(cache.shards[0])
 
 

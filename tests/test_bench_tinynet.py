@@ -67,14 +67,15 @@ def test_quick_run_with_workers_times_the_split_step_on_the_same_loss(torch, tmp
 
 
 @pytest.mark.torch
-def test_profile_with_workers_times_each_shard_alone_and_the_shards_in_threads(torch, tmp_path, capsys, bench_threads):
+def test_profile_with_workers_times_each_shard_alone_and_the_shards_in_threads_and_processes(torch, tmp_path, capsys, bench_threads):
     path = tmp_path / "split.json"
     assert cli.main(["bench", "tinynet", "--quick", "--kernel-sizes", "3", "--dtypes", "float64",
                      "--workers", "3", "--profile", "--json", str(path)]) == 0
     floor = json.loads(path.read_text())["rows"][0]["split_floor"]
     assert len(floor["shard_alone_s"]) == 3 and min(floor["shard_alone_s"]) > 0   # batch 4: shards of 2, 1, 1
-    assert floor["shards_in_threads_s"] > 0
-    assert "all shards at once in plain threads" in capsys.readouterr().out
+    assert floor["shards_in_threads_s"] > 0 and floor["shards_in_processes_s"] > 0
+    out = capsys.readouterr().out
+    assert "all shards at once in plain threads" in out and "at once in processes" in out
 
 
 @pytest.mark.torch

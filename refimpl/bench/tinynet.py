@@ -28,7 +28,8 @@ the serial step's is.
 backward timed layer by layer, serial) and PyTorch per operator
 (``torch.profiler``); with ``--workers`` also each shard's step timed alone
 and the shards at once in plain threads, the floor any split over threads
-can reach on the machine (:func:`profile_split`).
+can reach on the machine, and the shards at once in processes
+(:func:`profile_split`).
 """
 from __future__ import annotations
 
@@ -136,9 +137,11 @@ def profile_refimpl(net, params, x, labels, repeats: int) -> list:
 
 
 def profile_split(net, params, x, workers: int, repeats: int) -> dict:
-    """The floor of any split of the step over threads: median seconds of each shard's forward and
-    backward alone (serial), and of all shards at once in plain threads (no pool, no exchange), with
-    the process's page faults and kernel time per threaded call (``resource.getrusage``, Unix)."""
+    """The floor of any split of the step: median seconds of each shard's forward and backward alone
+    (serial), of all shards at once in plain threads (no pool, no exchange), with the process's page faults
+    and kernel time per threaded call (``resource.getrusage``, Unix), and of all shards at once in forked
+    processes (each timed in its own process, started together at a barrier; Unix)."""
+    import multiprocessing
     import resource
     import threading
 
@@ -157,24 +160,47 @@ def profile_split(net, params, x, workers: int, repeats: int) -> dict:
         for t in threads:
             t.join()
 
-    def median_seconds(fn):
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
-
-    alone = [median_seconds(lambda s=s: step(s)) for s in shards]
+    alone = [_median_seconds(lambda s=s: step(s), repeats) for s in shards]
     before = resource.getrusage(resource.RUSAGE_SELF)
-    in_threads = median_seconds(together)
+    in_threads = _median_seconds(together, repeats)
     after = resource.getrusage(resource.RUSAGE_SELF)
     calls = repeats + 1
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(len(shards)), context.SimpleQueue()
+    processes = [context.Process(target=_timed_in_process, args=(step, shard, repeats, barrier, results))
+                 for shard in shards]
+    for process in processes:
+        process.start()
+    in_processes = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
     # page faults and kernel time per call of the threaded shards: the allocator's share of the contention
     return {"shard_alone_s": alone, "shards_in_threads_s": in_threads,
             "page_faults_per_call": (after.ru_minflt - before.ru_minflt) / calls,
-            "system_s_per_call": (after.ru_stime - before.ru_stime) / calls}
+            "system_s_per_call": (after.ru_stime - before.ru_stime) / calls,
+            "shards_in_processes_s": max(in_processes)}
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _timed_in_process(step, shard, repeats: int, barrier, results) -> None:
+    """In a forked process: ``step(shard)`` once, then ``repeats`` timed calls, each started at the barrier."""
+    step(shard)
+    times = []
+    for _ in range(repeats):
+        barrier.wait()
+        start = time.perf_counter()
+        step(shard)
+        times.append(time.perf_counter() - start)
+    results.put(float(np.median(times)))
 
 
 def _print_profile(rows) -> None:
@@ -306,7 +332,9 @@ def main(args) -> int:
                               + f"; all shards at once in plain threads: {floor['shards_in_threads_s'] * 1e3:.1f} ms "
                               "(the floor of any split over threads), with "
                               f"{floor['page_faults_per_call']:.0f} page faults and "
-                              f"{floor['system_s_per_call'] * 1e3:.1f} ms of kernel time per call")
+                              f"{floor['system_s_per_call'] * 1e3:.1f} ms of kernel time per call; "
+                              f"at once in processes: {floor['shards_in_processes_s'] * 1e3:.1f} ms "
+                              "(the slowest shard's median)")
                     print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
         if args.json:
             with open(args.json, "w") as f:
