@@ -378,15 +378,15 @@ def backward(dout, cache, *, check_finite: bool = True):
         dr = _ops.zeros((rows.stop, columns.stop, f, n), like=dout)
         dr[rows, columns, ...] = _channels_last(xp, dout)
     dr_view = _ops.real_view(_spectrum(dr, lengths))                         # dr hat: (LH, LW2, F, 2N)
-    # dw'^T = x (correlated with) dr, as [Re; Im] parts: (LH, LW2, 2C, 2N) @ (LH, LW2, 2N, F) -> (LH, LW2, 2C, F)
-    x_stack = _ops.real_view(_ops.stack_minus_i(cache.x_spectrum))                    # [x hat; -i x hat]
-    dw = filter_gradient(x_stack @ xp.matrix_transpose(dr_view), lengths, cache.kernel, padding)  # (F, C, KH, KW)
+    # dw'^T = x (correlated with) dr, as [Re; Im] parts: [x hat; -i x hat] (LH, LW2, 2C, 2N) @ (LH, LW2, 2N, F)
+    # -> (LH, LW2, 2C, F); the stack and the product are temporaries, gone before dx's arrays are made
+    dw = filter_gradient(_ops.real_view(_ops.stack_minus_i(cache.x_spectrum)) @ xp.matrix_transpose(dr_view),
+                         lengths, cache.kernel, padding)                              # (F, C, KH, KW)
     db = xp.sum(dout, axis=(0, 2, 3)) if cache.has_b else None
     if not cache.input_grad:
         return None, dw, db
     # dx = dr convolved with w' = Re(w')^T dr + i Im(w')^T dr: (LH, LW2, C, F) @ (LH, LW2, F, 2N), twice
-    f_parts = cache.w_parts.shape[-2] // 2
-    re_w, im_w = cache.w_parts[..., :f_parts, :], cache.w_parts[..., f_parts:, :]
+    re_w, im_w = cache.w_parts[..., :f, :], cache.w_parts[..., f:, :]
     dx_spectrum = _ops.add_i(_ops.complex_view(xp.matrix_transpose(re_w) @ dr_view),
                              _ops.complex_view(xp.matrix_transpose(im_w) @ dr_view))  # (LH, LW2, C, N)
     dx = _image(xp, dx_spectrum, lengths, slice(0, h), slice(0, wd))
