@@ -13,8 +13,8 @@ Batch norm meets at :class:`SharedExchange`, the all-gather of
 :class:`refimpl.parallel._Exchange` across processes.
 
 Why processes: two threads of one process share its allocator and address
-space, and every page that glibc hands back to the kernel and faults in again
-takes a lock that the other thread's faults wait on. ``refimpl bench tinynet
+space, and the pages that glibc hands back to the kernel and faults in again
+make the two threads contend in the kernel. ``refimpl bench tinynet
 --workers 2 --profile`` times the shards of a step alone, at once in two
 threads and at once in two processes (``split_floor`` in its JSON;
 docs/guide/benchmarks.md has the figures).

@@ -36,11 +36,11 @@ time. ``processes=True`` runs every rank in a process of its own instead
 (:mod:`refimpl._parallel_processes`; the caller waits): the parameters and
 gradients cross through shared memory, each worker keeps its caches, and the
 workers share neither an allocator nor the interpreter lock. Two threads of
-one process do share the allocator's pages: each page that glibc returns to
-the kernel and faults in again takes a lock of the address space that the
-other thread's faults wait on (``refimpl bench tinynet --workers 2
---profile`` times the shards alone, in threads and in processes). NumPy
-arrays only.
+one process share its address space: glibc returns large freed blocks to
+the kernel, the next step faults the pages in again, and the two threads'
+faults and returns contend in the kernel (``refimpl bench tinynet --workers 2
+--profile`` times the shards alone, in threads and in processes, with the
+threads' page faults and kernel time). NumPy arrays only.
 
 The calling thread runs shard 0 itself and the pool's ``workers - 1`` threads
 the others, so a call wakes one thread fewer. While the pool is open it limits
