@@ -10,7 +10,7 @@ opens (sized by the network's parameter shapes): the caller copies the
 parameters into one buffer that every worker reads in place, and each worker
 writes its gradients into a buffer of its own, which the caller sums.
 Batch norm meets at :class:`SharedExchange`, the all-gather of
-:class:`refimpl.parallel._Exchange` across processes.
+``refimpl.parallel._Exchange`` across processes.
 
 Why processes: two threads of one process share its allocator and address
 space, and the pages that glibc hands back to the kernel and faults in again
