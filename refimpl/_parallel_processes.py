@@ -133,7 +133,7 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
         if command is None:
             break
         try:
-            kind, payload = command
+            sequence, kind, payload = command
             if kind == "forward":
                 step, new_layout, shard, options = payload
                 if new_layout != layout:
@@ -156,18 +156,23 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
                 for key, value in gradients.items():
                     grads[key][...] = value
                 reply = dx
-            conn.send((True, reply))
+            conn.send((sequence, True, reply))
         except BaseException as error:  # noqa: BLE001 -- sent to the caller, which raises it
             exchange.abort()  # the other ranks must not wait at a barrier for this one
             try:
-                conn.send((False, error))
+                conn.send((sequence, False, error))
             except Exception:  # an error that does not pickle
-                conn.send((False, RuntimeError(f"worker {rank} failed: {error!r}")))
+                conn.send((sequence, False, RuntimeError(f"worker {rank} failed: {error!r}")))
 
 
-def _reply(conn, rank: int):
+def _reply(conn, rank: int, sequence: int):
+    """Worker ``rank``'s ``(ok, value)`` for command ``sequence``; replies to earlier commands (a call
+    interrupted in the caller, say by Ctrl-C, left them unread) are dropped."""
     try:
-        return conn.recv()
+        while True:
+            answered, ok, value = conn.recv()
+            if answered == sequence:
+                return ok, value
     except (EOFError, OSError):
         return False, RuntimeError(f"DataParallel worker process {rank} exited; close the pool and open a new one")
 
@@ -191,6 +196,7 @@ class ProcessWorkers:
             self._processes.append(process)
         self._layout = None
         self._step = 0
+        self._sequence = 0  # of the latest command: each reply carries its command's
 
     def start_forward(self, params: dict, shards, options: dict) -> int:
         """Send each worker its shard; returns the step token its caches answer to."""
@@ -202,22 +208,25 @@ class ProcessWorkers:
         for key, view in views(self._params, layout).items():
             view[...] = params[key]
         self._step += 1
+        self._sequence += 1
         for conn, shard in zip(self._conns, shards):
-            conn.send(("forward", (self._step, layout, shard, options)))
+            conn.send((self._sequence, "forward", (self._step, layout, shard, options)))
         return self._step
 
     def start_backward(self, token: int, douts) -> None:
+        self._sequence += 1
         for conn, dout in zip(self._conns, douts):
-            conn.send(("backward", (token, dout)))
+            conn.send((self._sequence, "backward", (token, dout)))
 
     def new_state(self, token: int) -> list:
         """Rank 0's running statistics after the forward of ``token``, as ``[(ok, value)]``."""
-        self._conns[0].send(("new_state", token))
-        return [_reply(self._conns[0], 0)]
+        self._sequence += 1
+        self._conns[0].send((self._sequence, "new_state", token))
+        return [_reply(self._conns[0], 0, self._sequence)]
 
     def results(self) -> list:
         """Each worker's ``(ok, value)``, in rank order (a worker that died: ``(False, RuntimeError)``)."""
-        return [_reply(conn, rank) for rank, conn in enumerate(self._conns)]
+        return [_reply(conn, rank, self._sequence) for rank, conn in enumerate(self._conns)]
 
     def gradients(self) -> list:
         """Each worker's gradient arrays of the latest backward (views of shared memory: read before the next)."""
