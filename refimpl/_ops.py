@@ -330,7 +330,8 @@ def real_view(z):
 
 
 def complex_view(v):
-    """Real (..., M, 2N) -> complex (..., M, N): the inverse of :func:`real_view`, :math:`z_{m,n} = v_{m,2n} + i\\, v_{m,2n+1}`.
+    """Real (..., M, 2N) -> complex (..., M, N): the inverse of :func:`real_view`,
+    :math:`z_{m,n} = v_{m,2n} + i\\, v_{m,2n+1}`.
 
     >>> complex_view(np.array([[1.0, 2.0, 3.0, -4.0]], dtype=np.float32))
     array([[1.+2.j, 3.-4.j]], dtype=complex64)

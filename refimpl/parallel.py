@@ -253,10 +253,10 @@ class DataParallel:
     between calls: only its threads and the exchange its batch-norm layers
     meet at. With ``processes=True`` the workers are processes (NumPy arrays
     only), which keep the caches of the latest :meth:`forward`: a
-    :meth:`backward` or :meth:`new_state` takes that forward's cache only. :meth:`close` (or
-    leaving the ``with`` block) stops the threads or processes and restores
-    the BLAS thread counts. Needs threadpoolctl (the ``blas`` extra). Calls
-    from several threads at once are not supported.
+    :meth:`backward` or :meth:`new_state` takes that forward's cache only.
+    :meth:`close` (or leaving the ``with`` block) stops the threads or
+    processes and restores the BLAS thread counts. Needs threadpoolctl (the
+    ``blas`` extra). Calls from several threads at once are not supported.
     """
 
     def __init__(self, net, workers: int = 2, *, processes: bool = False):

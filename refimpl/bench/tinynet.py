@@ -338,6 +338,7 @@ def main(args) -> int:
                     print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"threads": how, "workers": args.workers, "processes": args.processes, "machine": machine, "load_after": _timing.machine()["load_1min"],
+                json.dump({"threads": how, "workers": args.workers, "processes": args.processes, "machine": machine,
+                           "load_after": _timing.machine()["load_1min"],
                            "rounds": args.rounds, "pause_s": args.pause, "rows": rows}, f, indent=2)
     return 0

@@ -85,7 +85,8 @@ part of a product with one side conjugated, and, since
     \\qquad
     \\widehat{dx} = (\\mathrm{Re}\\,\\hat w')^\\top \\widehat{dr} + i\\,(\\mathrm{Im}\\,\\hat w')^\\top \\widehat{dr},
 
-and forward :math:`\\overline{\\hat w'}\\,\\hat x = \\mathrm{Re}\\,\\hat w'\\,\\hat x - i\\,\\mathrm{Im}\\,\\hat w'\\,\\hat x`
+and forward
+:math:`\\overline{\\hat w'}\\,\\hat x = \\mathrm{Re}\\,\\hat w'\\,\\hat x - i\\,\\mathrm{Im}\\,\\hat w'\\,\\hat x`
 is the product :math:`P\\,\\hat x` split in its halves (:func:`_conj_product`).
 No complex, conjugated or stacked copy of the filter's spectrum is made (it is
 the largest array of the late layers: 256 x 128 per frequency in TinyNet's
@@ -309,7 +310,8 @@ def _output_positions(out_shape, stride):
 def _conj_product(w_parts, x_spectrum):
     """:math:`\\overline{\\hat w'}\\,\\hat x` per frequency, (LH, LW2, F, N) complex, from the filter's parts
     (LH, LW2, 2F, C) and the input spectrum (LH, LW2, C, N): one real product :math:`P\\,\\hat x`, whose
-    halves :math:`a = \\mathrm{Re}\\,\\hat w'\\,\\hat x` and :math:`b = \\mathrm{Im}\\,\\hat w'\\,\\hat x` give :math:`a - i b`."""
+    halves :math:`a = \\mathrm{Re}\\,\\hat w'\\,\\hat x` and :math:`b = \\mathrm{Im}\\,\\hat w'\\,\\hat x`
+    give :math:`a - i b`."""
     xp = backend.namespace(w_parts, x_spectrum)
     f = w_parts.shape[-2] // 2
     products = _ops.complex_view(w_parts @ _ops.real_view(x_spectrum))  # (LH, LW2, 2F, N): [Re w'; Im w'] x
