@@ -101,9 +101,9 @@ def _keep_freed_memory() -> None:
     """In a worker process (glibc only): keep freed memory for reuse instead of returning it to the kernel.
 
     glibc unmaps large freed blocks and trims the heap's free top, so every step faults the same pages
-    in again (thousands per TinyNet step, about a tenth of its time). The worker processes belong to the
-    pool, so their allocator is set here (``mallopt``: blocks up to 32 MiB from the heap, no trimming);
-    the caller's process is left as it is.
+    in again (thousands per TinyNet step: ``refimpl bench tinynet --workers 2 --profile``). The worker
+    processes belong to the pool, so their allocator is set here (``mallopt``: blocks up to 32 MiB from
+    the heap, no trimming below 2 GiB free); the caller's process is left as it is.
     """
     import ctypes
     import platform
@@ -119,7 +119,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
-    """A worker process: run commands from ``conn`` until ``None``; reply ``(True, result)`` or ``(False, error)``."""
+    """A worker process: run ``(sequence, kind, payload)`` commands from ``conn`` until ``None``; reply
+    ``(sequence, True, result)`` or ``(sequence, False, error)``."""
     try:  # one BLAS thread per worker (inherited under fork; set again for spawn)
         from threadpoolctl import threadpool_limits
 
@@ -204,6 +205,10 @@ class ProcessWorkers:
         if {k: shape for k, shape, _ in layout} != self._shapes:
             raise ValueError(f"params must have the network's parameter names and shapes {self._shapes}, got "
                              f"{ {k: shape for k, shape, _ in layout} }")
+        wide = sorted(k for k, _, dtype in layout if np.dtype(dtype).itemsize > 8)
+        if wide:  # the shared buffers hold 8 bytes an entry
+            raise TypeError(f"params of a process pool must be float32 or float64, got {wide[0]} of dtype "
+                            f"{params[wide[0]].dtype}")
         self._layout = layout
         for key, view in views(self._params, layout).items():
             view[...] = params[key]

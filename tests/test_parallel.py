@@ -234,6 +234,9 @@ def test_a_process_pool_takes_numpy_arrays_and_its_latest_cache_only():
             pool.forward(params, strict.asarray(x), train=True)
         with pytest.raises(ValueError, match="network's parameter names and shapes"):
             pool.forward(dict(params, extra=np.zeros(2)), x, train=True)
+        wide = dict(params, **{"head.fc.b": params["head.fc.b"].astype(np.complex128)})
+        with pytest.raises(TypeError, match="float32 or float64, got head.fc.b of dtype complex128"):
+            pool.forward(wide, x, train=True)
         out, first = pool.forward(params, x, train=True)
         pool.forward(params, x, train=True)
         with pytest.raises(RuntimeError, match="cache from an earlier forward"):
