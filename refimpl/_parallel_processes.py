@@ -2,13 +2,15 @@
 
 Every rank runs in a process of its own, which keeps its network and the
 caches of its latest forward; the caller sends the work and waits. Per call, a
-command goes down each worker's pipe and a reply comes back: the shard, the
-running statistics, the output and the input gradient are pickled through
-the pipe (small for an embedding network); the parameters and the gradients,
-the large arrays of a step, cross through shared memory made when the pool
-opens (sized by the network's parameter shapes): the caller copies the
-parameters into one buffer that every worker reads in place, and each worker
-writes its gradients into a buffer of its own, which the caller sums.
+command goes down each worker's pipe and a reply comes back: the running
+statistics, the output and the input gradient are pickled through the pipe
+(small for an embedding network); the parameters, the gradients and the
+shards cross through shared memory made when the pool opens: the caller
+copies the parameters into one buffer (sized by the network's parameter
+shapes) that every worker reads in place and each shard into its worker's
+input buffer (``INPUT_BYTES``; a larger shard goes through the pipe), and
+each worker writes its gradients into a buffer of its own, which the caller
+sums.
 Batch norm meets at :class:`SharedExchange`, the all-gather of
 ``refimpl.parallel._Exchange`` across processes.
 
@@ -29,6 +31,8 @@ import numpy as np
 
 #: bytes for one worker's value in one all-gather (batch norm's per-channel statistics: kilobytes)
 SLOT_BYTES = 1 << 20
+#: bytes of each worker's input buffer (a larger shard goes through the pipe instead)
+INPUT_BYTES = 16 << 20
 
 
 def context():
@@ -118,7 +122,7 @@ def _keep_freed_memory() -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
-def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
+def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer, input_buffer) -> None:
     """A worker process: run ``(sequence, kind, payload)`` commands from ``conn`` until ``None``; reply
     ``(sequence, True, result)`` or ``(sequence, False, error)``."""
     try:  # one BLAS thread per worker (inherited under fork; set again for spawn)
@@ -140,6 +144,8 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer) -> None:
                 if new_layout != layout:
                     layout = new_layout
                     params, grads = views(params_buffer, layout), views(grads_buffer, layout)
+                if isinstance(shard, tuple):  # (shape, dtype): in the input buffer
+                    shard = np.ndarray(shard[0], shard[1], buffer=input_buffer)
                 cache = None  # the previous step's arrays go before this step's are made
                 out, cache = net.forward(params, shard, **options)
                 reply = out
@@ -186,10 +192,13 @@ class ProcessWorkers:
         self._shapes = {k: tuple(v) for k, v in param_shapes.items()}
         self._params = buffer_for(self._shapes, context)
         self._grads = [buffer_for(self._shapes, context) for _ in nets]
+        # the shards through shared memory: pickled through a pipe, the caller's send to one worker waits for
+        # it to read, and the next worker started a millisecond or two later (TinyNet: 0.5 MB a shard)
+        self._inputs = [context.RawArray("c", INPUT_BYTES) for _ in nets]
         self._conns, self._processes = [], []
-        for rank, (net, grads) in enumerate(zip(nets, self._grads)):
+        for rank, (net, grads, inputs) in enumerate(zip(nets, self._grads, self._inputs)):
             parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(net, rank, child, exchange, self._params, grads),
+            process = context.Process(target=_serve, args=(net, rank, child, exchange, self._params, grads, inputs),
                                       daemon=True, name=f"refimpl-parallel-{rank}")
             process.start()
             child.close()
@@ -214,7 +223,10 @@ class ProcessWorkers:
             view[...] = params[key]
         self._step += 1
         self._sequence += 1
-        for conn, shard in zip(self._conns, shards):
+        for conn, shard, inputs in zip(self._conns, shards, self._inputs):
+            if shard.nbytes <= INPUT_BYTES:
+                np.ndarray(shard.shape, shard.dtype, buffer=inputs)[...] = shard
+                shard = (shard.shape, shard.dtype.str)
             conn.send((self._sequence, "forward", (self._step, layout, shard, options)))
         return self._step
 
