@@ -36,9 +36,15 @@ INPUT_BYTES = 16 << 20
 
 
 def context():
-    """fork where the platform has it (the workers start in milliseconds with the network in memory), else spawn."""
+    """forkserver where the platform has it, else spawn: never a fork of the caller's process.
+
+    Forking a process whose libraries keep thread pools can deadlock: SciPy's FFT thread pool is shut down
+    before every fork and restarted after, and two forks in a row (a pool's two workers) hung the test
+    suite once in the second shutdown. The fork server is a clean process started once; the workers are
+    forked from it and import what the pickled network needs.
+    """
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 class SharedExchange:
@@ -125,7 +131,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer, input_buffer) -> None:
     """A worker process: run ``(sequence, kind, payload)`` commands from ``conn`` until ``None``; reply
     ``(sequence, True, result)`` or ``(sequence, False, error)``."""
-    try:  # one BLAS thread per worker (inherited under fork; set again for spawn)
+    try:  # one BLAS thread per worker
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=1, user_api="blas")

@@ -254,6 +254,9 @@ class DataParallel:
     meet at. With ``processes=True`` the workers are processes (NumPy arrays
     only), which keep the caches of the latest :meth:`forward`: a
     :meth:`backward` or :meth:`new_state` takes that forward's cache only.
+    The processes start from a fork server (spawn where there is none), so a
+    script that opens such a pool must guard its top level with
+    ``if __name__ == "__main__":``, as Python's multiprocessing requires.
     :meth:`close` (or leaving the ``with`` block) stops the threads or
     processes and restores the BLAS thread counts. Needs threadpoolctl (the
     ``blas`` extra). Calls from several threads at once are not supported.

@@ -251,14 +251,13 @@ def test_a_process_pool_takes_numpy_arrays_and_its_latest_cache_only():
     _assert_same([serial_out, net.backward(np.ones_like(out), serial_cache)[0]], [out, grads], rtol=1e-12)
 
 
-def _faults_per_round(keep: bool, results) -> None:
-    """In a forked process: page faults per round of three 16 MB arrays made and freed."""
+def _faults_per_round(results) -> None:
+    """In a worker process that keeps freed memory: page faults per round of three 16 MB arrays made and freed."""
     import resource
 
     from refimpl import _parallel_processes
 
-    if keep:
-        _parallel_processes._keep_freed_memory()
+    _parallel_processes._keep_freed_memory()
 
     def round_():
         arrays = [np.ones(2_000_000) for _ in range(3)]
@@ -273,12 +272,12 @@ def _faults_per_round(keep: bool, results) -> None:
 @pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="the allocator setting is glibc's")
 def test_worker_processes_keep_freed_memory_for_reuse():
     """glibc trims the freed top of the heap and faults it in again on the next round (hundreds of faults a
-    round here); a worker's allocator keeps it. Measured in forked processes: the caller's stays as it is."""
-    import multiprocessing
+    round here); a worker's allocator keeps it. Measured in a worker process: the caller's stays as it is."""
+    from refimpl import _parallel_processes
 
-    context = multiprocessing.get_context("fork")
+    context = _parallel_processes.context()
     results = context.SimpleQueue()
-    process = context.Process(target=_faults_per_round, args=(True, results))
+    process = context.Process(target=_faults_per_round, args=(results,))
     process.start()
     kept = results.get()
     process.join()

@@ -139,12 +139,12 @@ def profile_refimpl(net, params, x, labels, repeats: int) -> list:
 def profile_split(net, params, x, workers: int, repeats: int) -> dict:
     """The floor of any split of the step: median seconds of each shard's forward and backward alone
     (serial), of all shards at once in plain threads (no pool, no exchange), with the process's page faults
-    and kernel time per threaded call (``resource.getrusage``, Unix), and of all shards at once in forked
-    processes (each timed in its own process, started together at a barrier; Unix)."""
-    import multiprocessing
+    and kernel time per threaded call (``resource.getrusage``, Unix), and of all shards at once in processes
+    (each timed in its own process, started together at a barrier)."""
     import resource
     import threading
 
+    from .. import _parallel_processes
     from ..parallel import _shards, shard_sizes
 
     shards = [np.ascontiguousarray(s) for s in _shards(x, shard_sizes(x.shape[0], workers))]
@@ -165,9 +165,9 @@ def profile_split(net, params, x, workers: int, repeats: int) -> dict:
     in_threads = _median_seconds(together, repeats)
     after = resource.getrusage(resource.RUSAGE_SELF)
     calls = repeats + 1
-    context = multiprocessing.get_context("fork")
+    context = _parallel_processes.context()
     barrier, results = context.Barrier(len(shards)), context.SimpleQueue()
-    processes = [context.Process(target=_timed_in_process, args=(step, shard, repeats, barrier, results))
+    processes = [context.Process(target=_timed_in_process, args=(net, params, shard, repeats, barrier, results))
                  for shard in shards]
     for process in processes:
         process.start()
@@ -191,14 +191,23 @@ def _median_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def _timed_in_process(step, shard, repeats: int, barrier, results) -> None:
-    """In a forked process: ``step(shard)`` once, then ``repeats`` timed calls, each started at the barrier."""
-    step(shard)
+def _timed_in_process(net, params, shard, repeats: int, barrier, results) -> None:
+    """In a worker process: the shard's forward and backward once, then ``repeats`` timed, each started at the
+    barrier; puts the median seconds."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+    def step():
+        out, cache = net.forward(params, shard, train=True, input_grad=False)
+        net.backward(np.ones_like(out), cache)
+
+    step()
     times = []
     for _ in range(repeats):
         barrier.wait()
         start = time.perf_counter()
-        step(shard)
+        step()
         times.append(time.perf_counter() - start)
     results.put(float(np.median(times)))
 
