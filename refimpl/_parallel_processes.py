@@ -128,15 +128,25 @@ def _keep_freed_memory() -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
+def one_blas_thread() -> None:
+    """In a worker process: BLAS on one thread (the workers share the cores), where threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _check_token(what: str, token, step, cache) -> None:
+    if token != step or cache is None:
+        raise RuntimeError(f"{what} with a cache from an earlier forward: a process pool keeps the caches of its "
+                           "latest forward only")
+
+
 def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer, input_buffer) -> None:
     """A worker process: run ``(sequence, kind, payload)`` commands from ``conn`` until ``None``; reply
     ``(sequence, True, result)`` or ``(sequence, False, error)``."""
-    try:  # one BLAS thread per worker
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1, user_api="blas")
-    except ImportError:
-        pass
+    one_blas_thread()
     _keep_freed_memory()
     layout, params, grads, cache, step = None, None, None, None, None
     while True:
@@ -156,15 +166,11 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer, input_bu
                 out, cache = net.forward(params, shard, **options)
                 reply = out
             elif kind == "new_state":
-                if payload != step or cache is None:
-                    raise RuntimeError("new_state with a cache from an earlier forward: a process pool keeps the "
-                                       "caches of its latest forward only")
+                _check_token("new_state", payload, step, cache)
                 reply = net.new_state(cache)
             else:
                 token, dout = payload
-                if token != step or cache is None:
-                    raise RuntimeError("backward with a cache from an earlier forward: a process pool keeps the "
-                                       "caches of its latest forward only")
+                _check_token("backward", token, step, cache)
                 gradients, dx = net.backward(dout, cache)
                 for key, value in gradients.items():
                     grads[key][...] = value

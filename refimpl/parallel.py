@@ -279,7 +279,7 @@ class DataParallel:
         except ImportError:
             raise ImportError("DataParallel needs threadpoolctl to run BLAS on one thread per worker: "
                               "pip install 'refimpl[blas]'") from None
-        self._blas = threadpool_limits(limits=1, user_api="blas")  # before the processes start: they inherit it
+        self._blas = threadpool_limits(limits=1, user_api="blas")
         if processes:
             self._remote = _parallel_processes.ProcessWorkers(self._nets, self._exchange, context,
                                                               net.param_shapes())

@@ -34,6 +34,7 @@ can reach on the machine, and the shards at once in processes
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import time
@@ -149,18 +150,14 @@ def profile_split(net, params, x, workers: int, repeats: int) -> dict:
 
     shards = [np.ascontiguousarray(s) for s in _shards(x, shard_sizes(x.shape[0], workers))]
 
-    def step(shard):
-        out, cache = net.forward(params, shard, train=True, input_grad=False)
-        net.backward(np.ones_like(out), cache)
-
     def together():
-        threads = [threading.Thread(target=step, args=(shard,)) for shard in shards]
+        threads = [threading.Thread(target=_shard_step, args=(net, params, shard)) for shard in shards]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
-    alone = [_median_seconds(lambda s=s: step(s), repeats) for s in shards]
+    alone = [_median_seconds(functools.partial(_shard_step, net, params, s), repeats) for s in shards]
     before = resource.getrusage(resource.RUSAGE_SELF)
     in_threads = _median_seconds(together, repeats)
     after = resource.getrusage(resource.RUSAGE_SELF)
@@ -181,10 +178,19 @@ def profile_split(net, params, x, workers: int, repeats: int) -> dict:
             "shards_in_processes_s": max(in_processes)}
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def _shard_step(net, params, shard) -> None:
+    """One shard's forward and backward (the input gradient skipped), as a worker of the split step runs it."""
+    out, cache = net.forward(params, shard, train=True, input_grad=False)
+    net.backward(np.ones_like(out), cache)
+
+
+def _median_seconds(fn, repeats: int, before=None) -> float:
+    """``fn()`` once untimed, then the median seconds of ``repeats`` timed calls (each after ``before()``)."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -192,24 +198,12 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def _timed_in_process(net, params, shard, repeats: int, barrier, results) -> None:
-    """In a worker process: the shard's forward and backward once, then ``repeats`` timed, each started at the
-    barrier; puts the median seconds."""
-    from threadpoolctl import threadpool_limits
+    """In a worker process: :func:`_median_seconds` of the shard's step, each call started at ``barrier``
+    with the other shards'; puts the result."""
+    from .._parallel_processes import one_blas_thread
 
-    threadpool_limits(limits=1, user_api="blas")
-
-    def step():
-        out, cache = net.forward(params, shard, train=True, input_grad=False)
-        net.backward(np.ones_like(out), cache)
-
-    step()
-    times = []
-    for _ in range(repeats):
-        barrier.wait()
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    results.put(float(np.median(times)))
+    one_blas_thread()
+    results.put(_median_seconds(functools.partial(_shard_step, net, params, shard), repeats, before=barrier.wait))
 
 
 def _print_profile(rows) -> None:
@@ -224,7 +218,7 @@ def run(dtype: str, *, batch: int, size: int, kernel_size: int, rounds: int, pau
     """Check that both sides give the same loss, then time them; one result row.
 
     ``workers > 1``: refimpl's step runs on a :class:`refimpl.parallel.DataParallel` pool of that many threads
-    (``processes``: that many processes, the caller one of them).
+    (``processes``: that many worker processes).
     """
     with contextlib.ExitStack() as stack:
         net = _network(kernel_size, algorithm)

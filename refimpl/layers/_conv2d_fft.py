@@ -168,9 +168,7 @@ def _spectrum(planes, lengths):
 def _axis_dft(length: int, positions: tuple, like, *, inverse: bool):
     """The DFT matrix of one axis of length ``L`` at the positions ``range(*positions)``, complex, placed like
     ``like``: (L, P) :math:`e^{-2\\pi i k p / L}` (forward), or (P, L) :math:`e^{2\\pi i p k / L} / L` (inverse)."""
-    xp = backend.namespace(like)
-    dtype = "complex64" if like.dtype in (xp.float32, xp.complex64) else "complex128"
-    return backend.asarray(_host_axis_dft(length, positions, inverse, dtype), like=like, dtype=getattr(xp, dtype))
+    return _placed(_host_axis_dft, length, positions, inverse, like=like, complex_=True)
 
 
 @functools.lru_cache(maxsize=64)
@@ -197,16 +195,16 @@ def _dft_parts(lengths, kernel, padding: int, like):
     frequency, the product is the per-frequency stack :func:`filter_spectrum_parts`
     returns. Placed like ``like`` in the real dtype of its precision.
     """
-    return _placed(_host_dft_parts, lengths, kernel, padding, like)
+    return _placed(_host_dft_parts, tuple(lengths), tuple(kernel), padding, like=like)
 
 
-def _placed(host_matrix, lengths, kernel, padding: int, like):
-    """``host_matrix(lengths, kernel, padding, dtype)`` (a memoised host array) placed like ``like``, in
-    the real dtype of ``like``'s precision (float32 for float32 and complex64)."""
+def _placed(host_matrix, *key, like, complex_: bool = False):
+    """``host_matrix(*key, dtype)`` (a memoised host array) placed like ``like``, in the real (or, with
+    ``complex_``, complex) dtype of ``like``'s precision (float32 / complex64 for float32 and complex64)."""
     xp = backend.namespace(like)
-    dtype = "float32" if like.dtype in (xp.float32, xp.complex64) else "float64"
-    return backend.asarray(host_matrix(tuple(lengths), tuple(kernel), padding, dtype), like=like,
-                           dtype=getattr(xp, dtype))
+    single = like.dtype in (xp.float32, xp.complex64)
+    dtype = ("complex64" if single else "complex128") if complex_ else ("float32" if single else "float64")
+    return backend.asarray(host_matrix(*key, dtype), like=like, dtype=getattr(xp, dtype))
 
 
 @functools.lru_cache(maxsize=64)
@@ -267,7 +265,8 @@ def filter_gradient(dw_parts, lengths, kernel, padding: int):
     xp = backend.namespace(dw_parts)
     lh, lw2, c2, f = dw_parts.shape
     kh, kw = kernel
-    inverse = _placed(_host_inverse_parts, lengths, kernel, padding, dw_parts)  # (KH KW, LH LW2 2)
+    # (KH KW, LH LW2 2)
+    inverse = _placed(_host_inverse_parts, tuple(lengths), tuple(kernel), padding, like=dw_parts)
     # the product transposed, (C F, KH KW): dw's taps stay contiguous, so that reading dw (summing
     # workers' gradients, an optimiser step) runs along rows of KH KW values (20x faster than
     # gathering it from a (KH KW, C F) product for TinyNet's conv5)
@@ -312,10 +311,9 @@ def _conj_product(w_parts, x_spectrum):
     (LH, LW2, 2F, C) and the input spectrum (LH, LW2, C, N): one real product :math:`P\\,\\hat x`, whose
     halves :math:`a = \\mathrm{Re}\\,\\hat w'\\,\\hat x` and :math:`b = \\mathrm{Im}\\,\\hat w'\\,\\hat x`
     give :math:`a - i b`."""
-    xp = backend.namespace(w_parts, x_spectrum)
     f = w_parts.shape[-2] // 2
     products = _ops.complex_view(w_parts @ _ops.real_view(x_spectrum))  # (LH, LW2, 2F, N): [Re w'; Im w'] x
-    return _ops.subtract_i(products[..., :f, :], products[..., f:, :])
+    return _ops.add_multiple(products[..., :f, :], products[..., f:, :], -1j)
 
 
 def forward(x, w, b, *, stride: int, padding: int, input_grad: bool):
@@ -389,7 +387,7 @@ def backward(dout, cache, *, check_finite: bool = True):
         return None, dw, db
     # dx = dr convolved with w' = Re(w')^T dr + i Im(w')^T dr: (LH, LW2, C, F) @ (LH, LW2, F, 2N), twice
     re_w, im_w = cache.w_parts[..., :f, :], cache.w_parts[..., f:, :]
-    dx_spectrum = _ops.add_i(_ops.complex_view(xp.matrix_transpose(re_w) @ dr_view),
-                             _ops.complex_view(xp.matrix_transpose(im_w) @ dr_view))  # (LH, LW2, C, N)
+    dx_spectrum = _ops.add_multiple(_ops.complex_view(xp.matrix_transpose(re_w) @ dr_view),
+                                    _ops.complex_view(xp.matrix_transpose(im_w) @ dr_view), 1j)  # (LH, LW2, C, N)
     dx = _image(xp, dx_spectrum, lengths, slice(0, h), slice(0, wd))
     return dx, dw, db
