@@ -69,6 +69,22 @@ def batch_last_layout(x):
     return x if last.flags.c_contiguous else batch_first(xp.ascontiguousarray(last))
 
 
+def contiguous(x):
+    """``x`` in C (row-major) memory order: ``x`` itself when it is, else a copy (NumPy, CuPy); other
+    namespaces have no layout to choose and get ``x``.
+
+    For gradients that are made transposed: whoever reads them next (an
+    optimiser step, a copy into a worker's shared buffer) reads them in order.
+
+    >>> a = np.arange(6.0).reshape(3, 2).T                  # a transposed view
+    >>> b = contiguous(a)
+    >>> b.flags.c_contiguous, b.tolist(), contiguous(b) is b
+    (True, [[0.0, 2.0, 4.0], [1.0, 3.0, 5.0]], True)
+    """
+    xp = backend.namespace(x)
+    return x if _kind(xp) == "standard" else xp.ascontiguousarray(x)
+
+
 def window_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Number of window positions along one axis.
 

@@ -252,7 +252,8 @@ def filter_spectrum_parts(w, lengths, padding: int):
 
 def filter_gradient(dw_parts, lengths, kernel, padding: int):
     """(LH, LW//2+1, 2C, F) real parts of the transposed spectrum of ``dw'`` (per frequency
-    ``[Re; Im]`` of :math:`\\widehat{dw'}^\\top`) -> (F, C, KH, KW): ``dw'`` read back at the taps ``(i - P) mod L``.
+    ``[Re; Im]`` of :math:`\\widehat{dw'}^\\top`) -> (F, C, KH, KW), C-contiguous: ``dw'`` read back at the
+    taps ``(i - P) mod L``.
 
     The inverse rfft evaluated at the KH x KW taps only: with :math:`E` of
     :func:`_dft_parts`, :math:`dw = \\mathrm{Re}\\big(\\overline{E}^\\top (c \\odot \\widehat{dw'})\\big) / (L_H L_W)`,
@@ -264,14 +265,15 @@ def filter_gradient(dw_parts, lengths, kernel, padding: int):
     """
     xp = backend.namespace(dw_parts)
     lh, lw2, c2, f = dw_parts.shape
-    kh, kw = kernel
+    c, (kh, kw) = c2 // 2, kernel
     # (KH KW, LH LW2 2)
     inverse = _placed(_host_inverse_parts, tuple(lengths), tuple(kernel), padding, like=dw_parts)
-    # the product transposed, (C F, KH KW): dw's taps stay contiguous, so that reading dw (summing
-    # workers' gradients, an optimiser step) runs along rows of KH KW values (20x faster than
-    # gathering it from a (KH KW, C F) product for TinyNet's conv5)
-    taps = xp.matrix_transpose(xp.reshape(dw_parts, (lh * lw2 * 2, c2 // 2 * f))) @ xp.matrix_transpose(inverse)
-    return xp.permute_dims(xp.reshape(taps, (c2 // 2, f, kh, kw)), (1, 0, 2, 3))
+    # the product transposed, (C F, KH KW), so that each filter's taps come out contiguous (a (KH KW, C F)
+    # product leaves them strided across the whole array)
+    taps = xp.matrix_transpose(xp.reshape(dw_parts, (lh * lw2 * 2, c * f))) @ xp.matrix_transpose(inverse)
+    # then reordered to (F, C) while fresh in the cache: read cold and strided later, conv5's dw took 4x as
+    # long to copy into a DataParallel worker's gradient buffer
+    return _ops.contiguous(xp.permute_dims(xp.reshape(taps, (c, f, kh, kw)), (1, 0, 2, 3)))
 
 
 @functools.lru_cache(maxsize=64)
