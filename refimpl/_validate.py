@@ -222,6 +222,30 @@ def output_of(out, shape=None) -> Output:
                   backend.device(out))
 
 
+def check_like(name: str, x, like: Output, whose: str, *, fixed_shapes: str = ""):
+    """The array ``x`` has ``like``'s namespace, device, shape and dtype (nothing is moved, broadcast or cast),
+    else a named error saying which differs from ``whose`` (e.g. "the forward output"); ``fixed_shapes``, if
+    given, says why the shape cannot change.
+
+    >>> import numpy as np
+    >>> check_like("dout", np.ones(2, np.float32), output_of(np.zeros(2)), "the forward output")
+    Traceback (most recent call last):
+    ...
+    TypeError: dout has dtype float32, expected the dtype of the forward output (float64): nothing is cast
+    """
+    if backend.namespace(x) is not like.xp:
+        raise TypeError(f"{name} must be an array of {whose}'s namespace ({like.xp.__name__}), "
+                        f"got {type(x).__module__}.{type(x).__name__}")
+    if backend.device(x) != like.device:
+        raise ValueError(f"{name} is on device {backend.device(x)}, {whose} on {like.device}")
+    if tuple(x.shape) != like.shape:
+        raise ValueError(f"{name} must have shape {like.shape}, the shape of {whose}, got {tuple(x.shape)}"
+                         + (f" ({fixed_shapes})" if fixed_shapes else ""))
+    if x.dtype != like.dtype:
+        raise TypeError(f"{name} has dtype {x.dtype}, expected the dtype of {whose} ({like.dtype}): nothing is cast")
+    return x
+
+
 def check_dout(dout, output: Output, *, finite: bool = True):
     """The upstream gradient of ``output``: an array of its shape, dtype, namespace and device, finite.
 
@@ -247,16 +271,7 @@ def check_dout(dout, output: Output, *, finite: bool = True):
         return backend.full((), dout, xp=output.xp, dev=output.device, dtype=output.dtype)
     if not _is_array(dout):
         raise TypeError(f"dout must be an array or a Python number, got {type(dout).__name__}")
-    if backend.namespace(dout) is not output.xp:
-        raise TypeError(f"dout must be an array of the forward output's namespace ({output.xp.__name__}), "
-                        f"got {type(dout).__module__}.{type(dout).__name__}")
-    if backend.device(dout) != output.device:
-        raise ValueError(f"dout is on device {backend.device(dout)}, the forward output on {output.device}")
-    if tuple(dout.shape) != output.shape:
-        raise ValueError(f"dout must have shape {output.shape}, the shape of the forward output, "
-                         f"got {tuple(dout.shape)}")
-    if dout.dtype != output.dtype:
-        raise TypeError(f"dout has dtype {dout.dtype}, expected the dtype of the forward output ({output.dtype})")
+    check_like("dout", dout, output, "the forward output")
     if finite and not all_finite(dout):
         raise ValueError("dout must be finite (no NaN or inf)")
     return dout

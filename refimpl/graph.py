@@ -79,7 +79,7 @@ False
 >>> captured(np.zeros(3), np.ones(2), 0.25)
 Traceback (most recent call last):
 ...
-ValueError: args[0] has shape (3,), the step was made for (2,) (a CUDA graph replays fixed shapes: make one CapturedStep per shape)
+ValueError: args[0] must have shape (2,), the shape of the step's example, got (3,) (a CUDA graph replays fixed shapes: make one CapturedStep per shape)
 """
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backend
+from . import _validate
 from ._validate import _is_array, check_integer
 
 _NUMBERS = (int, float, np.integer, np.floating)
@@ -99,13 +100,10 @@ class CaptureError(RuntimeError):
 
 
 class _Slot(NamedTuple):
-    """One array input of the step: where it is in the arguments and what it must be."""
+    """One array input of the step: where it is in the arguments and what it must be (like its example)."""
 
     path: str
-    shape: tuple
-    dtype: object
-    xp: object
-    device: object
+    like: _validate.Output
 
 
 def _leaves(tree, path: str):
@@ -150,25 +148,16 @@ def _match(example, given, path: str):
 
 def _check_leaf(slot: _Slot, value):
     """``value`` fits ``slot``: an array of its shape, dtype, namespace and device, or a number for a 0-d slot."""
-    if isinstance(value, _NUMBERS) and not isinstance(value, bool) and slot.shape == ():
-        if isinstance(value, (float, np.floating)) and not slot.xp.isdtype(slot.dtype, "real floating"):
-            raise TypeError(f"{slot.path} is a float, the step was made for {slot.dtype}")
+    like = slot.like
+    if isinstance(value, _NUMBERS) and not isinstance(value, bool) and like.shape == ():
+        if isinstance(value, (float, np.floating)) and not like.xp.isdtype(like.dtype, "real floating"):
+            raise TypeError(f"{slot.path} is a float, the step was made for {like.dtype}")
         return value
     if not _is_array(value) or not hasattr(value, "shape"):
-        raise TypeError(f"{slot.path} must be an array like the example ({slot.dtype}, shape {slot.shape}), "
+        raise TypeError(f"{slot.path} must be an array like the example ({like.dtype}, shape {like.shape}), "
                         f"got {type(value).__name__}")
-    if backend.namespace(value) is not slot.xp:
-        raise TypeError(f"{slot.path} is a {type(value).__module__}.{type(value).__name__}, the step was made "
-                        f"for {slot.xp.__name__} arrays")
-    if backend.device(value) != slot.device:
-        raise ValueError(f"{slot.path} is on device {backend.device(value)}, the step was made for {slot.device}")
-    if tuple(value.shape) != slot.shape:
-        raise ValueError(f"{slot.path} has shape {tuple(value.shape)}, the step was made for {slot.shape} "
-                         "(a CUDA graph replays fixed shapes: make one CapturedStep per shape)")
-    if value.dtype != slot.dtype:
-        raise TypeError(f"{slot.path} has dtype {value.dtype}, the step was made for {slot.dtype} "
-                        "(nothing is cast)")
-    return value
+    return _validate.check_like(slot.path, value, like, "the step's example",
+                                fixed_shapes="a CUDA graph replays fixed shapes: make one CapturedStep per shape")
 
 
 def _check_outputs(outputs):
@@ -239,11 +228,12 @@ class CapturedStep:
             xp = backend.namespace(*[leaf for _, leaf in leaves])
         except TypeError as e:
             raise TypeError(f"the example arguments must all be arrays of one namespace: {e}") from None
-        self._slots = [_Slot(path, tuple(leaf.shape), leaf.dtype, xp, backend.device(leaf)) for path, leaf in leaves]
+        self._slots = [_Slot(path, _validate.output_of(leaf)) for path, leaf in leaves]
+        first = self._slots[0]
         for slot in self._slots[1:]:  # compared, not hashed: a device object need not be hashable
-            if slot.device != self._slots[0].device:
+            if slot.like.device != first.like.device:
                 raise ValueError(f"the example arguments must all be on one device: {slot.path} is on "
-                                 f"{slot.device}, {self._slots[0].path} on {self._slots[0].device}")
+                                 f"{slot.like.device}, {first.path} on {first.like.device}")
         self.captured = xp.__name__ == "cupy"
         if self.captured:
             self._capture(xp, [leaf for _, leaf in leaves], warmup)
@@ -260,7 +250,7 @@ class CapturedStep:
     def __call__(self, *args):
         values = self._values(args)
         if not self.captured:
-            arrays = [backend.full((), value, xp=slot.xp, dev=slot.device, dtype=slot.dtype)
+            arrays = [backend.full((), value, xp=slot.like.xp, dev=slot.like.device, dtype=slot.like.dtype)
                       if isinstance(value, _NUMBERS) else value for slot, value in zip(self._slots, values)]
             return _check_outputs(self._step(*_rebuild(self._template, iter(arrays))))
         for buffer, value in zip(self._inputs, values):

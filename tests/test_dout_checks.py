@@ -32,7 +32,7 @@ LOSSES = {
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("dout, error, message", [
     (np.ones(6), ValueError, r"dout must have shape \(\), the shape of the forward output, got \(6,\)"),
-    (np.ones((), np.float32), TypeError, r"dout has dtype float32, expected the dtype of the forward output \(float64\)"),
+    (np.ones((), np.float32), TypeError, r"dout has dtype float32, expected the dtype of the forward output \(float64\): nothing is cast"),
     (np.array(np.nan), ValueError, "dout must be finite"),
     (float("inf"), ValueError, "dout must be finite"),
     ([1.0], TypeError, "dout must be an array or a Python number, got list"),
