@@ -121,21 +121,25 @@ class Cache(NamedTuple):
 
 
 def fft_lengths(x_shape, kernel, stride: int, padding: int) -> tuple:
-    """``(LH, LW)``: per spatial axis the smallest fast FFT length that makes the circular correlation exact.
+    """``(LH, LW)``: per spatial axis the shortest length that makes the circular correlation exact.
 
     Along an axis of size H with kernel K, padding P and stride s the
     stride-1 outputs ``0 .. s (O - 1)`` read ``x[p + i - P]``; a wrapped index
     must land on an added zero (``L >= H + P``), the filter taps must not
     overlap (``L >= K``) and every output must fit (``L >= s (O - 1) + 1``).
+    Along H the transforms are products with a DFT matrix (:func:`_spectrum`),
+    which take any length, so ``LH`` is that bound itself; along W they are
+    FFTs, so ``LW`` is the next length whose only prime factors are 2, 3 and 5
+    (:func:`refimpl._ops.fft_length`).
 
-    >>> fft_lengths((64, 16, 32, 32), (5, 5), 1, 2)       # TinyNet's conv2: 34 -> 36
-    (36, 36)
+    >>> fft_lengths((64, 16, 32, 32), (5, 5), 1, 2)       # TinyNet's conv2: 34, and 36 for the FFT
+    (34, 36)
     """
-    lengths = []
+    bounds = []
     for size, k in zip(x_shape[2:], kernel):
         out = _ops.window_output_size(size, k, stride, padding)
-        lengths.append(_ops.fft_length(max(size + padding, k, stride * (out - 1) + 1)))
-    return tuple(lengths)
+        bounds.append(max(size + padding, k, stride * (out - 1) + 1))
+    return bounds[0], _ops.fft_length(bounds[1])
 
 
 def _channels_last(xp, a):
