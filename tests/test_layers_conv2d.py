@@ -249,7 +249,7 @@ def test_fft_pure_and_deterministic():
 @pytest.mark.parametrize("algorithm", conv2d.ALGORITHMS)
 def test_filter_gradient_is_c_contiguous(algorithm):
     """dw comes out in (F, C, KH, KW) memory order: an optimiser step or a DataParallel worker's copy into its
-    gradient buffer reads it in order (a strided dw took 4x as long to copy cold)."""
+    gradient buffer reads it in order."""
     x, w, b = _case(dict(n=2, c=3, h=6, w=6, kh=5, kw=5), f=4)
     out, cache = conv2d.forward(x, w, b, padding=2, algorithm=algorithm)
     _, dw, _ = conv2d.backward(np.ones_like(out), cache)

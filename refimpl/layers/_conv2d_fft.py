@@ -275,8 +275,8 @@ def filter_gradient(dw_parts, lengths, kernel, padding: int):
     # the product transposed, (C F, KH KW), so that each filter's taps come out contiguous (a (KH KW, C F)
     # product leaves them strided across the whole array)
     taps = xp.matrix_transpose(xp.reshape(dw_parts, (lh * lw2 * 2, c * f))) @ xp.matrix_transpose(inverse)
-    # then reordered to (F, C) while fresh in the cache: read cold and strided later, conv5's dw took 4x as
-    # long to copy into a DataParallel worker's gradient buffer
+    # then reordered to (F, C) while fresh in the cache: read cold and strided later (a DataParallel worker's
+    # copy into its gradient buffer, an optimiser step), conv5's dw was slow to gather
     return _ops.contiguous(xp.permute_dims(xp.reshape(taps, (c, f, kh, kw)), (1, 0, 2, 3)))
 
 
