@@ -169,9 +169,9 @@ def _serve(net, rank: int, conn, exchange, params_buffer, grads_buffer, input_bu
                 _check_token("new_state", payload, step, cache)
                 reply = net.new_state(cache)
             else:
-                token, dout = payload
+                token, dout, options = payload
                 _check_token("backward", token, step, cache)
-                gradients, dx = net.backward(dout, cache)
+                gradients, dx = net.backward(dout, cache, **options)
                 for key, value in gradients.items():
                     grads[key][...] = value
                 reply = dx
@@ -242,10 +242,10 @@ class ProcessWorkers:
             conn.send((self._sequence, "forward", (self._step, layout, shard, options)))
         return self._step
 
-    def start_backward(self, token: int, douts) -> None:
+    def start_backward(self, token: int, douts, options: dict) -> None:
         self._sequence += 1
         for conn, dout in zip(self._conns, douts):
-            conn.send((self._sequence, "backward", (token, dout)))
+            conn.send((self._sequence, "backward", (token, dout, options)))
 
     def new_state(self, token: int) -> list:
         """Rank 0's running statistics after the forward of ``token``, as ``[(ok, value)]``."""

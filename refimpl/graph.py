@@ -87,8 +87,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backend
-from . import _validate
+from . import _validate, backend
 from ._validate import _is_array, check_integer
 
 _NUMBERS = (int, float, np.integer, np.floating)

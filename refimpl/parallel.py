@@ -357,22 +357,24 @@ class DataParallel:
                              for net, shard in zip(self._nets, shards)])
         return _joined(xp, [o for o, _ in results]), ParallelCache(tuple(c for _, c in results), sizes, input_grad)
 
-    def backward(self, dout, cache: ParallelCache):
-        """The network's backward: ``(grads, dx)``, grads summed over the shards, ``dx`` None without input_grad."""
+    def backward(self, dout, cache: ParallelCache, *, check_finite: bool = True):
+        """The network's backward: ``(grads, dx)``, grads summed over the shards, ``dx`` None without input_grad;
+        ``check_finite`` as the network's (every layer of every shard checks its ``dout`` unless False)."""
         _validate.check_array("dout", dout, ndim=None, finite=False)
         if dout.ndim < 1 or dout.shape[0] != sum(cache.sizes):
             raise ValueError(f"dout must hold the forward output's {sum(cache.sizes)} samples along axis 0, "
                              f"got shape {tuple(dout.shape)}")
         self._check_open(dout)
+        flag = {"check_finite": _validate.check_bool("check_finite", check_finite)}
         xp = backend.namespace(dout)
         douts = _shards(dout, cache.sizes)
         if self.processes:  # the gradients arrive in shared memory, dx through the pipes
-            self._remote.start_backward(cache.shards[0], douts)
+            self._remote.start_backward(cache.shards[0], douts, flag)
             dxs = self._settle(self._remote.results())
             shard_grads = self._remote.gradients()
             grads = {name: _total([g[name] for g in shard_grads]) for name in shard_grads[0]}
             return grads, (_joined(xp, dxs) if cache.input_grad else None)
-        results = self._run([lambda net=net, d=d, c=c: net.backward(d, c)
+        results = self._run([lambda net=net, d=d, c=c: net.backward(d, c, **flag)
                              for net, d, c in zip(self._nets, douts, cache.shards)])
         grads = {name: _total([g[name] for g, _ in results]) for name in results[0][0]}
         return grads, (_joined(xp, [dx for _, dx in results]) if cache.input_grad else None)

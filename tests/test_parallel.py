@@ -181,6 +181,28 @@ def test_a_failing_worker_releases_the_others_and_the_pool_stays_usable(processe
     np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("processes", [False, True])
+def test_backward_checks_dout_for_nan_as_the_network_does_unless_told_not_to(processes):
+    net = _net(batchnorm=False)
+    params, state, x = _inputs(net, 4, 4, seed=9)
+    with parallel.DataParallel(net, 2, processes=processes) as pool:
+        out, cache = pool.forward(params, x, train=True, state=state)
+        dout = np.ones_like(out)
+        dout[-1, 0] = np.nan  # in the last shard only
+        with pytest.raises(ValueError, match="dout must be finite"):
+            pool.backward(dout, cache)
+        with pytest.raises(TypeError, match="check_finite must be a bool"):
+            pool.backward(dout, cache, check_finite="no")
+        out, cache = pool.forward(params, x, train=True, state=state)  # a fresh cache after the failed call
+        grads, _ = pool.backward(dout, cache, check_finite=False)
+    serial_out, serial_cache = net.forward(params, x, train=True, state=state)
+    want, _ = net.backward(dout, serial_cache, check_finite=False)
+    for name in want:  # the NaN reaches the same entries, and the finite ones agree
+        np.testing.assert_array_equal(np.isnan(grads[name]), np.isnan(want[name]))
+        np.testing.assert_allclose(grads[name], want[name], rtol=1e-12, atol=1e-12)
+    assert any(np.isnan(g).any() for g in grads.values())
+
+
 def test_bad_arguments_are_named():
     net = _net(batchnorm=False)
     params, state, x = _inputs(net, 4, 4, seed=9)
