@@ -372,12 +372,12 @@ class DataParallel:
             self._remote.start_backward(cache.shards[0], douts, flag)
             dxs = self._settle(self._remote.results())
             shard_grads = self._remote.gradients()
-            grads = {name: _total([g[name] for g in shard_grads]) for name in shard_grads[0]}
-            return grads, (_joined(xp, dxs) if cache.input_grad else None)
-        results = self._run([lambda net=net, d=d, c=c: net.backward(d, c, **flag)
-                             for net, d, c in zip(self._nets, douts, cache.shards)])
-        grads = {name: _total([g[name] for g, _ in results]) for name in results[0][0]}
-        return grads, (_joined(xp, [dx for _, dx in results]) if cache.input_grad else None)
+        else:
+            results = self._run([lambda net=net, d=d, c=c: net.backward(d, c, **flag)
+                                 for net, d, c in zip(self._nets, douts, cache.shards)])
+            shard_grads, dxs = [g for g, _ in results], [dx for _, dx in results]
+        grads = {name: _total([g[name] for g in shard_grads]) for name in shard_grads[0]}
+        return grads, (_joined(xp, dxs) if cache.input_grad else None)
 
     def new_state(self, cache: ParallelCache) -> dict:
         """The running statistics after the forward pass (every shard computed the same ones)."""

@@ -168,3 +168,13 @@ def test_set_product_writes_the_masked_values_on_every_backend(xpd, key):
     host = backend.to_numpy(got)
     np.testing.assert_array_equal(host, want)
     np.testing.assert_array_equal(np.signbit(host), np.signbit(want))
+
+
+@pytest.mark.parametrize("axes", [(0, 1, 2), (2, 0, 1), (1, 0, 2)])
+def test_contiguous_keeps_the_values_on_every_backend(xpd, axes):
+    a = np.arange(24.0).reshape(2, 3, 4).transpose(axes)
+    got = _ops.contiguous(xpd.put(a))
+    assert backend.namespace(got) is xpd.xp and tuple(got.shape) == a.shape
+    np.testing.assert_array_equal(backend.to_numpy(got), a)
+    if xpd.xp is np:  # a layout only NumPy and CuPy expose: C order, and no copy when it already is
+        assert got.flags.c_contiguous and (_ops.contiguous(got) is got)
