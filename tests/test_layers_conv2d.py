@@ -296,6 +296,36 @@ def test_spectra_equal_numpys_ffts_of_the_zero_extended_and_placed_arrays(h, w, 
     np.testing.assert_allclose(parts, np.concatenate([want_w.real, want_w.imag], axis=2), atol=1e-12)
 
 
+@given(st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=20), st.integers(1, 400))
+@example([0, 1, 2, 3, 4, -1, 10**6], 4)
+@example([3, 6, 9], 6)
+def test_roots_of_unity_are_exact_at_quarter_turns_and_equal_exp_elsewhere(turns, length):
+    roots = _conv2d_fft.roots_of_unity(np.array(turns), length)
+    fraction = np.mod(turns, length) / length
+    np.testing.assert_allclose(roots, np.exp(2j * np.pi * fraction), rtol=0, atol=1e-15)
+    for m, root in zip(np.mod(turns, length), roots):
+        if (4 * m) % length == 0:                          # 1, i, -1 or -i, with no crumb in the other part
+            assert root == {0: 1, 1: 1j, 2: -1, 3: -1j}[4 * m // length]
+
+
+@pytest.mark.parametrize("lengths", [(6, 6), (34, 36), (7, 9), (10, 5)])
+def test_spectra_of_self_conjugate_frequencies_are_exactly_real(lengths):
+    """Where k = -k along both axes (k = 0 or L/2), the DFT of real planes is real: the transforms give exact
+    zeros there, not rounding crumbs (a crumb times a small gradient was a subnormal float, slow on CPUs)."""
+    gen = np.random.default_rng(1)
+    planes = gen.standard_normal((5, 4, 3, 2)).astype(np.float32)
+    filters = gen.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    lh, lw = lengths
+    self_conjugate = [(kh, kw) for kh in {0, lh // 2} if (2 * kh) % lh == 0 for kw in {0, lw // 2}
+                      if (2 * kw) % lw == 0]
+    spectrum = _conv2d_fft._spectrum(planes, lengths)                    # (LH, LW2, K, N)
+    parts = _conv2d_fft.filter_spectrum_parts(filters, lengths, 2)       # (LH, LW2, 2F, C): [Re; Im]
+    for kh, kw in self_conjugate:
+        assert np.all(spectrum[kh, kw].imag == 0), (kh, kw)
+        assert np.all(parts[kh, kw, 2:] == 0), (kh, kw)
+    assert np.any(spectrum[1, 1].imag != 0) and np.any(parts[1, 1, 2:] != 0)   # elsewhere they are complex
+
+
 @pytest.mark.parametrize("algorithm", conv2d.ALGORITHMS)
 @pytest.mark.parametrize("stride,padding,bias", [(1, 2, True), (2, 1, False), (3, 0, True)])
 def test_both_algorithms_equal_torch(torch, algorithm, stride, padding, bias):

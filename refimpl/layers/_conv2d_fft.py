@@ -169,6 +169,32 @@ def _spectrum(planes, lengths):
     return xp.reshape(spectrum, (lengths[0], lw2, *planes.shape[2:]))
 
 
+def roots_of_unity(turns, length: int):
+    """:math:`e^{2\\pi i m / L}` for an integer array ``m`` (``turns``), complex128, exact at the quarter turns.
+
+    ``m`` is reduced modulo ``L`` in integers before the angle is formed, and
+    where :math:`m / L` is a multiple of 1/4 the value is exactly 1, i, -1 or
+    -i: ``np.sin(np.pi)`` is 1.2e-16, not 0. Why it matters: the DFT matrices
+    built from these make the spectra of the self-conjugate frequencies
+    (:math:`k = 0` or :math:`L/2` along both axes) exactly real, as they are in
+    exact arithmetic. With the crumbs left in, a small gradient (1e-8 is
+    ordinary deep in a network) times a crumb in a per-frequency product gave
+    subnormal floats, which x86 CPUs compute in slow microcode: on the step
+    of ``refimpl bench tinynet``, conv5's backward was slower with the loss's
+    gradient than with ones, and one of its products several times slower.
+
+    >>> roots_of_unity(np.array([0, 1, 2, 3, 4, 9]), 4).tolist()
+    [(1+0j), 1j, (-1+0j), -1j, (1+0j), 1j]
+    >>> float(np.exp(2j * np.pi * 2 / 4).imag), float(roots_of_unity(np.array([2]), 4)[0].imag)
+    (1.2246467991473532e-16, 0.0)
+    """
+    m = np.mod(turns, length)
+    roots = np.exp(2j * np.pi * m / length)
+    for quarter, value in enumerate((1, 1j, -1, complex(0, -1))):
+        roots[4 * m == quarter * length] = value
+    return roots
+
+
 def _axis_dft(length: int, positions: tuple, like, *, inverse: bool):
     """The DFT matrix of one axis of length ``L`` at the positions ``range(*positions)``, complex, placed like
     ``like``: (L, P) :math:`e^{-2\\pi i k p / L}` (forward), or (P, L) :math:`e^{2\\pi i p k / L} / L` (inverse)."""
@@ -178,8 +204,8 @@ def _axis_dft(length: int, positions: tuple, like, *, inverse: bool):
 @functools.lru_cache(maxsize=64)
 def _host_axis_dft(length: int, positions: tuple, inverse: bool, dtype: str):
     """:func:`_axis_dft` on the host, computed in float64 and rounded to ``dtype``; read-only, memoised."""
-    cycles = np.outer(np.arange(*positions), np.arange(length)) / length    # (P, L)
-    matrix = np.exp(2j * np.pi * cycles) / length if inverse else np.exp(-2j * np.pi * cycles).T
+    turns = np.outer(np.arange(*positions), np.arange(length))              # (P, L): p k
+    matrix = roots_of_unity(turns, length) / length if inverse else roots_of_unity(-turns, length).T
     matrix = np.ascontiguousarray(matrix).astype(dtype)
     matrix.setflags(write=False)
     return matrix
@@ -219,11 +245,12 @@ def _host_dft_parts(lengths, kernel, padding: int, dtype: str):
     as long as the product with the taps (TinyNet's conv2: 0.4 ms a call).
     """
     (lh, lw), (kh, kw) = lengths, kernel
-    phase_h = np.outer(np.arange(lh), np.arange(kh) - padding) / lh          # (LH, KH) cycles
-    phase_w = np.outer(np.arange(lw // 2 + 1), np.arange(kw) - padding) / lw  # (LW//2+1, KW)
-    phase = phase_h[:, None, :, None] + phase_w[None, :, None, :]            # (LH, LW2, KH, KW)
-    angle = -2 * np.pi * phase.reshape(lh * (lw // 2 + 1), kh * kw)          # E = cos(angle) + i sin(angle)
-    parts = np.stack([np.cos(angle), np.sin(angle)], axis=1)                 # (LH LW2, 2, KH KW)
+    # the phase kh (i - P) / LH + kw (j - P) / LW in units of 1 / (LH LW), an integer
+    turns_h = np.outer(np.arange(lh), np.arange(kh) - padding) * lw          # (LH, KH)
+    turns_w = np.outer(np.arange(lw // 2 + 1), np.arange(kw) - padding) * lh  # (LW//2+1, KW)
+    turns = turns_h[:, None, :, None] + turns_w[None, :, None, :]            # (LH, LW2, KH, KW)
+    e = roots_of_unity(-turns.reshape(lh * (lw // 2 + 1), kh * kw), lh * lw)
+    parts = np.stack([e.real, e.imag], axis=1)                               # (LH LW2, 2, KH KW)
     parts = parts.reshape(2 * lh * (lw // 2 + 1), kh * kw).astype(dtype)     # rows: Re, Im of each frequency
     parts.setflags(write=False)
     return parts
