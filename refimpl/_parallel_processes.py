@@ -216,7 +216,7 @@ class ProcessWorkers:
             child.close()
             self._conns.append(parent)
             self._processes.append(process)
-        self._layout = None
+        self._layout, self._param_views, self._grad_views = None, None, None
         self._step = 0
         self._sequence = 0  # of the latest command: each reply carries its command's
 
@@ -230,8 +230,11 @@ class ProcessWorkers:
         if wide:  # the shared buffers hold 8 bytes an entry
             raise TypeError(f"params of a process pool must be float32 or float64, got {wide[0]} of dtype "
                             f"{params[wide[0]].dtype}")
-        self._layout = layout
-        for key, view in views(self._params, layout).items():
+        if layout != self._layout:  # arrays over the shared buffers, made again only when the dtypes change
+            self._layout = layout
+            self._param_views = views(self._params, layout)
+            self._grad_views = [views(grads, layout) for grads in self._grads]
+        for key, view in self._param_views.items():
             view[...] = params[key]
         self._step += 1
         self._sequence += 1
@@ -259,7 +262,7 @@ class ProcessWorkers:
 
     def gradients(self) -> list:
         """Each worker's gradient arrays of the latest backward (views of shared memory: read before the next)."""
-        return [views(grads, self._layout) for grads in self._grads]
+        return self._grad_views
 
     def close(self) -> None:
         for conn in self._conns:

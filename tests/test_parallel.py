@@ -89,6 +89,18 @@ def test_float32_split_step_agrees_to_float32_rounding(processes):
 
 
 @pytest.mark.parametrize("processes", [False, True])
+def test_one_pool_takes_float64_then_float32_then_float64(processes):
+    """A process pool lays its shared buffers out by the parameters' dtypes: a change of dtype lays them out
+    again, and each step equals the serial one in its own precision."""
+    net = _net(batchnorm=True)
+    with parallel.DataParallel(net, 2, processes=processes) as pool:
+        for dtype, rtol in (("float64", 1e-12), ("float32", 2e-5), ("float64", 1e-12)):
+            params, state, x = _inputs(net, 6, 4, seed=7, dtype=dtype)
+            serial = _step(net, params, x, state, 3, train=True, input_grad=True)
+            _assert_same(serial, _step(pool, params, x, state, 3, train=True, input_grad=True), rtol=rtol)
+
+
+@pytest.mark.parametrize("processes", [False, True])
 def test_repeated_calls_give_the_same_bits_and_leave_the_inputs_alone(processes):
     net = _net(batchnorm=True)
     params, state, x = _inputs(net, 8, 4, seed=2)
