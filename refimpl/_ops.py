@@ -322,137 +322,6 @@ def complex_from_parts(re, im):
     return xp.astype(re, dtype) + xp.astype(im, dtype) * 1j
 
 
-def real_view(z):
-    """Complex (..., M, N) -> real (..., M, 2N): each entry as its real and imaginary parts, side by side.
-
-    :math:`v_{m,2n} = \\mathrm{Re}\\, z_{m,n}`, :math:`v_{m,2n+1} = \\mathrm{Im}\\, z_{m,n}`:
-    the memory of a complex array read as real numbers. A real matrix times
-    it is the real matrix times the complex one, :math:`A\\,v(z) = v(A z)`,
-    one real product (:mod:`refimpl.layers._conv2d_fft`). NumPy and CuPy
-    return a view when the last axis is contiguous (a copy first otherwise);
-    other namespaces build it.
-
-    >>> real_view(np.array([[1 + 2j, 3 - 4j]], dtype=np.complex64)).tolist()
-    [[1.0, 2.0, 3.0, -4.0]]
-    """
-    xp = backend.namespace(z)
-    real = xp.float32 if z.dtype == xp.complex64 else xp.float64
-    if _kind(xp) in ("numpy", "cupy"):
-        if z.strides[-1] != z.itemsize:
-            z = xp.ascontiguousarray(z)
-        return z.view(real)
-    parts = xp.stack([xp.real(z), xp.imag(z)], axis=-1)  # (..., M, N, 2)
-    return xp.reshape(parts, (*z.shape[:-1], 2 * z.shape[-1]))
-
-
-def complex_view(v):
-    """Real (..., M, 2N) -> complex (..., M, N): the inverse of :func:`real_view`,
-    :math:`z_{m,n} = v_{m,2n} + i\\, v_{m,2n+1}`.
-
-    >>> complex_view(np.array([[1.0, 2.0, 3.0, -4.0]], dtype=np.float32))
-    array([[1.+2.j, 3.-4.j]], dtype=complex64)
-    """
-    xp = backend.namespace(v)
-    if _kind(xp) in ("numpy", "cupy"):
-        if v.strides[-1] != v.itemsize:
-            v = xp.ascontiguousarray(v)
-        return v.view(xp.complex64 if v.dtype == xp.float32 else xp.complex128)
-    return complex_from_parts(v[..., 0::2], v[..., 1::2])
-
-
-def add_multiple(a, b, factor: complex):
-    """``a + factor * b`` for arrays of one shape, with one temporary (``factor * b``, then ``a`` added in place).
-
-    The FFT convolution's :math:`a \\mp i b` (``factor`` = -1j or 1j): as
-    complex operations on contiguous arrays, faster in NumPy than writing the
-    real and imaginary parts one by one through their strided views.
-
-    >>> a, b = np.array([1 + 2j]), np.array([3 + 5j])
-    >>> add_multiple(a, b, -1j), add_multiple(a, b, 1j)
-    (array([6.-1.j]), array([-4.+5.j]))
-    """
-    out = b * factor
-    out += a
-    return out
-
-
-def stack_minus_i(z):
-    """``[z; -1j z]``: complex (..., M, N) -> (..., 2M, N), ``z`` above ``-i z``.
-
-    NumPy and CuPy write both halves into one new array; other namespaces concatenate.
-
-    >>> stack_minus_i(np.array([[1 + 2j]])).tolist()
-    [[(1+2j)], [(2-1j)]]
-    """
-    xp = backend.namespace(z)
-    m = z.shape[-2]
-    if _kind(xp) in ("numpy", "cupy"):
-        out = empty((*z.shape[:-2], 2 * m, z.shape[-1]), z)
-        out[..., :m, :] = z
-        xp.multiply(z, -1j, out=out[..., m:, :])
-        return out
-    return xp.concat([z, z * -1j], axis=-2)
-
-
-def fft_length(n: int) -> int:
-    """The smallest ``L >= n`` whose only prime factors are 2, 3 and 5 (fast for every FFT library).
-
-    >>> [fft_length(n) for n in (1, 7, 17, 34, 68)]
-    [1, 8, 18, 36, 72]
-    """
-    length = max(1, n)
-    while True:
-        rest = length
-        for p in (2, 3, 5):
-            while rest % p == 0:
-                rest //= p
-        if rest == 1:
-            return length
-        length += 1
-
-
-def rfft(x, n: int, axis: int):
-    """``xp.fft.rfft(x, n=n, axis=axis)``: the real FFT along ``axis``, zero-extended to length ``n``.
-
-    NumPy arrays go to :func:`scipy.fft.rfft` (the same pocketfft library),
-    which transforms many lines at once in SIMD registers: 2-3x faster than
-    ``numpy.fft`` on the strided lines of :mod:`refimpl.layers._conv2d_fft`.
-    Same float32 -> complex64 and float64 -> complex128 results; every other
-    namespace uses its own ``fft``. SciPy's transforms use
-    ``scipy.fft.set_workers`` threads (1 unless the caller sets it, as
-    ``refimpl bench`` does to its ``--threads``).
-
-    >>> rfft(np.array([[1.0, 2.0], [3.0, 4.0]]), 3, 1).shape
-    (2, 2)
-    """
-    xp = backend.namespace(x)
-    if _kind(xp) == "numpy":
-        return _scipy_fft().rfft(x, n=n, axis=axis)
-    return xp.fft.rfft(x, n=n, axis=axis)
-
-
-def irfft_(a, n: int, axis: int):
-    """``xp.fft.irfft(a, n=n, axis=axis)``, the inverse of :func:`rfft`, free to overwrite ``a``.
-
-    For spectra the caller owns and drops: on NumPy (SciPy, as :func:`rfft`)
-    the complex passes run in ``a``'s memory instead of a new array as large,
-    which on this kind of VM costs page faults on every call.
-
-    >>> irfft_(rfft(np.array([[1.0, 2.0, 3.0]]), 3, 1), 3, 1).round(12).tolist()
-    [[1.0, 2.0, 3.0]]
-    """
-    xp = backend.namespace(a)
-    if _kind(xp) == "numpy":
-        return _scipy_fft().irfft(a, n=n, axis=axis, overwrite_x=True)
-    return xp.fft.irfft(a, n=n, axis=axis)
-
-
-def _scipy_fft():
-    import scipy.fft  # imported on first use: most of refimpl never needs it
-
-    return scipy.fft
-
-
 def exp_(x):
     """``exp(x)``, overwriting ``x`` where the backend can (NumPy and CuPy ``out=``).
 
@@ -504,6 +373,25 @@ def set_product(out, key, a, mask):
         out[key] = a * xp.astype(mask, a.dtype)
     else:
         xp.multiply(a, mask, out=out[key])
+    return out
+
+
+def set_sum(out, key, a, b, *, subtract: bool = False):
+    """``out[key] = a + b`` (``a - b`` with ``subtract``); ``key`` is basic indexing, so ``out[key]`` is a view.
+
+    NumPy and CuPy add straight into that view: one pass, no sum to copy (the
+    FFT convolution writes the real and imaginary parts of its complex
+    products into their places this way). The standard assigns. Returns ``out``.
+
+    >>> out = np.zeros((2, 2))
+    >>> set_sum(out, (0, ...), np.array([1.0, 2.0]), np.array([3.0, 5.0]), subtract=True).tolist()
+    [[-2.0, -3.0], [0.0, 0.0]]
+    """
+    xp = backend.namespace(out, a, b)
+    if _kind(xp) == "standard":
+        out[key] = a - b if subtract else a + b
+    else:
+        (xp.subtract if subtract else xp.add)(a, b, out=out[key])
     return out
 
 

@@ -149,10 +149,10 @@ class Conv2d(Layer):
     "fft", or "auto" (the default), which picks per call what ``refimpl bench
     tinynet --algorithms`` and the per-layer timings measured faster: "fft" on
     the CPU (NumPy and other non-CuPy namespaces) for layers with several input
-    channels and kernels of at least 5x5 (TinyNet's conv2-conv5: 1.8-3.3x
-    faster than im2col, forward and backward, on one thread), "im2col"
-    otherwise: one input channel (conv1: its FFTs cost more than its GEMM with
-    inner dimension 25), 3x3 kernels (im2col faster on TinyNet's conv2, FFT
+    channels and kernels of at least 5x5 (TinyNet's conv2-conv5: faster than
+    im2col, forward and backward, on one thread), "im2col"
+    otherwise: one input channel (conv1: its transforms cost more than its GEMM
+    with inner dimension 25), 3x3 kernels (im2col faster on TinyNet's conv2, FFT
     1.2-1.5x on conv3-conv5 on one thread: too close to call on two), CuPy
     (not measured). The algorithms agree to float rounding.
     """

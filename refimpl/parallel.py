@@ -29,8 +29,8 @@ step, tens of milliseconds of forward and backward between hand-offs; the
 thread hand-offs are two per step plus the batch-norm barriers. Threads (the
 default): the parameters, caches and gradients stay in one memory with
 nothing copied, and the batch norm exchange is a list and a barrier. NumPy
-and SciPy release the global interpreter lock inside BLAS, FFTs and ufunc
-loops over large arrays, where the step spends nearly all of its time; the
+releases the global interpreter lock inside BLAS and ufunc loops over large
+arrays, where the step spends nearly all of its time; the
 Python of the layers (a few microseconds per operation) runs one thread at a
 time. ``processes=True`` runs every rank in a process of its own instead
 (:mod:`refimpl._parallel_processes`; the caller waits): the parameters and
@@ -47,9 +47,7 @@ the others, so a call wakes one thread fewer. While the pool is open it limits
 the BLAS libraries of the process to one thread each (OpenBLAS's thread count
 is process-wide; two workers each starting BLAS threads would fight for the
 cores) and restores them when it is closed; OpenMP libraries (PyTorch's
-threads) are left alone. SciPy's FFT workers are per thread: the pool's
-threads use SciPy's default of one, and the calling thread keeps whatever
-``scipy.fft.set_workers`` it set.
+threads) are left alone.
 
 Only layers that treat samples independently (convolution, linear, ReLU,
 pooling, global average pooling) and batch norm can be split; a network with

@@ -256,11 +256,12 @@ def test_filter_gradient_is_c_contiguous(algorithm):
     assert dw.shape == w.shape and dw.flags.c_contiguous
 
 
-def test_fft_length_makes_the_circular_correlation_exact_and_no_longer():
+def test_transform_length_makes_the_circular_correlation_exact_and_no_longer():
     """L >= H + P is enough (the wrapped reads land on added zeros); one less aliases a real pixel."""
-    assert _conv2d_fft.fft_lengths((64, 16, 32, 32), (5, 5), 1, 2) == (34, 36)   # H: any length; W: an FFT
-    assert _conv2d_fft.fft_lengths((64, 128, 4, 4), (5, 5), 1, 2) == (6, 6)     # not the padded 8
-    assert _conv2d_fft.fft_lengths((1, 1, 1, 1), (1, 1), 1, 2) == (5, 5)        # the 5 stride-1 outputs
+    assert _conv2d_fft.transform_lengths((64, 16, 32, 32), (5, 5), 1, 2) == (34, 34)
+    assert _conv2d_fft.transform_lengths((64, 128, 4, 4), (5, 5), 1, 2) == (6, 6)     # not the padded 8
+    assert _conv2d_fft.transform_lengths((1, 1, 1, 1), (1, 1), 1, 2) == (5, 5)        # the 5 stride-1 outputs
+    assert _conv2d_fft.transform_lengths((1, 1, 7, 9), (3, 3), 2, 1) == (8, 10)       # any length, odd included
     x, w, _ = _case(dict(n=1, c=1, h=4, w=4, kh=5, kw=5), f=1)
     want = conv2d.forward_naive(x, w, None, padding=2)[0][0, 0]
 
@@ -272,19 +273,26 @@ def test_fft_length_makes_the_circular_correlation_exact_and_no_longer():
     assert not np.allclose(correlate(5), want)
 
 
-@pytest.mark.parametrize("h,w,lengths", [(5, 4, (8, 6)), (4, 4, (6, 6)), (1, 3, (5, 9))])
+@pytest.mark.parametrize("h,w,lengths", [(5, 4, (8, 6)), (4, 4, (6, 6)), (1, 3, (5, 9)), (3, 3, (5, 6))])
 def test_spectra_equal_numpys_ffts_of_the_zero_extended_and_placed_arrays(h, w, lengths):
-    """The transforms by matrix along H (zero rows never transformed, cropped rows never computed) and the
-    filter's spectrum from its taps equal NumPy's FFTs of the zero-extended planes and the placed filter."""
+    """The transforms by matrix (zero rows and columns never transformed, cropped ones never computed, planes
+    at strided positions) and the filter's spectrum from its taps equal NumPy's FFTs of the zero-extended
+    planes and the placed filter."""
     gen = np.random.default_rng(0)
     planes = gen.standard_normal((h, w, 3, 2))                                   # (H, W, K, N)
     want = np.fft.rfftn(planes, s=lengths, axes=(0, 1))
-    spectrum = _conv2d_fft._spectrum(planes, lengths)
-    np.testing.assert_allclose(spectrum, want, atol=1e-12)
-    rows, columns = slice(1, lengths[0], 2), slice(0, 2)
-    image = _conv2d_fft._image(np, spectrum, lengths, rows, columns)             # (N, K, rows, columns)
+    parts = _conv2d_fft._spectrum(planes, lengths)                               # (LH, 2, LW2, K, N)
+    np.testing.assert_allclose(parts, np.stack([want.real, want.imag], axis=1), atol=1e-12)
+    rows, columns = range(1, lengths[0], 2), range(0, 2)
+    image = _conv2d_fft._image(np, parts, lengths, rows, columns)                # (N, K, rows, columns)
     full = np.fft.irfftn(want, s=lengths, axes=(0, 1))
-    np.testing.assert_allclose(image, full[rows, columns].transpose(3, 2, 0, 1), atol=1e-12)
+    np.testing.assert_allclose(image, full[1::2, :2].transpose(3, 2, 0, 1), atol=1e-12)
+    if 2 * h - 1 <= lengths[0] and 2 * w - 1 <= lengths[1]:                    # every other row and column
+        spread = np.zeros(lengths + (3, 2))
+        spread[0:2 * h:2, 0:2 * w:2] = planes
+        strided = _conv2d_fft._spectrum(planes, lengths, (range(0, 2 * h - 1, 2), range(0, 2 * w - 1, 2)))
+        want_spread = np.fft.rfftn(spread, axes=(0, 1))
+        np.testing.assert_allclose(strided, np.stack([want_spread.real, want_spread.imag], axis=1), atol=1e-12)
     filters, padding = gen.standard_normal((4, 3, 3, 2)), 1
     placed = np.zeros((4, 3) + lengths)
     for i in range(3):
@@ -318,12 +326,12 @@ def test_spectra_of_self_conjugate_frequencies_are_exactly_real(lengths):
     lh, lw = lengths
     self_conjugate = [(kh, kw) for kh in {0, lh // 2} if (2 * kh) % lh == 0 for kw in {0, lw // 2}
                       if (2 * kw) % lw == 0]
-    spectrum = _conv2d_fft._spectrum(planes, lengths)                    # (LH, LW2, K, N)
+    spectrum = _conv2d_fft._spectrum(planes, lengths)                    # (LH, 2, LW2, K, N): Re, Im
     parts = _conv2d_fft.filter_spectrum_parts(filters, lengths, 2)       # (LH, LW2, 2F, C): [Re; Im]
     for kh, kw in self_conjugate:
-        assert np.all(spectrum[kh, kw].imag == 0), (kh, kw)
+        assert np.all(spectrum[kh, 1, kw] == 0), (kh, kw)
         assert np.all(parts[kh, kw, 2:] == 0), (kh, kw)
-    assert np.any(spectrum[1, 1].imag != 0) and np.any(parts[1, 1, 2:] != 0)   # elsewhere they are complex
+    assert np.any(spectrum[1, 1, 1] != 0) and np.any(parts[1, 1, 2:] != 0)   # elsewhere they are complex
 
 
 @pytest.mark.parametrize("algorithm", conv2d.ALGORITHMS)

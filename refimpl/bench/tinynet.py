@@ -19,7 +19,7 @@ five 3x3 layers the benchmark was specified with); ``--kernel-sizes`` picks.
 
 ``--workers N`` (N > 1) times refimpl's data-parallel step
 (:class:`refimpl.parallel.DataParallel`): the batch split across N threads,
-each with one BLAS thread and one FFT worker, the loss on the whole batch in
+each with one BLAS thread, the loss on the whole batch in
 between; PyTorch keeps its ``--threads``; with ``--processes`` the workers
 are processes instead of threads. Its loss is checked against PyTorch's as
 the serial step's is.
@@ -277,7 +277,7 @@ def add_arguments(parser) -> None:
                         help="threads of every BLAS and of PyTorch (the command restarts with them set)")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="refimpl's step split across this many threads (refimpl.parallel.DataParallel, "
-                             "one BLAS thread and one FFT worker each); 1: the serial step on --threads")
+                             "one BLAS thread each); 1: the serial step on --threads")
     parser.add_argument("--processes", action="store_true",
                         help="with --workers: the workers are processes (DataParallel(processes=True); no shared "
                              "allocator or interpreter lock) instead of threads")
@@ -291,8 +291,6 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     """Run the benchmark; 0 on success, 2 without torch."""
-    import scipy.fft
-
     try:
         import torch
     except ImportError:
@@ -304,41 +302,39 @@ def main(args) -> int:
         args.batch, args.size, args.rounds, args.pause = 4, 32, 1, 0.0
     with _timing.limited_threads(args.threads) as how:  # restored when the benchmark returns
         machine = _timing.machine()
-        fft_workers = args.threads if args.workers == 1 else 1  # in each of the pool's threads
         kind = "processes" if args.processes else "threads"
         refimpl_how = (f"refimpl's step on {args.workers} {kind} (DataParallel, one BLAS thread each)"
                        if args.workers > 1 else "refimpl's step serial")
-        print(f"threads: {how}; {refimpl_how}; scipy.fft workers={fft_workers}; torch {torch.__version__} on "
+        print(f"threads: {how}; {refimpl_how}; torch {torch.__version__} on "
               f"{torch.get_num_threads()} threads")
         print(_timing.describe(machine))
         print(f"{args.rounds} rounds, {args.pause} s pause before every call; ratio = median of per-round "
               "ratios refimpl / torch [range]")
         print(f"one training step: TinyNet + head + SupCon, batch {args.batch} x 1 x {args.size} x {args.size}")
         rows = []
-        with scipy.fft.set_workers(fft_workers):  # refimpl's FFT convolutions: as many threads as BLAS
-            for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
-                row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
-                          pause=args.pause, profile=args.profile, algorithm=algorithm, workers=args.workers,
-                          processes=args.processes)
-                rows.append(row)
-                print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
-                      f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
-                      f"torch {row['torch_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f} "
-                      f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
-                if args.profile:
-                    print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
-                    _print_profile(row["refimpl_layers"])
-                    if "split_floor" in row:
-                        floor = row["split_floor"]
-                        print("  shards alone (one thread each, serially): "
-                              + ", ".join(f"{t * 1e3:.1f} ms" for t in floor["shard_alone_s"])
-                              + f"; all shards at once in plain threads: {floor['shards_in_threads_s'] * 1e3:.1f} ms "
-                              "(the floor of any split over threads), with "
-                              f"{floor['page_faults_per_call']:.0f} page faults and "
-                              f"{floor['system_s_per_call'] * 1e3:.1f} ms of kernel time per call; "
-                              f"at once in processes: {floor['shards_in_processes_s'] * 1e3:.1f} ms "
-                              "(the slowest shard's median)")
-                    print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
+        for kernel_size, algorithm, dtype in itertools.product(args.kernel_sizes, args.algorithms, args.dtypes):
+            row = run(dtype, batch=args.batch, size=args.size, kernel_size=kernel_size, rounds=args.rounds,
+                      pause=args.pause, profile=args.profile, algorithm=algorithm, workers=args.workers,
+                      processes=args.processes)
+            rows.append(row)
+            print(f"{kernel_size}x{kernel_size} convolutions ({algorithm}), {dtype}: "
+                  f"refimpl {row['refimpl_s'] * 1e3:.1f} ms, "
+                  f"torch {row['torch_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f} "
+                  f"[{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]", flush=True)
+            if args.profile:
+                print(f"refimpl by layer ({kernel_size}x{kernel_size}, {algorithm}, {dtype}):")
+                _print_profile(row["refimpl_layers"])
+                if "split_floor" in row:
+                    floor = row["split_floor"]
+                    print("  shards alone (one thread each, serially): "
+                          + ", ".join(f"{t * 1e3:.1f} ms" for t in floor["shard_alone_s"])
+                          + f"; all shards at once in plain threads: {floor['shards_in_threads_s'] * 1e3:.1f} ms "
+                          "(the floor of any split over threads), with "
+                          f"{floor['page_faults_per_call']:.0f} page faults and "
+                          f"{floor['system_s_per_call'] * 1e3:.1f} ms of kernel time per call; "
+                          f"at once in processes: {floor['shards_in_processes_s'] * 1e3:.1f} ms "
+                          "(the slowest shard's median)")
+                print(f"torch by operator ({kernel_size}x{kernel_size}, {dtype}):\n{row['torch_ops']}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"threads": how, "workers": args.workers, "processes": args.processes, "machine": machine,

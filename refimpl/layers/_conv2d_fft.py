@@ -22,7 +22,7 @@ a_m e^{-2\\pi i k m / L}` for the DFT. The *circular cross-correlation*
 :math:`r = w' \\star x` reads ``x[(p + i - P) mod L]``, which is the padded
 input as long as every index that wraps around lands on one of the added
 zeros: :math:`L \\ge H + P` (and :math:`L \\ge K`, :math:`L \\ge` the stride-1
-output length), which :func:`fft_lengths` picks. Per frequency
+output length), which :func:`transform_lengths` picks. Per frequency
 :math:`k`, with channels summed, this is one complex matrix product:
 
 .. math::
@@ -50,50 +50,73 @@ filter. By the convolution theorem, frequency by frequency:
 Forward multiplies by :math:`\\overline{\\hat w'}`; its adjoint multiplies by
 :math:`\\hat w'` (the conjugate transpose of the per-frequency matrix); the
 filter gradient conjugates the upstream spectrum instead. Backward reuses the
-input spectrum :math:`\\hat x` and the filter spectrum of forward: one real
-FFT (of ``dr``) and one inverse (of :math:`\\widehat{dx}`, whose first
+input spectrum :math:`\\hat x` and the filter spectrum of forward: one
+transform (of ``dr``) and one inverse (of :math:`\\widehat{dx}`, whose first
 :math:`H` entries are ``dx``); ``dw`` is ``dw'`` read back at the taps
 :math:`(i - P) \\bmod L` only, and ``db`` sums ``dout``. The filter has only
 :math:`K \\times K` taps, so its spectrum and the taps of ``dw'`` are small
 matrix products with the DFT matrix (:func:`filter_spectrum`,
-:func:`filter_gradient`) rather than FFTs of mostly zero :math:`L \\times L` planes.
+:func:`filter_gradient`) rather than transforms of mostly zero :math:`L \\times L` planes.
 
-Layout: spectra are frequency-major, ``(LH, LW // 2 + 1, channels, N)``, so
-that each frequency's matrices are contiguous for one batched product, with
-the batch last in memory as elsewhere in the layers (:mod:`refimpl._ops`).
-The 2-D transforms run along W as real FFTs and along H as one product with
-the DFT matrix of that axis (:func:`_spectrum`, :func:`_image`): the rows that
-the zero extension adds are never transformed, and the rows that the crop
-drops are never computed.
+Layout: spectra are frequency-major, so that each frequency's matrices are
+contiguous for one batched product, with the batch last in memory as
+elsewhere in the layers (:mod:`refimpl._ops`). The 2-D transforms are
+products with the DFT matrix of each axis, taken at the positions that hold
+data (:func:`_spectrum`, :func:`_image`): the rows and columns that the zero
+extension adds are never transformed, those that the crop drops never
+computed, and a strided output's gradient is transformed at its positions
+without being spread over a plane of zeros.
 
-**Real arithmetic (what the code runs).** The filter's spectrum is kept as
-its parts, per frequency the real part above the imaginary part,
-:math:`P = [\\mathrm{Re}\\,\\hat w';\\ \\mathrm{Im}\\,\\hat w']` ((2F, C): the output of
-one real product with the DFT matrix, :func:`filter_spectrum_parts`), and a
-complex spectrum is read as a real matrix of twice the columns, real and
-imaginary parts side by side (:func:`refimpl._ops.real_view`), so that a real
-matrix times that view is the real matrix times the complex one. The real
-product of two such views, :math:`\\langle A, B\\rangle = \\mathrm{Re}(\\overline{A} B^\\top)`
-(:math:`\\sum_n \\mathrm{Re}\\,a\\,\\mathrm{Re}\\,b + \\mathrm{Im}\\,a\\,\\mathrm{Im}\\,b`), gives the real
-part of a product with one side conjugated, and, since
-:math:`\\mathrm{Re}(\\overline{-i a}\\, b) = \\mathrm{Im}(a\\,\\overline{b})`, its imaginary part too:
+**Real arithmetic (what the code runs).** Every transform is a product
+with a DFT matrix (the axes are short: TinyNet's are at most 34), and every
+spectrum is kept as its real and imaginary *parts*, in real arrays: a
+spectrum is ``(LH, 2, LW//2+1, channels, N)``, index 0 of the second axis
+the real parts, 1 the imaginary parts. No complex array is made. Along W the
+planes are real, so the half spectrum is one real product with the stacked
+:math:`[\\cos;\\ -\\sin]` matrix; along H the data are complex, and
+multiplying by a complex matrix :math:`E` is the real product with its
+block form
 
 .. math::
-    \\widehat{dw'}^\\top = \\hat x\\,\\overline{\\widehat{dr}}^\\top:\\quad
-    \\begin{bmatrix} \\mathrm{Re}\\,\\widehat{dw'}^\\top \\\\ \\mathrm{Im}\\,\\widehat{dw'}^\\top \\end{bmatrix}
-    = \\Big\\langle \\begin{bmatrix} \\hat x \\\\ -i\\,\\hat x \\end{bmatrix}, \\widehat{dr} \\Big\\rangle,
-    \\qquad
-    \\widehat{dx} = (\\mathrm{Re}\\,\\hat w')^\\top \\widehat{dr} + i\\,(\\mathrm{Im}\\,\\hat w')^\\top \\widehat{dr},
+    \\begin{bmatrix} \\mathrm{Re}\\,E z \\\\ \\mathrm{Im}\\,E z \\end{bmatrix} =
+    \\begin{bmatrix} \\mathrm{Re}\\,E & -\\mathrm{Im}\\,E \\\\ \\mathrm{Im}\\,E & \\mathrm{Re}\\,E \\end{bmatrix}
+    \\begin{bmatrix} \\mathrm{Re}\\,z \\\\ \\mathrm{Im}\\,z \\end{bmatrix}
 
-and forward
-:math:`\\overline{\\hat w'}\\,\\hat x = \\mathrm{Re}\\,\\hat w'\\,\\hat x - i\\,\\mathrm{Im}\\,\\hat w'\\,\\hat x`
-is the product :math:`P\\,\\hat x` split in its halves (:func:`_conj_product`).
-No complex, conjugated or stacked copy of the filter's spectrum is made (it is
-the largest array of the late layers: 256 x 128 per frequency in TinyNet's
-conv5), nor a conjugated copy of the upstream gradient's; the extra passes
-(the stack :math:`[\\hat x; -i\\,\\hat x]`, the sums :math:`a \\pm i b`) run over the
-input and output sides, and the filter gradient is read back from its
-stacked parts directly (:func:`filter_gradient`).
+(rows and columns interleaved per frequency, :func:`_host_dft_block`), so
+the parts come out stacked along the second axis. The inverse is the same
+two products backwards, the W one weighting each half-spectrum column by how
+many columns it stands for (:func:`_host_real_dft`). The filter's spectrum is
+kept per frequency as :math:`P = [\\mathrm{Re}\\,\\hat w';\\ \\mathrm{Im}\\,\\hat w']`
+((2F, C): one real product with the DFT matrix at its taps,
+:func:`filter_spectrum_parts`); the per-frequency products are real products
+of :math:`P` or its halves with the parts, their terms added as the complex
+product says:
+
+.. math::
+    \\overline{\\hat w'}\\,\\hat x = (\\mathrm{Re}\\,\\hat w'\\, \\mathrm{Re}\\,\\hat x + \\mathrm{Im}\\,\\hat w'\\, \\mathrm{Im}\\,\\hat x)
+    + i\\,(\\mathrm{Re}\\,\\hat w'\\, \\mathrm{Im}\\,\\hat x - \\mathrm{Im}\\,\\hat w'\\, \\mathrm{Re}\\,\\hat x)
+
+(:func:`_conj_product`: :math:`P\\,\\mathrm{Re}\\,\\hat x` and :math:`P\\,\\mathrm{Im}\\,\\hat x`
+hold the four terms), and in backward
+
+.. math::
+    \\begin{bmatrix} \\mathrm{Re}\\,\\widehat{dw'}^\\top \\\\ \\mathrm{Im}\\,\\widehat{dw'}^\\top \\end{bmatrix}
+    = \\begin{bmatrix} \\mathrm{Re}\\,\\hat x & \\mathrm{Im}\\,\\hat x \\\\ \\mathrm{Im}\\,\\hat x & -\\mathrm{Re}\\,\\hat x \\end{bmatrix}
+    \\begin{bmatrix} \\mathrm{Re}\\,\\widehat{dr}^\\top \\\\ \\mathrm{Im}\\,\\widehat{dr}^\\top \\end{bmatrix},
+    \\qquad
+    \\widehat{dx} = (\\mathrm{Re}\\,\\hat w'^\\top \\mathrm{Re}\\,\\widehat{dr} - \\mathrm{Im}\\,\\hat w'^\\top \\mathrm{Im}\\,\\widehat{dr})
+    + i\\,(\\mathrm{Re}\\,\\hat w'^\\top \\mathrm{Im}\\,\\widehat{dr} + \\mathrm{Im}\\,\\hat w'^\\top \\mathrm{Re}\\,\\widehat{dr})
+
+(:math:`\\widehat{dw'}^\\top = \\hat x\\,\\overline{\\widehat{dr}}^\\top`; the upstream gradient's
+parts side by side, :math:`[\\mathrm{Re}\\,\\widehat{dr} \\;\\; \\mathrm{Im}\\,\\widehat{dr}]`, serve both
+products). No conjugated or stacked copy of the filter's spectrum is made
+(it is the largest array of the late layers: 256 x 128 per frequency in
+TinyNet's conv5); the stacks run over the input and upstream sides, and the
+filter gradient is read back from its stacked parts directly
+(:func:`filter_gradient`). Why matrices and not FFTs: on axes this short a
+product with the DFT matrix runs on the CPU's widest vector units (BLAS),
+where an FFT library's strided lines did not, and it transforms only the
+rows and columns that hold data and computes only those that are kept.
 """
 from __future__ import annotations
 
@@ -106,10 +129,10 @@ from .. import _ops, _validate, backend
 
 
 class Cache(NamedTuple):
-    """What :func:`backward` needs: the spectra of forward (no FFT is repeated)."""
+    """What :func:`backward` needs: the spectra of forward (no transform is repeated)."""
 
-    x_spectrum: object       # (LH, LW//2+1, C, N) rfft of x, zero-extended to (LH, LW)
-    w_parts: object          # (LH, LW//2+1, 2F, C) real: [Re; Im] of the rfft of the placed filter w'
+    x_parts: object          # (LH, 2, LW//2+1, C, N) real: Re, Im of the DFT of x, zero-extended to (LH, LW)
+    w_parts: object          # (LH, LW//2+1, 2F, C) real: [Re; Im] of the DFT of the placed filter w'
     lengths: tuple           # (LH, LW)
     x_shape: tuple
     kernel: tuple            # (KH, KW)
@@ -120,53 +143,64 @@ class Cache(NamedTuple):
     output: _validate.Output
 
 
-def fft_lengths(x_shape, kernel, stride: int, padding: int) -> tuple:
+def transform_lengths(x_shape, kernel, stride: int, padding: int) -> tuple:
     """``(LH, LW)``: per spatial axis the shortest length that makes the circular correlation exact.
 
     Along an axis of size H with kernel K, padding P and stride s the
     stride-1 outputs ``0 .. s (O - 1)`` read ``x[p + i - P]``; a wrapped index
     must land on an added zero (``L >= H + P``), the filter taps must not
     overlap (``L >= K``) and every output must fit (``L >= s (O - 1) + 1``).
-    Along H the transforms are products with a DFT matrix (:func:`_spectrum`),
-    which take any length, so ``LH`` is that bound itself; along W they are
-    FFTs, so ``LW`` is the next length whose only prime factors are 2, 3 and 5
-    (:func:`refimpl._ops.fft_length`).
+    The transforms are products with DFT matrices, which take any length, so
+    no rounding up to a length an FFT likes.
 
-    >>> fft_lengths((64, 16, 32, 32), (5, 5), 1, 2)       # TinyNet's conv2: 34, and 36 for the FFT
-    (34, 36)
+    >>> transform_lengths((64, 16, 32, 32), (5, 5), 1, 2)       # TinyNet's conv2: 34 x 34, not the padded 36
+    (34, 34)
     """
-    bounds = []
+    lengths = []
     for size, k in zip(x_shape[2:], kernel):
         out = _ops.window_output_size(size, k, stride, padding)
-        bounds.append(max(size + padding, k, stride * (out - 1) + 1))
-    return bounds[0], _ops.fft_length(bounds[1])
+        lengths.append(max(size + padding, k, stride * (out - 1) + 1))
+    return tuple(lengths)
 
 
 def _channels_last(xp, a):
-    """(N, C, H, W) -> (H, W, C, N), a view: spatial axes first for the FFT, the batch last."""
+    """(N, C, H, W) -> (H, W, C, N), a view: spatial axes first for the transforms, the batch last."""
     return xp.permute_dims(a, (2, 3, 1, 0))
 
 
 def input_spectrum(x, lengths):
-    """(N, C, H, W) -> (LH, LW//2+1, C, N): the rfft of ``x`` zero-extended to ``lengths``."""
+    """(N, C, H, W) -> (LH, LW//2+1, C, N) complex: the 2-D DFT of ``x`` zero-extended to ``lengths`` (the
+    half spectrum of ``rfftn``), assembled from the parts :func:`_spectrum` gives (which the layer uses)."""
     xp = backend.namespace(x)
-    return _spectrum(_channels_last(xp, x), lengths)
+    parts = _spectrum(_channels_last(xp, x), lengths)
+    return _ops.complex_from_parts(parts[:, 0, ...], parts[:, 1, ...])
 
 
-def _spectrum(planes, lengths):
-    """(H, W, K, N) real -> (LH, LW//2+1, K, N): the 2-D rfft of each plane zero-extended to ``lengths``.
+def _spectrum(planes, lengths, positions=None):
+    """(PH, PW, K, N) real -> (LH, 2, LW//2+1, K, N) parts: the half-spectrum DFT of the (LH, LW) planes that
+    hold ``planes`` at ``positions`` (two ranges, rows and columns; default the first PH and PW) and zeros
+    elsewhere.
 
-    Along W a real FFT of the H rows (:func:`refimpl._ops.rfft`); along H one complex product with the
-    (LH, H) DFT matrix :math:`E_{kh} = e^{-2\\pi i k h / L_H}` (:func:`_axis_dft`): the zero rows that the
-    extension adds are never transformed, and for these short axes (L <= 36) the product ran faster
-    than FFTs of strided lines.
+    Along W one real product with the (2 (LW//2+1), PW) matrix :math:`[\\cos;\\ -\\sin]` of the columns
+    (:func:`_host_real_dft`), per row; along H one product with the real block form of the (LH, PH) DFT
+    matrix of the rows (:func:`_host_dft_block`), the parts interleaved per row, which stacks them per
+    frequency. The first reshape gathers the planes into (PH, PW, K N) order (a copy when they are a view
+    of a batch-last array, as the layers pass them).
     """
     xp = backend.namespace(planes)
-    h, lw2 = planes.shape[0], lengths[1] // 2 + 1
-    lines = _ops.rfft(planes, lengths[1], 1)                                # (H, LW2, K, N)
-    dft = _axis_dft(lengths[0], (0, h, 1), lines, inverse=False)             # (LH, H)
-    spectrum = dft @ xp.reshape(lines, (h, -1))
-    return xp.reshape(spectrum, (lengths[0], lw2, *planes.shape[2:]))
+    ph, pw, k, n = planes.shape
+    rows, columns = positions or (range(ph), range(pw))
+    lw2 = lengths[1] // 2 + 1
+    along_w = _placed(_host_real_dft, lengths[1], _key(columns), False, like=planes)    # (2 LW2, PW)
+    lines = along_w @ xp.reshape(planes, (ph, pw, k * n))                               # (PH, 2 LW2, K N)
+    along_h = _placed(_host_dft_block, lengths[0], _key(rows), False, like=planes)      # (2 LH, 2 PH)
+    spectrum = along_h @ xp.reshape(lines, (2 * ph, lw2 * k * n))                       # (2 LH, LW2 K N)
+    return xp.reshape(spectrum, (lengths[0], 2, lw2, k, n))
+
+
+def _key(positions: range) -> tuple:
+    """A range's ``(start, stop, step)``: a DFT matrix's memoisation key."""
+    return positions.start, positions.stop, positions.step
 
 
 def roots_of_unity(turns, length: int):
@@ -195,17 +229,52 @@ def roots_of_unity(turns, length: int):
     return roots
 
 
-def _axis_dft(length: int, positions: tuple, like, *, inverse: bool):
-    """The DFT matrix of one axis of length ``L`` at the positions ``range(*positions)``, complex, placed like
-    ``like``: (L, P) :math:`e^{-2\\pi i k p / L}` (forward), or (P, L) :math:`e^{2\\pi i p k / L} / L` (inverse)."""
-    return _placed(_host_axis_dft, length, positions, inverse, like=like, complex_=True)
+@functools.lru_cache(maxsize=64)
+def _host_dft_block(length: int, positions: tuple, inverse: bool, dtype: str):
+    """The DFT matrix of one axis at ``range(*positions)`` in real block form, computed in float64, rounded to
+    ``dtype``; read-only, memoised.
+
+    The complex matrix :math:`E` is (L, P) :math:`e^{-2\\pi i k p / L}` (forward) or (P, L)
+    :math:`e^{2\\pi i p k / L} / L` (inverse); its block form has each entry as the 2 x 2 real matrix
+    :math:`\\begin{bmatrix} \\mathrm{Re} & -\\mathrm{Im} \\\\ \\mathrm{Im} & \\mathrm{Re} \\end{bmatrix}`, rows and
+    columns interleaved, so that it maps parts stacked per row (Re, Im of row 0, Re, Im of row 1, ...)
+    to parts stacked per row.
+
+    >>> _host_dft_block(2, (0, 2, 1), False, "float64").tolist()       # E = [[1, 1], [1, -1]]
+    [[1.0, -0.0, 1.0, -0.0], [0.0, 1.0, 0.0, 1.0], [1.0, -0.0, -1.0, -0.0], [0.0, 1.0, 0.0, -1.0]]
+    """
+    turns = np.outer(np.arange(*positions), np.arange(length))              # (P, L): p k
+    e = roots_of_unity(turns, length) / length if inverse else roots_of_unity(-turns, length).T
+    block = np.empty((e.shape[0], 2, e.shape[1], 2))
+    block[:, 0, :, 0], block[:, 0, :, 1] = e.real, -e.imag
+    block[:, 1, :, 0], block[:, 1, :, 1] = e.imag, e.real
+    block = block.reshape(2 * e.shape[0], 2 * e.shape[1]).astype(dtype)
+    block.setflags(write=False)
+    return block
 
 
 @functools.lru_cache(maxsize=64)
-def _host_axis_dft(length: int, positions: tuple, inverse: bool, dtype: str):
-    """:func:`_axis_dft` on the host, computed in float64 and rounded to ``dtype``; read-only, memoised."""
-    turns = np.outer(np.arange(*positions), np.arange(length))              # (P, L): p k
-    matrix = roots_of_unity(turns, length) / length if inverse else roots_of_unity(-turns, length).T
+def _host_real_dft(length: int, positions: tuple, inverse: bool, dtype: str):
+    """The half-spectrum DFT of real lines of length ``L`` at ``range(*positions)``, real, computed in float64
+    and rounded to ``dtype``; read-only, memoised.
+
+    Forward, (2 (L//2+1), P): the rows :math:`\\cos(2\\pi k p / L)` above :math:`-\\sin(2\\pi k p / L)`,
+    :math:`k = 0 .. L/2`: real and imaginary parts of the half spectrum, stacked. Inverse, (P, 2 (L//2+1)):
+    :math:`x_p = \\frac{1}{L}\\sum_k c_k (\\mathrm{Re}\\,z_k \\cos - \\mathrm{Im}\\,z_k \\sin)(2\\pi k p / L)`, with
+    :math:`c_k` = 2 for the columns that also stand for their mirror image (:math:`0 < k < L/2`) and 1
+    for the others: ``irfft`` at those positions (the imaginary parts of :math:`k = 0` and :math:`L/2`,
+    which a real line's spectrum does not have, meet exact zeros).
+
+    >>> _host_real_dft(4, (0, 4, 1), False, "float64").round(12).tolist()[:3]    # Re rows for k = 0, 1, 2
+    [[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, -1.0, 0.0], [1.0, -1.0, 1.0, -1.0]]
+    """
+    k = np.arange(length // 2 + 1)
+    e = roots_of_unity(np.outer(np.arange(*positions), k), length)          # (P, L//2+1): e^{2 pi i p k / L}
+    if inverse:
+        weight = np.where((k == 0) | (2 * k == length), 1.0, 2.0) / length
+        matrix = np.concatenate([weight * e.real, -weight * e.imag], axis=1)
+    else:  # e^{-2 pi i k p / L} = conj(e)
+        matrix = np.concatenate([e.real.T, -e.imag.T], axis=0)
     matrix = np.ascontiguousarray(matrix).astype(dtype)
     matrix.setflags(write=False)
     return matrix
@@ -217,8 +286,8 @@ def _dft_parts(lengths, kernel, padding: int, like):
 
     ``E[(kh, kw), (i, j)] = exp(-2 pi i (kh (i - P) / LH + kw (j - P) / LW))``: the
     filter has only KH x KW taps, at :math:`(i - P) \\bmod L`, so one small
-    product with this matrix is its rfft (no zero-filled L x L array, no FFT;
-    2-6x faster for TinyNet's layers). The taps are real, so
+    product with this matrix is its half-spectrum DFT (no zero-filled L x L
+    array is transformed). The taps are real, so
     :math:`E t = \\mathrm{Re}(E)\\, t + i\\, \\mathrm{Im}(E)\\, t`: stacked as
     ``[Re E; Im E]`` the two parts make one real product, half the arithmetic
     of a complex one and no complex copy of the taps; interleaved per
@@ -228,12 +297,10 @@ def _dft_parts(lengths, kernel, padding: int, like):
     return _placed(_host_dft_parts, tuple(lengths), tuple(kernel), padding, like=like)
 
 
-def _placed(host_matrix, *key, like, complex_: bool = False):
-    """``host_matrix(*key, dtype)`` (a memoised host array) placed like ``like``, in the real (or, with
-    ``complex_``, complex) dtype of ``like``'s precision (float32 / complex64 for float32 and complex64)."""
+def _placed(host_matrix, *key, like):
+    """``host_matrix(*key, dtype)`` (a memoised host array) placed like ``like``, in its dtype."""
     xp = backend.namespace(like)
-    single = like.dtype in (xp.float32, xp.complex64)
-    dtype = ("complex64" if single else "complex128") if complex_ else ("float32" if single else "float64")
+    dtype = "float32" if like.dtype == xp.float32 else "float64"
     return backend.asarray(host_matrix(*key, dtype), like=like, dtype=getattr(xp, dtype))
 
 
@@ -320,37 +387,45 @@ def _host_inverse_parts(lengths, kernel, padding: int, dtype: str):
     return inverse
 
 
-def _image(xp, spectrum, lengths, rows, columns):
-    """(LH, LW//2+1, K, N) spectrum -> (N, K, rows, columns): its inverse rfft, cropped, batch last in memory.
+def _image(xp, parts, lengths, rows, columns):
+    """(LH, 2, LW//2+1, K, N) parts -> (N, K, rows, columns): the inverse DFT at the kept ``rows`` and
+    ``columns`` only (two ranges), batch last in memory.
 
-    Along H one complex product with the inverse DFT matrix at the kept ``rows`` only (the cropped rows
-    are never computed; :func:`_axis_dft`), then along W an inverse real FFT (:func:`refimpl._ops.irfft_`).
+    Along H one product with the real block form of the inverse DFT matrix at those rows
+    (:func:`_host_dft_block`), along W one with the inverse half-spectrum matrix at those columns
+    (:func:`_host_real_dft`), per row; the rows and columns that the crop drops are never computed.
     """
-    lh, lw2 = spectrum.shape[:2]
-    dft = _axis_dft(lengths[0], (rows.start, rows.stop, rows.step or 1), spectrum, inverse=True)  # (R, LH)
-    lines = xp.reshape(dft @ xp.reshape(spectrum, (lh, -1)), (dft.shape[0], lw2, *spectrum.shape[2:]))
-    image = _ops.irfft_(lines, lengths[1], 1)[:, columns, ...]           # (rows, columns, K, N)
+    lh, _, lw2, k, n = parts.shape
+    along_h = _placed(_host_dft_block, lengths[0], _key(rows), True, like=parts)        # (2 R, 2 LH)
+    lines = along_h @ xp.reshape(parts, (2 * lh, lw2 * k * n))                          # (2 R, LW2 K N)
+    along_w = _placed(_host_real_dft, lengths[1], _key(columns), True, like=parts)      # (Q, 2 LW2)
+    image = along_w @ xp.reshape(lines, (along_h.shape[0] // 2, 2 * lw2, k * n))        # (R, Q, K N)
+    image = xp.reshape(image, (image.shape[0], image.shape[1], k, n))
     return _ops.batch_last_layout(xp.permute_dims(image, (3, 2, 0, 1)))
 
 
 def _output_positions(out_shape, stride):
     """The stride-1 positions that are outputs: ``0, s, ..., s (O - 1)`` along each spatial axis."""
     oh, ow = out_shape[2:]
-    return slice(0, stride * (oh - 1) + 1, stride), slice(0, stride * (ow - 1) + 1, stride)
+    return range(0, stride * (oh - 1) + 1, stride), range(0, stride * (ow - 1) + 1, stride)
 
 
-def _conj_product(w_parts, x_spectrum):
-    """:math:`\\overline{\\hat w'}\\,\\hat x` per frequency, (LH, LW2, F, N) complex, from the filter's parts
-    (LH, LW2, 2F, C) and the input spectrum (LH, LW2, C, N): one real product :math:`P\\,\\hat x`, whose
-    halves :math:`a = \\mathrm{Re}\\,\\hat w'\\,\\hat x` and :math:`b = \\mathrm{Im}\\,\\hat w'\\,\\hat x`
-    give :math:`a - i b`."""
+def _conj_product(w_parts, x_parts):
+    """:math:`\\overline{\\hat w'}\\,\\hat x` per frequency, (LH, 2, LW2, F, N) parts, from the filter's parts
+    (LH, LW2, 2F, C) and the input's (LH, 2, LW2, C, N): the real products :math:`P\\,\\mathrm{Re}\\,\\hat x`
+    and :math:`P\\,\\mathrm{Im}\\,\\hat x` hold the four terms of the complex product."""
     f = w_parts.shape[-2] // 2
-    products = _ops.complex_view(w_parts @ _ops.real_view(x_spectrum))  # (LH, LW2, 2F, N): [Re w'; Im w'] x
-    return _ops.add_multiple(products[..., :f, :], products[..., f:, :], -1j)
+    on_re = w_parts @ x_parts[:, 0, ...]                                 # [Re w' Re x; Im w' Re x]: (LH, LW2, 2F, N)
+    on_im = w_parts @ x_parts[:, 1, ...]                                 # [Re w' Im x; Im w' Im x]
+    lh, _, lw2, _, n = x_parts.shape
+    out = _ops.empty((lh, 2, lw2, f, n), like=x_parts)
+    _ops.set_sum(out, (slice(None), 0, ...), on_re[..., :f, :], on_im[..., f:, :])                 # real parts
+    return _ops.set_sum(out, (slice(None), 1, ...), on_im[..., :f, :], on_re[..., f:, :], subtract=True)
 
 
 def forward(x, w, b, *, stride: int, padding: int, input_grad: bool):
-    """:func:`refimpl.layers.conv2d.forward` by FFT; arguments checked there. Returns ``(out, Cache)``.
+    """:func:`refimpl.layers.conv2d.forward` by the convolution theorem; arguments checked there.
+    Returns ``(out, Cache)``.
 
     .. math::
         \\hat r_{f,n}(k) = \\sum_c \\overline{\\hat w'_{f,c}(k)}\\,\\hat x_{c,n}(k) + L_H L_W\\, b_f\\,[k = 0]
@@ -364,17 +439,17 @@ def forward(x, w, b, *, stride: int, padding: int, input_grad: bool):
     """
     xp = backend.namespace(x, w, b)
     kernel = tuple(w.shape[2:])
-    lengths = fft_lengths(x.shape, kernel, stride, padding)
-    x_spectrum = input_spectrum(x, lengths)                       # (LH, LW2, C, N)
+    lengths = transform_lengths(x.shape, kernel, stride, padding)
+    x_parts = _spectrum(_channels_last(xp, x), lengths)          # (LH, 2, LW2, C, N)
     w_parts = filter_spectrum_parts(w, lengths, padding)          # (LH, LW2, 2F, C): [Re; Im] of w' hat
-    r_spectrum = _conj_product(w_parts, x_spectrum)               # conj(w' hat) @ x hat: (LH, LW2, F, N)
+    r_parts = _conj_product(w_parts, x_parts)                     # conj(w' hat) @ x hat: (LH, 2, LW2, F, N)
     if b is not None:  # a constant b over the plane is L_H L_W b at frequency 0 and nothing elsewhere
-        r_spectrum[0, 0, ...] = r_spectrum[0, 0, ...] + xp.reshape(b * (lengths[0] * lengths[1]), (-1, 1))
+        r_parts[0, 0, 0, ...] = r_parts[0, 0, 0, ...] + xp.reshape(b * (lengths[0] * lengths[1]), (-1, 1))
     n, _, h, wd = x.shape
     oh = _ops.window_output_size(h, kernel[0], stride, padding)
     ow = _ops.window_output_size(wd, kernel[1], stride, padding)
-    out = _image(xp, r_spectrum, lengths, *_output_positions((n, w.shape[0], oh, ow), stride))
-    cache = Cache(x_spectrum, w_parts, lengths, tuple(x.shape), kernel, b is not None, stride, padding,
+    out = _image(xp, r_parts, lengths, *_output_positions((n, w.shape[0], oh, ow), stride))
+    cache = Cache(x_parts, w_parts, lengths, tuple(x.shape), kernel, b is not None, stride, padding,
                   input_grad, _validate.output_of(out))
     return out, cache
 
@@ -399,28 +474,30 @@ def backward(dout, cache, *, check_finite: bool = True):
     ([[[[20.0, 24.0], [36.0, 40.0]]]], True, 16.0)
     """
     dout = _validate.check_dout(dout, cache.output, finite=check_finite)
-    xp = backend.namespace(dout, cache.x_spectrum)
-    lengths, stride, padding = cache.lengths, cache.stride, cache.padding
+    xp = backend.namespace(dout, cache.x_parts)
     n, _, h, wd = cache.x_shape
     f = dout.shape[1]
-    # dr: dout at the output positions of the (LH, LW) plane, zero elsewhere; (OH1, OW1, F, N)
-    rows, columns = _output_positions(dout.shape, stride)
-    if stride == 1:
-        dr = _channels_last(xp, dout)
-    else:
-        dr = _ops.zeros((rows.stop, columns.stop, f, n), like=dout)
-        dr[rows, columns, ...] = _channels_last(xp, dout)
-    dr_view = _ops.real_view(_spectrum(dr, lengths))                         # dr hat: (LH, LW2, F, 2N)
-    # dw'^T = x (correlated with) dr, as [Re; Im] parts: [x hat; -i x hat] (LH, LW2, 2C, 2N) @ (LH, LW2, 2N, F)
-    # -> (LH, LW2, 2C, F); the stack and the product are temporaries, gone before dx's arrays are made
-    dw = filter_gradient(_ops.real_view(_ops.stack_minus_i(cache.x_spectrum)) @ xp.matrix_transpose(dr_view),
-                         lengths, cache.kernel, padding)                              # (F, C, KH, KW)
+    # dr hat: dout at the output positions of the (LH, LW) plane, zero elsewhere; its parts side by side,
+    # [Re dr | Im dr], for both products below: (LH, LW2, F, 2N)
+    dr_parts = _spectrum(_channels_last(xp, dout), cache.lengths, _output_positions(dout.shape, cache.stride))
+    dr_side = xp.concat([dr_parts[:, 0, ...], dr_parts[:, 1, ...]], axis=-1)
+    # dw'^T = x hat conj(dr hat)^T, as [Re; Im] parts: [[Re x, Im x], [Im x, -Re x]] (LH, LW2, 2C, 2N)
+    # @ [Re dr | Im dr]^T -> (LH, LW2, 2C, F); the stack and the product are temporaries
+    re_x, im_x = cache.x_parts[:, 0, ...], cache.x_parts[:, 1, ...]
+    c = re_x.shape[-2]
+    x_stack = _ops.empty((*re_x.shape[:2], 2 * c, 2 * n), like=re_x)
+    x_stack[..., :c, :n], x_stack[..., :c, n:], x_stack[..., c:, :n], x_stack[..., c:, n:] = re_x, im_x, im_x, -re_x
+    dw = filter_gradient(x_stack @ xp.matrix_transpose(dr_side), cache.lengths, cache.kernel, cache.padding)
+    del x_stack
     db = xp.sum(dout, axis=(0, 2, 3)) if cache.has_b else None
     if not cache.input_grad:
         return None, dw, db
-    # dx = dr convolved with w' = Re(w')^T dr + i Im(w')^T dr: (LH, LW2, C, F) @ (LH, LW2, F, 2N), twice
+    # dx hat = w' hat^T dr hat: Re(w')^T and Im(w')^T (LH, LW2, C, F) times [Re dr | Im dr] (LH, LW2, F, 2N)
     re_w, im_w = cache.w_parts[..., :f, :], cache.w_parts[..., f:, :]
-    dx_spectrum = _ops.add_multiple(_ops.complex_view(xp.matrix_transpose(re_w) @ dr_view),
-                                    _ops.complex_view(xp.matrix_transpose(im_w) @ dr_view), 1j)  # (LH, LW2, C, N)
-    dx = _image(xp, dx_spectrum, lengths, slice(0, h), slice(0, wd))
+    by_re = xp.matrix_transpose(re_w) @ dr_side                          # [Re w'^T Re dr | Re w'^T Im dr]
+    by_im = xp.matrix_transpose(im_w) @ dr_side                          # [Im w'^T Re dr | Im w'^T Im dr]
+    dx_parts = _ops.empty((by_re.shape[0], 2, *by_re.shape[1:3], n), like=by_re)
+    _ops.set_sum(dx_parts, (slice(None), 0, ...), by_re[..., :n], by_im[..., n:], subtract=True)
+    _ops.set_sum(dx_parts, (slice(None), 1, ...), by_re[..., n:], by_im[..., :n])
+    dx = _image(xp, dx_parts, cache.lengths, range(h), range(wd))
     return dx, dw, db

@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as PyTorch's ``conv2d``) by im2col or by FFT.
+"""2-D convolution (cross-correlation, as PyTorch's ``conv2d``) by im2col or by the convolution theorem.
 
 Two algorithms, chosen by ``forward(..., algorithm=...)``; :func:`backward`
 follows the one its cache came from. ``"im2col"`` (the default) does one
@@ -8,9 +8,10 @@ matrix product per pass for the whole batch: the windows of ``x`` are gathered o
 ((F, OH, OW, N) in memory), which the next layer's window gather reads in order.
 ``"fft"`` (:mod:`refimpl.layers._conv2d_fft`, where its backward is derived
 from the convolution theorem) does one complex matrix product per frequency
-(N x C by C x F) between real FFTs: for 5x5 kernels on 32x32 to 4x4 maps
-about a sixth of im2col's arithmetic, and faster on CPUs (``refimpl bench
-tinynet --algorithm``); strides are supported by keeping every s-th output.
+(N x C by C x F) between 2-D discrete Fourier transforms, themselves products
+with DFT matrices: for 5x5 kernels on 32x32 to 4x4 maps a fraction of
+im2col's arithmetic, and faster on CPUs (``refimpl bench tinynet
+--algorithms``); strides are supported by keeping every s-th output.
 The naive pair (:func:`forward_naive` / :func:`backward_naive`) loops over
 output positions straight from the definition; the tests hold the three
 against each other.
@@ -87,8 +88,8 @@ def forward(x, w, b, *, stride: int = 1, padding: int = 0, input_grad: bool = Tr
         scatter (like ``requires_grad=False`` on the input in PyTorch, e.g. images).
     algorithm : "im2col" or "fft"
         How to compute it (the same numbers to float rounding): one matrix
-        product over gathered windows, or products per frequency between real
-        FFTs (:mod:`refimpl.layers._conv2d_fft`).
+        product over gathered windows, or products per frequency between
+        discrete Fourier transforms (:mod:`refimpl.layers._conv2d_fft`).
 
     Returns
     -------
