@@ -262,22 +262,33 @@ def _host_real_dft(length: int, positions: tuple, inverse: bool, dtype: str):
     :math:`k = 0 .. L/2`: real and imaginary parts of the half spectrum, stacked. Inverse, (P, 2 (L//2+1)):
     :math:`x_p = \\frac{1}{L}\\sum_k c_k (\\mathrm{Re}\\,z_k \\cos - \\mathrm{Im}\\,z_k \\sin)(2\\pi k p / L)`, with
     :math:`c_k` = 2 for the columns that also stand for their mirror image (:math:`0 < k < L/2`) and 1
-    for the others: ``irfft`` at those positions (the imaginary parts of :math:`k = 0` and :math:`L/2`,
+    for the others (:func:`_mirror_counts`): ``irfft`` at those positions (the imaginary parts of :math:`k = 0` and :math:`L/2`,
     which a real line's spectrum does not have, meet exact zeros).
 
     >>> _host_real_dft(4, (0, 4, 1), False, "float64").round(12).tolist()[:3]    # Re rows for k = 0, 1, 2
     [[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, -1.0, 0.0], [1.0, -1.0, 1.0, -1.0]]
     """
-    k = np.arange(length // 2 + 1)
-    e = roots_of_unity(np.outer(np.arange(*positions), k), length)          # (P, L//2+1): e^{2 pi i p k / L}
+    e = roots_of_unity(np.outer(np.arange(*positions), np.arange(length // 2 + 1)), length)  # e^{2 pi i p k / L}
     if inverse:
-        weight = np.where((k == 0) | (2 * k == length), 1.0, 2.0) / length
+        weight = _mirror_counts(length) / length
         matrix = np.concatenate([weight * e.real, -weight * e.imag], axis=1)
     else:  # e^{-2 pi i k p / L} = conj(e)
         matrix = np.concatenate([e.real.T, -e.imag.T], axis=0)
     matrix = np.ascontiguousarray(matrix).astype(dtype)
     matrix.setflags(write=False)
     return matrix
+
+
+def _mirror_counts(length: int):
+    """How many columns of the full spectrum each of the ``L//2+1`` half-spectrum columns stands for: 1 for
+    :math:`k = 0` and :math:`k = L/2`, which are their own mirror images, 2 for the others (a real line's
+    spectrum has :math:`\\hat a_{L-k} = \\overline{\\hat a_k}`).
+
+    >>> _mirror_counts(4).tolist(), _mirror_counts(5).tolist()
+    ([1.0, 2.0, 1.0], [1.0, 2.0, 2.0])
+    """
+    k = np.arange(length // 2 + 1)
+    return np.where((k == 0) | (2 * k == length), 1.0, 2.0)
 
 
 def _dft_parts(lengths, kernel, padding: int, like):
@@ -378,8 +389,7 @@ def filter_gradient(dw_parts, lengths, kernel, padding: int):
 def _host_inverse_parts(lengths, kernel, padding: int, dtype: str):
     """(KH KW, 2 LH (LW//2+1)) read-only: :func:`_host_dft_parts` weighted by ``c / (LH LW)`` per row, transposed
     (the matrix :func:`filter_gradient` applies; memoised with it)."""
-    columns = np.arange(lengths[1] // 2 + 1)
-    weight = np.where((columns == 0) | (2 * columns == lengths[1]), 1.0, 2.0) / (lengths[0] * lengths[1])
+    weight = _mirror_counts(lengths[1]) / (lengths[0] * lengths[1])
     parts = _host_dft_parts(lengths, kernel, padding, "float64")              # rows: (frequency, Re/Im)
     row_weight = np.repeat(np.tile(weight, lengths[0]), 2)                    # the weight of each row's frequency
     inverse = np.ascontiguousarray((parts * row_weight[:, None]).T).astype(dtype)
